@@ -1,0 +1,1 @@
+"""Singer tap replicating Intercom conversations into the table intercom_conversation_v1."""
