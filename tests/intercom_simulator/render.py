@@ -1,0 +1,214 @@
+"""Render API payloads from compact records, deterministically.
+
+- :func:`list_item` is a search/list row (the spec's ``conversation_list_item``:
+  no ``conversation_parts``).
+- :func:`conversation` is the GET /conversations/{id} payload: the row plus
+  ``conversation_parts`` capped at the 500 most recent, with the real total.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from .data import ADMINS, BODIES, BOT, Rec
+from .static import Static, admin_author, static_for
+
+PART_CAP = 500
+NOTES = ["<p>Internal note: customer is on the legacy plan.</p>", "<p>Escalating to tier 2 🔧</p>",
+         "<p>Refund approved — 20 €</p>"]
+
+
+def list_item(seed: int, rec: Rec) -> dict[str, Any]:
+    st = static_for(seed, rec)
+    row: dict[str, Any] = {
+        "type": "conversation",
+        "id": str(rec.id),
+        "title": rec.title,
+        "created_at": rec.created_at,
+        "updated_at": rec.updated_at,
+        "waiting_since": rec.waiting_since,
+        "snoozed_until": rec.snoozed_until,
+        "open": rec.state != "closed",
+        "state": rec.state,
+        "read": rec.read,
+        "priority": rec.priority,
+        "admin_assignee_id": rec.admin_assignee_id,
+        "team_assignee_id": rec.team_assignee_id,
+    }
+    if "company" in st:
+        row["company"] = st["company"]
+    for key in ("tags", "conversation_rating", "source", "contacts", "teammates", "custom_attributes",
+                "first_contact_reply", "sla_applied"):
+        row[key] = st[key]
+    row["statistics"] = statistics(rec, st)
+    for key in ("linked_objects", "ai_agent_participated", "ai_agent", "sales_agent_participated",
+                "sales_agent", "channel", "external_references"):
+        row[key] = st[key]
+    return row
+
+
+def conversation(seed: int, rec: Rec) -> dict[str, Any]:
+    row = list_item(seed, rec)
+    st = static_for(seed, rec)
+    total = rec.n_parts
+    row["conversation_parts"] = {
+        "type": "conversation_part.list",
+        "conversation_parts": [_part(seed, rec, st, k) for k in range(max(0, total - PART_CAP), total)],
+        "total_count": total,
+    }
+    return row
+
+
+def statistics(rec: Rec, st: Static) -> dict[str, Any]:
+    rng = random.Random(st.stats_seed)  # type: ignore[attr-defined]
+    c0, span = rec.created_at, max(0, rec.base_updated_at - rec.created_at)
+    out: dict[str, Any] = {"type": "conversation_statistics"}
+    if st.kind in ("customer", "email"):  # type: ignore[attr-defined]
+        out["first_contact_reply_at"] = c0
+        out["last_contact_reply_at"] = _last(rec, "user", c0)
+    if rec.n_base:
+        reply = rng.randint(0, span)
+        assign = rng.randint(0, reply)
+        out.update(
+            time_to_assignment=assign, first_assignment_at=c0 + assign, last_assignment_at=c0 + assign,
+            time_to_admin_reply=reply, first_admin_reply_at=c0 + reply,
+            last_assignment_admin_reply_at=c0 + reply, last_admin_reply_at=_last(rec, "admin", c0 + reply),
+            median_time_to_reply=reply,
+        )
+    closes = [t for t, kind, _ in rec.touches if kind == "close"]
+    if rec.base_state == "closed":
+        closes = [rec.base_updated_at, *closes]
+    if closes:
+        out.update(time_to_first_close=closes[0] - c0, time_to_last_close=closes[-1] - c0,
+                   first_close_at=closes[0], last_close_at=closes[-1],
+                   last_closed_by_id=str(rec.admin_assignee_id or ADMINS[0][0]))
+    reopens = sum(1 for _, kind, who in rec.touches if kind == "comment" and who == "user")
+    out.update(
+        count_reopens=reopens, count_assignments=1 if rec.admin_assignee_id else 0,
+        count_conversation_parts=rec.n_parts,
+        assigned_team_first_response_time=[], assigned_team_first_response_time_in_office_hours=[],
+        handling_time=min(span, 3600), adjusted_handling_time=None,
+    )
+    return out
+
+
+def _last(rec: Rec, who: str, default: int) -> int:
+    for t, _, author in reversed(rec.touches):
+        if author == who:
+            return t
+    return default
+
+
+def _author(st: Static, who: str, rng: random.Random) -> dict[str, Any]:
+    if who == "user":
+        user = st.users[0]  # type: ignore[attr-defined]
+        return {"type": "user", "id": user["id"], "name": user["name"], "email": user["email"]}
+    if who == "bot":
+        return {"type": "bot", "id": BOT[0], "name": BOT[1], "email": BOT[2],
+                "from_ai_agent": True, "is_ai_answer": True}
+    return admin_author(rng.choice(ADMINS)[0])
+
+
+def _base_part(rec: Rec, k: int, rng: random.Random) -> tuple[int, str, str, str]:
+    """(created_at, part_type, author kind, state) of generated part k."""
+    t = rec.created_at + (rec.base_updated_at - rec.created_at) * (k + 1) // rec.n_base
+    if k == rec.n_base - 1:
+        if rec.base_state == "closed":
+            return t, "close", "admin", "closed"
+        if rec.base_state == "snoozed":
+            return t, "snoozed", "admin", "snoozed"
+        return t, "comment", "user" if rec.base_waiting else "admin", "open"
+    r = rng.random()
+    if r < 0.25:
+        return t, "comment", "user", "open"
+    if r < 0.5:
+        return t, "comment", "admin", "open"
+    kinds = [("note", "admin"), ("assignment", "admin"), ("conversation_attribute_updated_by_admin", "admin"),
+             ("comment", "bot"), ("custom_action_started", "admin"), ("open", "admin"), ("away_mode_assignment", "bot")]
+    kind, who = kinds[int((r - 0.5) * 2 * len(kinds))]
+    return t, kind, who, "open"
+
+
+def _part(seed: int, rec: Rec, st: Static, k: int) -> dict[str, Any]:
+    rng = random.Random((abs(seed) << 84) ^ (rec.id << 22) ^ k)
+    if k < rec.n_base:
+        t, kind, who, state = _base_part(rec, k, rng)
+    else:
+        t, kind, who = rec.touches[k - rec.n_base]
+        state = {"close": "closed", "snoozed": "snoozed"}.get(kind, "open")
+    body: str | None = None
+    if kind == "comment":
+        body = rng.choice(BODIES)
+    elif kind == "note":
+        body = rng.choice(NOTES)
+    part: dict[str, Any] = {
+        "type": "conversation_part",
+        "id": str(rec.id * 1_000_000 + k),
+        "part_type": kind,
+        "body": body,
+        "created_at": t,
+        "updated_at": t,
+        "notified_at": t,
+        "assigned_to": None,
+        "author": _author(st, who, rng),
+        "attachments": [],
+        "external_id": None,
+        "redacted": False,
+        "metadata": {},
+        "email_message_metadata": None,
+        "state": state,
+        "tags": [],
+        "event_details": None,
+        "app_package_code": None,
+    }
+    if kind in ("assignment", "away_mode_assignment"):
+        part["assigned_to"] = {"type": "admin", "id": str(rng.choice(ADMINS)[0])}
+    elif kind == "conversation_attribute_updated_by_admin":
+        part["event_details"] = {"attribute": {"name": "Issue type"},
+                                 "value": {"name": rng.choice(["Billing", "Bug"]), "previous": None}}
+    elif kind == "custom_action_started":
+        part["event_details"] = {"action": {"name": "Jira Create Issue"}}
+        part["app_package_code"] = "test-integration"
+    elif kind == "comment" and rng.random() < 0.05:
+        part["attachments"] = [{"type": "upload", "name": "invoice.pdf", "url": "https://files.example.com/i.pdf",
+                                "content_type": "application/pdf", "filesize": 48213, "width": 0, "height": 0}]
+    return part
+
+
+def facet(seed: int, rec: Rec, field: str, cache: dict[str, dict[Any, Any]]) -> Any:
+    """The value of a searchable field that is not stored in the record (memoised per store).
+
+    Static fields depend only on the id (touches never change them); statistics on the record.
+    """
+    table = cache.setdefault(field, {})
+    key: Any = rec if field.startswith("statistics.") else rec.id
+    try:
+        return table[key]
+    except KeyError:
+        table[key] = value = _facet(seed, rec, field)
+        return value
+
+
+def _facet(seed: int, rec: Rec, field: str) -> Any:
+    st = static_for(seed, rec)
+    rating = st["conversation_rating"] or {}
+    special = {
+        "contact_ids": lambda: [c["id"] for c in st["contacts"]["contacts"]],
+        "teammate_ids": lambda: [t["id"] for t in (st["teammates"] or {}).get("teammates", [])],
+        "tag_ids": lambda: [t["id"] for t in st["tags"]["tags"]],
+        "channel_initiated": lambda: st["channel"]["initial"],
+        "conversation_rating.score": lambda: rating.get("rating"),
+        "conversation_rating.replied_at": lambda: rating.get("created_at"),
+        "conversation_rating.requested_at": lambda: rating.get("created_at"),
+        "conversation_rating.contact_id": lambda: (rating.get("contact") or {}).get("id"),
+        "conversation_rating.admin_id": lambda: (rating.get("teammate") or {}).get("id"),
+        "conversation_rating.admin_d": lambda: (rating.get("teammate") or {}).get("id"),  # sic, the spec's table
+    }
+    if field in special:
+        return special[field]()
+    head, _, rest = field.partition(".")
+    obj: Any = statistics(rec, st) if head == "statistics" else st.get(head)
+    for key in rest.split(".") if rest else []:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
