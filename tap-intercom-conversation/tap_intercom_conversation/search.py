@@ -48,34 +48,59 @@ def search_body(page: SearchPage, through: int) -> dict:
 
 
 class SearchPaginator(BaseAPIPaginator[SearchPage]):
-    """Follows the cursor; restarts from the last seen second when the result set changed under it."""
+    """Follows the cursor while the result set holds still; restarts from the last safe second if not.
+
+    A page whose `total_count` differs from the query's first page was computed over a changed result
+    set: an offset-like cursor may have skipped rows just before it. Such a page is dropped unread and
+    a fresh query starts at the last second of the previous page, so nothing is skipped and the
+    bookmark never passes a row that was not read.
+    """
+
+    MAX_RESTARTS = 100  # per window; past it, pages are taken as they come (and a warning says so)
 
     def __init__(self, lower: int | None) -> None:
         super().__init__(SearchPage(lower))
-        self._total_at_first_page: int | None = None
+        self._expected_total: int | None = None
+        self._safe_second: int | None = lower  # rows before this second were all read consistently
+        self._restart_from: int | None = None
         self._cursors_seen: set[str] = set()
         self.restarts = 0
         self.stopped_on_repeated_cursor = False
 
-    def get_next(self, response: requests.Response) -> SearchPage | None:
-        body = response.json_body  # type: ignore[attr-defined]
+    def accept(self, body: dict) -> bool:
+        """Whether this page's rows may be used; False means it is dropped and the query restarts."""
         rows = body.get("conversations") or []
-        cursor = ((body.get("pages") or {}).get("next") or {}).get("starting_after")
-        if not rows or not cursor:
-            return None
-        current = self.current_value
         total = body.get("total_count")
-        last_second = max(int(row["updated_at"]) for row in rows)
-        if current.cursor is None:
-            self._total_at_first_page = total
-        elif total != self._total_at_first_page and (current.lower is None or last_second > current.lower):
+        current = self.current_value
+        shifted = current.cursor is not None and total != self._expected_total
+        can_restart = self._safe_second is not None and (current.lower is None or self._safe_second > current.lower)
+        if shifted and can_restart and self.restarts < self.MAX_RESTARTS:
             self.restarts += 1
-            self._cursors_seen.clear()  # a fresh query may hand out the same cursors again
+            self._restart_from = self._safe_second
             logger.info(
                 "Search results changed while paging (total_count %s -> %s); restarting from updated_at %d",
-                self._total_at_first_page, total, last_second,
+                self._expected_total, total, self._safe_second,
             )
-            return SearchPage(last_second)
+            return False
+        if shifted:
+            logger.warning("Search results changed while paging and the search cannot restart; rows may shift")
+        self._expected_total = total
+        if rows:
+            self._safe_second = max(int(row["updated_at"]) for row in rows)
+        return True
+
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        return self._restart_from is not None
+
+    def get_next(self, response: requests.Response) -> SearchPage | None:
+        if self._restart_from is not None:
+            restart, self._restart_from = SearchPage(self._restart_from), None
+            self._cursors_seen.clear()  # a fresh query may hand out the same cursors again
+            return restart
+        body = response.json_body  # type: ignore[attr-defined]
+        cursor = ((body.get("pages") or {}).get("next") or {}).get("starting_after")
+        if not body.get("conversations") or not cursor:
+            return None
         if cursor in self._cursors_seen:
             self.stopped_on_repeated_cursor = True
             logger.warning(
@@ -84,4 +109,4 @@ class SearchPaginator(BaseAPIPaginator[SearchPage]):
             )
             return None
         self._cursors_seen.add(cursor)
-        return SearchPage(current.lower, cursor)
+        return SearchPage(self.current_value.lower, cursor)

@@ -63,8 +63,10 @@ class ConversationsStream(IntercomStream):
         rows = response.json_body.get("conversations")  # type: ignore[attr-defined]
         if not isinstance(rows, list):
             raise BadPayload("the search answer has no `conversations` list")
-        for row in rows:
-            yield checked_row(row)
+        rows = [checked_row(row) for row in rows]
+        if self.paginator is not None and not self.paginator.accept(response.json_body):  # type: ignore[attr-defined]
+            return
+        yield from rows
 
     def _request_conversation(self, conversation_id: str) -> dict | None:
         """GET /conversations/{id}; None when it was deleted after the search found it."""
@@ -98,6 +100,8 @@ class ConversationsStream(IntercomStream):
             if self.counts["emitted"] == emitted_before:
                 break
             lower = self._through
+            # What changed while this window ran carries its second or later: the next window must end after it.
+            time.sleep(max(0.0, int(time.time()) + 2 - time.time()))
         self._remember_recent(context, lookback)
         self.logger.info("Sync summary for %s: %s", self.name, self.counts)
 
