@@ -1,0 +1,168 @@
+"""The main job as users run it: `meltano install`, then `meltano run intercom-to-postgres`, twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.intercom_simulator import IntercomSimulator
+from tests.pipeline import REPO, STREAM, table_rows, venv_bin
+from tests.postgres import sqlalchemy_url
+
+MELTANO = venv_bin("meltano", "meltano")
+STATE_ID = "prod:tap-intercom-conversation-to-target-postgres"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A fresh Meltano project: the repository's meltano.yml and tap, nothing installed yet."""
+    root = tmp_path_factory.mktemp("meltano-project")
+    shutil.copy(REPO / "meltano.yml", root / "meltano.yml")
+    (root / "tap-intercom-conversation").symlink_to(REPO / "tap-intercom-conversation")
+    (root / "schemas").symlink_to(REPO / "schemas")
+    done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_INTERCOM", "TARGET_POSTGRES", "MELTANO_"))}
+    env.update(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false", MELTANO_CLI_DISABLE_VERSION_CHECK="true", **extra)
+    return env
+
+
+def _job_env(sim: IntercomSimulator, pg_url: str, schema: str, **extra: str) -> dict[str, str]:
+    return _env(
+        TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=sim.token,
+        TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
+        TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
+        TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
+        **extra,
+    )
+
+
+def meltano_run(project: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [MELTANO, "run", *options, "intercom-to-postgres"], cwd=project, env=env, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def emitted(done: subprocess.CompletedProcess) -> int:
+    """Records the tap emitted in a run, from its closing summary line."""
+    summary = next(line for line in done.stderr.splitlines() if "Sync summary" in line)
+    return int(summary.split("'emitted': ")[1].split(",")[0])
+
+
+def stored_state(project: Path, env: dict[str, str]) -> dict:
+    done = subprocess.run(
+        [MELTANO, "state", "get", STATE_ID], cwd=project, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)["singer_state"]["bookmarks"][STREAM]
+
+
+def assert_table_is_the_truth(pg_url: str, schema: str, sim: IntercomSimulator) -> dict[str, dict]:
+    rows = table_rows(pg_url, schema)
+    truth = sim.truth()
+    assert set(rows) == set(truth)
+    for conversation_id, row in rows.items():
+        assert row["data"] == truth[conversation_id]
+        assert int(row["updated_at"].timestamp()) == truth[conversation_id]["updated_at"]
+    return rows
+
+
+def test_meltano_run_backfills_then_updates_exactly_what_changed(project, pg_url, pg_schema, tmp_path):
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=1000, seed=11) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema))
+        first = meltano_run(project, env)
+        rows_before = assert_table_is_the_truth(pg_url, pg_schema, sim)
+        assert emitted(first) == 1000
+
+        changed = sim.ids()[:5]
+        for conversation_id in changed:
+            sim.touch(conversation_id)
+        created = sim.create()
+        second = meltano_run(project, env)
+
+        rows_after = assert_table_is_the_truth(pg_url, pg_schema, sim)
+        assert emitted(second) == len(changed) + 1
+        assert {i: r["pk"] for i, r in rows_after.items() if i != created} == {
+            i: r["pk"] for i, r in rows_before.items()
+        }
+        assert rows_after[created]["pk"] > max(r["pk"] for r in rows_before.values())
+        for conversation_id in set(rows_before) - set(changed):
+            assert rows_after[conversation_id] == rows_before[conversation_id]
+        assert stored_state(project, env)["replication_key"] == "updated_at"
+
+
+@pytest.fixture(scope="module")
+def fast_ack_project(tmp_path_factory) -> Path:
+    """The same project, its loader acknowledging STATE every 3 s instead of every 5 minutes."""
+    root = tmp_path_factory.mktemp("meltano-fast-ack")
+    for name in ("tap-intercom-conversation", "schemas"):
+        (root / name).symlink_to(REPO / name)
+    wrapper = root / "fast-ack-target-postgres"
+    config = (REPO / "meltano.yml").read_text()
+    loader_executable = "    executable: target-postgres\n"
+    assert loader_executable in config
+    (root / "meltano.yml").write_text(config.replace(loader_executable, f"    executable: {wrapper}\n"))
+    done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    python = root / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "python"
+    wrapper.write_text(f"#!{python}\n" + (REPO / "tests" / "fast_ack_target.py").read_text())
+    wrapper.chmod(0o755)
+    return root
+
+
+def test_a_killed_meltano_run_resumes_from_the_last_acknowledged_state(fast_ack_project, pg_url, pg_schema, tmp_path):
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=3000, seed=12, latency_ms=10) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_MAX_CONCURRENT_REQUESTS="2"))
+        job = subprocess.Popen(
+            [MELTANO, "run", "intercom-to-postgres"], cwd=fast_ack_project, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.time() + 180
+        while time.time() < deadline and _persisted_bookmark(tmp_path) is None:
+            time.sleep(0.5)
+        time.sleep(1)
+        os.killpg(job.pid, signal.SIGKILL)  # meltano, the tap and the loader, at once
+        job.wait(timeout=60)
+        interrupted = stored_state(fast_ack_project, env)
+        loaded_before_resume = len(table_rows(pg_url, pg_schema))
+        assert 0 < loaded_before_resume < 3000
+
+        # The killed run's job record still says "running" until its heartbeat goes stale (about 5 min).
+        resumed = meltano_run(fast_ack_project, env, "--force")
+
+        assert_table_is_the_truth(pg_url, pg_schema, sim)
+        assert emitted(resumed) < 3000  # it resumed from the acknowledged bookmark, not from the beginning
+        assert interrupted["replication_key_value"] < stored_state(fast_ack_project, env)["replication_key_value"]
+
+
+def _persisted_bookmark(tmp_path: Path) -> str | None:
+    database = tmp_path / "meltano.db"
+    if not database.exists():
+        return None
+    with sqlite3.connect(database) as conn:
+        try:
+            rows = conn.execute("SELECT partial_state, completed_state FROM state").fetchall()
+        except sqlite3.OperationalError:
+            return None
+    return next((text for row in rows for text in row if text and "replication_key_value" in text), None)
+
+
+def _job_env_with_db(tmp_path: Path) -> dict[str, str]:
+    """Each test keeps its own Meltano system database, so state never leaks between tests."""
+    return {"MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
