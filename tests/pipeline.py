@@ -65,7 +65,8 @@ def run_tap(config: dict, state: dict | None = None, *args: str, timeout: float 
         argv += _write_json(Path(folder), "state.json", state)
         done = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout)
     run = TapRun(done.returncode, done.stdout, done.stderr)
-    run.messages = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if "--discover" not in args:
+        run.messages = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     return run
 
 

@@ -1,0 +1,41 @@
+"""The tap piped into a third-party Singer target, and catalog discovery, as any Singer user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.intercom_simulator import IntercomSimulator
+from tests.pipeline import STREAM, TAP, TARGET_JSONL, run_tap, tap_config
+
+
+def test_every_record_arrives_in_target_jsonl(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "target.json").write_text(json.dumps({"destination_path": str(tmp_path / "out")}))
+    with IntercomSimulator(conversations=300, seed=5) as sim:
+        (tmp_path / "tap.json").write_text(json.dumps(tap_config(sim)))
+        tap = subprocess.Popen([TAP, "--config", str(tmp_path / "tap.json")], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+        target = subprocess.run([TARGET_JSONL, "--config", str(tmp_path / "target.json")], stdin=tap.stdout,
+                                capture_output=True, text=True, timeout=300)
+        tap.stdout.close()
+        assert tap.wait(timeout=60) == 0
+        assert target.returncode == 0, target.stderr[-2000:]
+        [output] = (tmp_path / "out").glob(f"{STREAM}*.jsonl")
+        records = [json.loads(line) for line in output.read_text().splitlines()]
+        assert sorted(r["intercom_id"] for r in records) == sorted(sim.ids())
+        truth = sim.truth()
+        assert all(r["data"] == truth[r["intercom_id"]] for r in records)
+        assert json.loads(target.stdout.splitlines()[-1])["bookmarks"][STREAM]["replication_key_value"]
+
+
+def test_discovery_describes_the_stream_with_its_keys_and_schema(tmp_path):
+    with IntercomSimulator(conversations=10) as sim:
+        run = run_tap(tap_config(sim), None, "--discover")
+    catalog = json.loads(run.stdout)
+    [stream] = [s for s in catalog["streams"] if s["tap_stream_id"] == STREAM]
+    assert stream["key_properties"] == ["intercom_id"]
+    assert stream["replication_key"] == "updated_at"
+    properties = stream["schema"]["properties"]
+    assert set(properties) == {"intercom_id", "title", "state", "open", "read", "created_at", "updated_at", "data"}
+    assert properties["updated_at"]["format"] == "date-time"

@@ -1,0 +1,21 @@
+"""The README tells the truth about the settings: its table is the tap's own `--about --format=markdown`."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.pipeline import REPO, TAP
+
+
+def settings_rows(markdown: str) -> list[str]:
+    """The rows of the settings table, without the SDK's built-in settings (stream maps, batch, ...)."""
+    builtin = ("stream_map", "faker_config", "flattening_", "batch_config", "stream_maps")
+    lines = markdown.split("| Setting |", 1)[1].splitlines()[2:]
+    rows = [line for line in lines if line.startswith("| ")]
+    return [row for row in rows if not row.removeprefix("| ").startswith(builtin)]
+
+
+def test_the_readme_settings_table_is_the_taps_own():
+    about = subprocess.run([TAP, "--about", "--format=markdown"], capture_output=True, text=True, check=True)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert settings_rows(readme) == settings_rows(about.stdout)
