@@ -10,8 +10,11 @@ from tests.pipeline import REPO, TAP
 def settings_rows(markdown: str) -> list[str]:
     """The rows of the settings table, without the SDK's built-in settings (stream maps, batch, ...)."""
     builtin = ("stream_map", "faker_config", "flattening_", "batch_config", "stream_maps")
-    lines = markdown.split("| Setting |", 1)[1].splitlines()[2:]
-    rows = [line for line in lines if line.startswith("| ")]
+    rows = []
+    for line in markdown.split("| Setting |", 1)[1].splitlines()[2:]:
+        if not line.startswith("| "):
+            break
+        rows.append(line)
     return [row for row in rows if not row.removeprefix("| ").startswith(builtin)]
 
 
