@@ -1,0 +1,160 @@
+"""intercom-conversation-table: make intercom_conversation_v1 ready for target-postgres.
+
+target-postgres 0.8.1 can neither create this table correctly (it makes timestamp without time
+zone and no pk) nor load the documented one (it copies its staged pk values, so the second batch
+of new rows collides). schemas/intercom_conversation_v1.sql fixes both; this applies it where
+target-postgres will look: the schema its `default_target_schema` names, in one transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from tap_intercom_conversation.schema_files import STREAM_NAME, table_sql
+
+PROG = "intercom-conversation-table"
+URL_ENV = "TARGET_POSTGRES_SQLALCHEMY_URL"
+SCHEMA_ENV = "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"
+CONNECT_TIMEOUT_SECONDS = 10
+# postgresql://, postgres://, postgresql+psycopg://, postgresql+psycopg2://, ...
+_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://", re.IGNORECASE)
+# What the SQL's migration block says (RAISE NOTICE) when it reshaped a careless table.
+_MIGRATED = f"{STREAM_NAME}: migrated "
+
+
+class InputError(Exception):
+    """Bad input or an unusable database: reported as one line, without a traceback."""
+
+
+def _secrets(url: str) -> set[str]:
+    """Every spelling of the password in the URL, so no message can print it."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or "", *parse_qs(parts.query).get("password", [])]
+    except ValueError:
+        found = []
+    return {text for secret in found if secret for text in (secret, unquote(secret))}
+
+
+def _scrub(text: str, secrets: set[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _one_line(error: Exception) -> str:
+    """The server's own message and detail (or libpq's), on one line."""
+    diag = getattr(error, "diag", None)
+    text = str(error)
+    if diag is not None and diag.message_primary:
+        text = diag.message_primary + (f" ({diag.message_detail})" if diag.message_detail else "")
+    return " ".join(text.split())
+
+
+def libpq_url(sqlalchemy_url: str) -> str:
+    """The libpq form of a SQLAlchemy URL: same URL, without the +driver part of the scheme.
+
+    Host, port, user, percent-encoded password and query parameters (?host=/socket/dir) mean
+    the same to libpq, so nothing else needs translating.
+    """
+    if not _SCHEME.match(sqlalchemy_url):
+        raise InputError(f"not a PostgreSQL URL: {sqlalchemy_url} (expected postgresql+psycopg://user@host:5432/db)")
+    url = _SCHEME.sub("postgresql://", sqlalchemy_url, count=1)
+    try:
+        conninfo_to_dict(url)
+    except psycopg.Error as error:
+        raise InputError(f"invalid database URL {url}: {_one_line(error)}") from None
+    return url
+
+
+def check_schema(schema: str) -> None:
+    """Refuse names PostgreSQL would reject or silently truncate, before connecting."""
+    if not schema or "\x00" in schema or len(schema.encode()) > 63:
+        raise InputError(f"bad schema name {schema!r}: it must be 1 to 63 bytes, without NUL")
+    if schema.lower().startswith("pg_"):
+        raise InputError(f"bad schema name {schema!r}: the prefix pg_ is reserved by PostgreSQL")
+
+
+def apply(url: str, schema: str) -> str:
+    """Create the schema if missing and apply the table SQL in it, all in one transaction.
+
+    Returns what happened: created, migrated (with what the migration did) or already as documented.
+    """
+    where = f"database {conninfo_to_dict(url).get('dbname') or '(default)'}"
+    try:
+        conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    except psycopg.Error as error:
+        raise InputError(f"cannot connect to {url}: {_one_line(error)}") from None
+    migrations: list[str] = []
+
+    def note_migration(diag: psycopg.errors.Diagnostic) -> None:
+        if (diag.message_primary or "").startswith(_MIGRATED):
+            migrations.append(diag.message_primary or "")
+
+    conn.add_notice_handler(note_migration)
+    try:
+        with conn, conn.transaction():
+            row = conn.execute(
+                "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = %(s)s),"
+                " EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                "         WHERE n.nspname = %(s)s AND c.relname = %(t)s)",
+                {"s": schema, "t": STREAM_NAME},
+            ).fetchone()
+            schema_exists, table_existed = row if row else (False, False)
+            # Only when missing: CREATE SCHEMA checks the CREATE privilege on the database first,
+            # even with IF NOT EXISTS, and a loader role may own a schema without that privilege.
+            if not schema_exists:
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+            conn.execute(table_sql())  # no parameters: sent as is, several statements at once
+    except psycopg.Error as error:
+        raise InputError(
+            f"cannot apply {STREAM_NAME}.sql in schema {schema!r} of {where}: {_one_line(error)}"
+        ) from None
+    if migrations:
+        state = migrations[-1].removeprefix(f"{STREAM_NAME}: ")
+    else:
+        state = "already in the documented shape" if table_existed else "created"
+    return f"{STREAM_NAME} in schema {schema!r} of {where} is ready ({state})"
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sqlalchemy-url",
+        help=f"target-postgres's sqlalchemy_url, e.g. postgresql+psycopg://user@host:5432/db (env {URL_ENV})",
+    )
+    parser.add_argument(
+        "--schema", help=f"target-postgres's default_target_schema (env {SCHEMA_ENV}, default public)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script entry point: 0 and one line on stdout, or 1 and one line on stderr."""
+    args = _parse_args(argv)
+    url = args.sqlalchemy_url or os.environ.get(URL_ENV) or ""
+    schema = args.schema if args.schema is not None else os.environ.get(SCHEMA_ENV) or "public"
+    secrets = _secrets(url)
+    try:
+        if not url:
+            raise InputError(f"no database URL: pass --sqlalchemy-url or set {URL_ENV}")
+        check_schema(schema)
+        print(_scrub(apply(libpq_url(url), schema), secrets))
+    except InputError as error:
+        print(f"{PROG}: {_scrub(str(error), secrets)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
