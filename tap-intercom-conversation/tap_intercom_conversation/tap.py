@@ -58,7 +58,7 @@ class TapIntercomConversation(Tap):
             "False: data is the search payload (one request per 150 conversations).",
         ),
         th.Property(
-            "max_concurrent_requests", th.IntegerType, default=16,
+            "max_concurrent_requests", th.IntegerType, default=48,
             description="Conversations hydrated concurrently (GET /conversations/{id}), all under one rate governor.",
         ),
         th.Property(

@@ -1,7 +1,8 @@
 """CLI: python -m tests.intercom_simulator --port 8080 --conversations 1000 ...
 
 Prints one line ``intercom simulator listening on http://HOST:PORT`` and
-serves until SIGTERM/SIGINT, then exits cleanly.
+serves until SIGTERM/SIGINT, then exits cleanly. ``GET /__stats`` answers the
+request counters (``IntercomSimulator.stats``) as JSON, itself uncounted.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ VERSIONS = [f"1.{i}" for i in range(5)] + [f"2.{i}" for i in range(17)] + ["Unst
 MATCH_ALL = Compiled(lambda r: True, None, None, True)
 _TAG_RE = re.compile(r"<[^>]+>")
 ROUTES = ("search", "retrieve", "list", "deleted")
+STATS_PATH = "/__stats"  # GET: Stats.snapshot() as JSON, for a simulator run from the CLI
 
 
 class Response(NamedTuple):
@@ -129,9 +130,11 @@ class App:
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response | None:
         """The response, or None to drop the connection without answering."""
-        self.stats.add("requests")
         url = urlsplit(target)
         path = url.path.rstrip("/") or "/"
+        if method == "GET" and path == STATS_PATH:  # for benchmarks: not counted, no auth, no latency
+            return Response(200, json.dumps(self.stats.snapshot()).encode())
+        self.stats.add("requests")
         route, arg = None, ""
         if method == "POST" and path == "/conversations/search":
             route = "search"

@@ -16,6 +16,7 @@ from .errors import ApiError, error_bytes
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, every response has a Content-Length
+    disable_nagle_algorithm = True  # headers and body are two writes: without it, each answer waits ~40 ms for an ACK
     server_version = "intercom-simulator"
     sys_version = ""
     server: SimServer

@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""Benchmark of issue #4: the tap and target-postgres as users run them, against the Intercom simulator.
+
+    .venvs/dev/bin/python scripts/bench.py [--quick] [--runs 3] [--only hydrated,search,memory,incremental]
+    .venvs/dev/bin/python scripts/bench.py --sweep 4,8,16,32,48   # hydration throughput per max_concurrent_requests
+
+Each measurement starts the simulator CLI (`python -m tests.intercom_simulator`) as a subprocess, then runs
+`.venvs/dev/bin/tap-intercom-conversation | target-postgres` with the loader config of meltano.yml into a
+scratch PostgreSQL schema (the table applied with intercom-conversation-table, the schema dropped afterwards).
+Wall time runs from the tap's start to the target's exit; the tap's peak RSS is its ru_maxrss (os.wait4);
+request and 429 counts come from the simulator's `GET /__stats`. Rate-limited runs start on a boundary of the
+simulator's 10-second windows, the least favourable phase (the first window is partly spent starting up).
+
+1. hydrated backfill: conversations/s and that rate as a fraction of the ceiling, R/10 calls per second less the
+   search calls (150 conversations per search page), at R = 1,000 and at Intercom's default 1,667 per 10 s;
+2. search-only (include_conversation_parts false): rows/s end to end, beside target-postgres alone loading the
+   same messages from a file and the tap alone writing them to a file;
+3. the tap's peak memory at 10,000 and 100,000 conversations;
+4. an incremental run when nothing changed: API calls and wall time.
+
+Medians of --runs runs are printed as markdown, with the machine they ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = REPO / ".venvs" / "dev" / "bin"
+TAP = str(BIN / "tap-intercom-conversation")
+TABLE = str(BIN / "intercom-conversation-table")
+PYTHON = str(BIN / "python")
+TARGET = os.environ.get("TARGET_POSTGRES_BIN") or str(REPO / ".venvs" / "target-postgres" / "bin" / "target-postgres")
+DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+STREAM = "intercom_conversation_v1"
+PER_PAGE = 150
+WINDOW = 10
+LATENCY_MS, JITTER_MS = 150.0, 30.0
+INTERCOM_LIMIT = 1667  # 10,000 calls per minute per app, counted in 10-second windows
+
+
+# ---- the simulator, as a subprocess ----------------------------------------------------------------------------
+
+
+class Simulator:
+    """`python -m tests.intercom_simulator` on a free port; stats() reads its counters."""
+
+    def __init__(self, conversations: int, latency_ms: float, jitter_ms: float, rate_limit: int | None) -> None:
+        argv = [PYTHON, "-m", "tests.intercom_simulator", "--port", "0", "--conversations", str(conversations),
+                "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms)]
+        if rate_limit is not None:
+            argv += ["--rate-limit", str(rate_limit)]
+        self.conversations, self.rate_limit = conversations, rate_limit
+        self.process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline().strip() if self.process.stdout else ""
+        if "listening on " not in line:
+            self.process.kill()
+            raise RuntimeError(f"the simulator did not start: {line!r}")
+        self.url = line.rsplit(" ", 1)[1]
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(f"{self.url}/__stats", timeout=10) as answer:
+            return json.load(answer)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def simulator(conversations: int, *, latency_ms: float = LATENCY_MS, jitter_ms: float = JITTER_MS,
+              rate_limit: int | None = None) -> Iterator[Simulator]:
+    sim = Simulator(conversations, latency_ms, jitter_ms, rate_limit)
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def delta(before: dict, after: dict) -> dict:
+    return {
+        "calls": after["requests"] - before["requests"],
+        "searches": after["by_route"].get("search", 0) - before["by_route"].get("search", 0),
+        "gets": after["by_route"].get("retrieve", 0) - before["by_route"].get("retrieve", 0),
+        "429": after["rate_limited"] - before["rate_limited"],
+    }
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def scratch_schema() -> Iterator[str]:
+    """A fresh schema with the table applied, dropped afterwards."""
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        subprocess.run([TABLE, "--sqlalchemy-url", sqlalchemy_url(), "--schema", name], check=True,
+                       capture_output=True, text=True, timeout=120)
+        yield name
+    finally:
+        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def sqlalchemy_url() -> str:
+    return DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def row_count(schema: str) -> int:
+    with psycopg.connect(DATABASE_URL) as conn:
+        return conn.execute(f'SELECT count(*) FROM "{schema}".{STREAM}').fetchone()[0]
+
+
+def loader_config(schema: str) -> dict:
+    """target-postgres's config from meltano.yml (what users run), into the scratch schema."""
+    project = yaml.safe_load((REPO / "meltano.yml").read_text())
+    loader = next(p for p in project["plugins"]["loaders"] if p["name"] == "target-postgres")
+    return {**loader.get("config", {}), "sqlalchemy_url": sqlalchemy_url(), "default_target_schema": schema}
+
+
+# ---- one run of the tap, piped into target-postgres or into a file ----------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    tap_rss_mb: float
+    calls: dict = field(default_factory=dict)
+    last_state: dict | None = None
+    rows: int | None = None
+
+
+def wait_rusage(process: subprocess.Popen) -> float:
+    """Reap the process; its peak RSS in MB (ru_maxrss, KB on Linux)."""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss / 1024
+
+
+def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, out: Path | None = None,
+            state: dict | None = None, align: bool = False) -> Run:
+    """tap | target-postgres into `schema`, or the tap alone into the file `out`."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        folder = Path(tmp)
+        config = folder / "tap.json"
+        config.write_text(json.dumps({"access_token": "sim-token", "api_url": sim.url, **tap_settings}))
+        argv = [TAP, "--config", str(config)]
+        if state is not None:
+            (folder / "state.json").write_text(json.dumps(state))
+            argv += ["--state", str(folder / "state.json")]
+        if align:  # start on a window boundary: the first window is partly spent starting up
+            time.sleep(WINDOW - time.time() % WINDOW + 0.01)
+        before = sim.stats()
+        tap_err = (folder / "tap.err").open("w+")
+        if schema is None:
+            assert out is not None
+            with out.open("w") as sink:
+                started = time.perf_counter()
+                tap = subprocess.Popen(argv, stdout=sink, stderr=tap_err)
+                rss = wait_rusage(tap)
+                seconds = time.perf_counter() - started
+            last_state = None
+        else:
+            (folder / "target.json").write_text(json.dumps(loader_config(schema)))
+            started = time.perf_counter()
+            tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
+            target = subprocess.Popen([TARGET, "--config", str(folder / "target.json")], stdin=tap.stdout,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            tap.stdout.close()  # the target holds the pipe's read end
+            result: dict = {}
+            reaper = threading.Thread(target=lambda: result.update(rss=wait_rusage(tap)))
+            reaper.start()
+            target_out, target_err = target.communicate(timeout=1800)
+            seconds = time.perf_counter() - started
+            reaper.join()
+            rss = result["rss"]
+            if target.returncode != 0:
+                sys.exit(f"target-postgres failed:\n{target_err[-3000:]}")
+            states = [line for line in target_out.splitlines() if line.strip()]
+            last_state = json.loads(states[-1]) if states else None
+        tap_err.seek(0)
+        if tap.returncode != 0:
+            sys.exit(f"the tap failed ({tap.returncode}):\n{tap_err.read()[-3000:]}")
+        tap_err.close()
+    run = Run(seconds, rss, delta(before, sim.stats()), last_state)
+    if schema is not None:
+        run.rows = row_count(schema)
+    return run
+
+
+def run_target_alone(messages: Path, schema: str) -> float:
+    config = Path(tempfile.mkstemp(prefix="bench-target-", suffix=".json")[1])
+    try:
+        config.write_text(json.dumps(loader_config(schema)))
+        with messages.open() as stdin:
+            started = time.perf_counter()
+            done = subprocess.run([TARGET, "--config", str(config)], stdin=stdin, capture_output=True, text=True)
+            seconds = time.perf_counter() - started
+    finally:
+        config.unlink()
+    if done.returncode != 0:
+        sys.exit(f"target-postgres failed:\n{done.stderr[-3000:]}")
+    return seconds
+
+
+# ---- the measurements ---------------------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ceiling(conversations: int, rate_limit: int) -> tuple[int, float]:
+    """(calls a backfill needs, conversations per second at R/10 calls per second less the search calls)."""
+    searches = conversations // PER_PAGE + 1
+    calls = conversations + searches
+    return calls, rate_limit / WINDOW * conversations / calls
+
+
+def hydrated(conversations: int, rate_limit: int | None, runs: int, settings: dict | None = None,
+             latency_ms: float = LATENCY_MS, jitter_ms: float = JITTER_MS) -> dict:
+    settings = settings or {}
+    with simulator(conversations, latency_ms=latency_ms, jitter_ms=jitter_ms, rate_limit=rate_limit) as sim:
+        results = []
+        for _ in range(runs):
+            with scratch_schema() as schema:
+                run = run_tap(sim, settings, schema=schema, align=rate_limit is not None)
+            if run.rows != conversations:
+                sys.exit(f"hydrated backfill loaded {run.rows} rows of {conversations}")
+            results.append(run)
+            print(f"  hydrated n={conversations} R={rate_limit} {settings}: {run.seconds:.1f}s "
+                  f"{conversations / run.seconds:.1f}/s calls={run.calls} rss={run.tap_rss_mb:.0f}MB",
+                  file=sys.stderr, flush=True)
+    seconds = median([r.seconds for r in results])
+    row = {"conversations": conversations, "rate_limit": rate_limit, "settings": settings, "seconds": seconds,
+           "per_second": conversations / seconds, "calls": median([r.calls["calls"] for r in results]),
+           "429": sum(r.calls["429"] for r in results), "runs": runs,
+           "rss_mb": median([r.tap_rss_mb for r in results])}
+    if rate_limit is not None:
+        row["ceiling"] = ceiling(conversations, rate_limit)[1]
+        row["fraction"] = row["per_second"] / row["ceiling"]
+    return row
+
+
+def search_only(conversations: int, runs: int, latency_ms: float, jitter_ms: float) -> dict:
+    settings = {"include_conversation_parts": False}
+    with simulator(conversations, latency_ms=latency_ms, jitter_ms=jitter_ms) as sim, \
+            tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+        messages = Path(tmp) / "messages.jsonl"
+        tap_alone, target_alone, both = [], [], []
+        for _ in range(runs):
+            tap_alone.append(run_tap(sim, settings, out=messages).seconds)
+            with scratch_schema() as schema:
+                target_alone.append(run_target_alone(messages, schema))
+                if row_count(schema) != conversations:
+                    sys.exit("target-postgres alone did not load every row")
+            with scratch_schema() as schema:
+                run = run_tap(sim, settings, schema=schema)
+                if run.rows != conversations:
+                    sys.exit(f"search-only loaded {run.rows} rows of {conversations}")
+                both.append(run.seconds)
+            print(f"  search-only n={conversations} latency={latency_ms}: tap alone {tap_alone[-1]:.1f}s, "
+                  f"target alone {target_alone[-1]:.1f}s, end to end {both[-1]:.1f}s", file=sys.stderr, flush=True)
+    return {"conversations": conversations, "latency_ms": latency_ms, "runs": runs,
+            "tap_alone": conversations / median(tap_alone), "target_alone": conversations / median(target_alone),
+            "end_to_end": conversations / median(both)}
+
+
+def memory(conversations: int, parts: bool, runs: int) -> dict:
+    """The tap's peak RSS through target-postgres, no rate limit, 20 ms latency (memory does not need more)."""
+    with simulator(conversations, latency_ms=20, jitter_ms=5) as sim:
+        results = []
+        for _ in range(runs):
+            with scratch_schema() as schema:
+                run = run_tap(sim, {"include_conversation_parts": parts}, schema=schema)
+            if run.rows != conversations:
+                sys.exit(f"memory run loaded {run.rows} rows of {conversations}")
+            results.append(run)
+            print(f"  memory n={conversations} parts={parts}: {run.tap_rss_mb:.1f} MB, {run.seconds:.1f}s",
+                  file=sys.stderr, flush=True)
+    return {"conversations": conversations, "parts": parts, "runs": runs,
+            "rss_mb": median([r.tap_rss_mb for r in results]), "seconds": median([r.seconds for r in results])}
+
+
+def incremental(conversations: int, runs: int) -> dict:
+    """A hydrated backfill, then runs from its final STATE with nothing changed."""
+    with simulator(conversations) as sim, scratch_schema() as schema:
+        first = run_tap(sim, {}, schema=schema)
+        if first.rows != conversations or first.last_state is None:
+            sys.exit("the backfill before the incremental runs did not load every row")
+        results = []
+        for _ in range(runs):
+            run = run_tap(sim, {}, schema=schema, state=first.last_state)
+            results.append(run)
+            print(f"  incremental: {run.calls} {run.seconds:.2f}s", file=sys.stderr, flush=True)
+    return {"conversations": conversations, "runs": runs, "calls": median([r.calls["calls"] for r in results]),
+            "max_calls": max(r.calls["calls"] for r in results), "seconds": median([r.seconds for r in results])}
+
+
+def tap_default_concurrency() -> int:
+    from tap_intercom_conversation.tap import TapIntercomConversation
+
+    return int(TapIntercomConversation.config_jsonschema["properties"]["max_concurrent_requests"]["default"])
+
+
+# ---- the report -------------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    with psycopg.connect(DATABASE_URL) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]
+    return (f"{os.cpu_count()} CPUs ({model}), {memory_gb:.0f} GB RAM, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, PostgreSQL {server}; simulator, tap, target-postgres and "
+            "PostgreSQL on the same machine")
+
+
+def report_hydrated(rows: list[dict], concurrency: int) -> None:
+    print(f"\n### 1. Hydrated backfill ({LATENCY_MS:.0f} ms latency ± {JITTER_MS:.0f} ms, "
+          f"max_concurrent_requests {concurrency})\n")
+    print("| conversations | rate limit R (per 10 s) | API calls | wall s | conversations/s | ceiling/s | "
+          "fraction of ceiling | 429s (all runs) | tap peak RSS MB | runs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        limit = r["rate_limit"] if r["rate_limit"] is not None else "none"
+        ceil = f"{r['ceiling']:.1f}" if "ceiling" in r else "-"
+        frac = f"**{r['fraction']:.2f}**" if "fraction" in r else "-"
+        print(f"| {r['conversations']:,} | {limit} | {r['calls']:.0f} | {r['seconds']:.1f} | {r['per_second']:.1f} | "
+              f"{ceil} | {frac} | {r['429']} | {r['rss_mb']:.0f} | {r['runs']} |")
+
+
+def report_search(rows: list[dict]) -> None:
+    print("\n### 2. Search-only (include_conversation_parts false) into PostgreSQL\n")
+    print("| conversations | latency ms | tap alone → file rows/s | target-postgres alone from file rows/s | "
+          "tap → target-postgres rows/s | end to end / target alone | runs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['conversations']:,} | {r['latency_ms']:.0f} | {r['tap_alone']:.0f} | {r['target_alone']:.0f} | "
+              f"{r['end_to_end']:.0f} | **{r['end_to_end'] / r['target_alone']:.2f}** | {r['runs']} |")
+
+
+def report_memory(rows: list[dict]) -> None:
+    print("\n### 3. The tap's peak memory (ru_maxrss), tap → target-postgres\n")
+    print("| conversations | include_conversation_parts | tap peak RSS MB | wall s | runs |")
+    print("|---:|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['conversations']:,} | {str(r['parts']).lower()} | {r['rss_mb']:.1f} | {r['seconds']:.1f} | "
+              f"{r['runs']} |")
+
+
+def report_incremental(row: dict) -> None:
+    print("\n### 4. Incremental run, nothing changed (from the final STATE of a hydrated backfill)\n")
+    print("| conversations | API calls (median, max) | wall s, tap start to target exit | runs |")
+    print("|---:|---:|---:|---:|")
+    print(f"| {row['conversations']:,} | {row['calls']:.0f}, {row['max_calls']} | {row['seconds']:.2f} | "
+          f"{row['runs']} |")
+
+
+def report_sweep(rows: list[dict]) -> None:
+    print("\n### max_concurrent_requests sweep (hydrated backfill)\n")
+    print("| max_concurrent_requests | conversations | rate limit R | wall s | conversations/s | "
+          "fraction of ceiling | 429s | tap peak RSS MB | runs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        limit = r["rate_limit"] if r["rate_limit"] is not None else "none"
+        frac = f"{r['fraction']:.2f}" if "fraction" in r else "-"
+        print(f"| {r['settings']['max_concurrent_requests']} | {r['conversations']:,} | {limit} | "
+              f"{r['seconds']:.1f} | {r['per_second']:.1f} | {frac} | {r['429']} | {r['rss_mb']:.0f} | {r['runs']} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a ~2-minute sanity run: smaller and once each")
+    parser.add_argument("--runs", type=int, help="runs per measurement, the median is reported (default 3, quick 1)")
+    parser.add_argument("--only", default="hydrated,search,memory,incremental",
+                        help="comma-separated: hydrated, search, memory, incremental")
+    parser.add_argument("--sweep", help="comma-separated max_concurrent_requests values: hydrated throughput "
+                        "without a rate limit and at R = 1,667, instead of the benchmark")
+    parser.add_argument("--sweep-conversations", type=int, default=3000)
+    args = parser.parse_args()
+    os.chdir(REPO)
+    runs = args.runs or (1 if args.quick else 3)
+    started = time.time()
+    concurrency = tap_default_concurrency()
+    print(f"## Benchmark ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, median of {runs} run(s)"
+          f"{', --quick' if args.quick else ''})\n\nMachine: {machine()}.")
+    if args.sweep:
+        rows = []
+        for value in [int(v) for v in args.sweep.split(",")]:
+            for limit in (None, INTERCOM_LIMIT):
+                rows.append(hydrated(args.sweep_conversations, limit, runs, {"max_concurrent_requests": value}))
+        report_sweep(rows)
+        print(f"\nTotal benchmark time {time.time() - started:.0f} s.")
+        return
+    only = set(args.only.split(","))
+    if "hydrated" in only:
+        n = 1500 if args.quick else 5000
+        limits = [1000] if args.quick else [1000, INTERCOM_LIMIT]
+        report_hydrated([hydrated(n, limit, runs) for limit in limits], concurrency)
+    if "search" in only:
+        n = 5000 if args.quick else 20000
+        rows = [search_only(n, runs, 0, 0)]
+        if not args.quick:
+            rows.append(search_only(n, runs, LATENCY_MS, JITTER_MS))
+        report_search(rows)
+    if "memory" in only:
+        memory_runs = 1 if args.quick else min(runs, 2)
+        sizes = [(2000, True), (20000, False)] if args.quick else [(10000, True), (10000, False), (100000, False)]
+        report_memory([memory(n, parts, memory_runs) for n, parts in sizes])
+    if "incremental" in only:
+        report_incremental(incremental(1000 if args.quick else 2000, runs))
+    print(f"\nTotal benchmark time {time.time() - started:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()
