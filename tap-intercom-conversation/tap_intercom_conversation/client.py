@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
 import typing as t
 from functools import cached_property
 
@@ -23,6 +26,17 @@ REGION_URLS = {
     "au": "https://api.au.intercom.io",
 }
 MAX_TRIES = 8  # first try + 7 retries, about two minutes of backoff at most
+MAX_RATE_LIMITED = 60  # 429s in a row for one request (ten minutes of windows) before giving up
+# What is retried with backoff: Intercom's 5xx/408 and unparsable 200s (RetriableAPIError), timeouts,
+# connections refused, reset or dropped, and bodies cut short.
+RETRIED = (
+    RetriableAPIError,
+    ConnectionResetError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 class IntercomError(Exception):
@@ -41,8 +55,65 @@ class IntercomNotFound(IntercomRefused):
     """A 404: for a conversation, it was deleted after the search found it."""
 
 
+class RequestStats:
+    """Retries and rate-limit waits of this process, for the run's summary line."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.retries = 0
+        self.rate_limited = 0
+
+    def add(self, what: str) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+
+REQUEST_STATS = RequestStats()
+
+
 def describe(method: str, path: str) -> str:
     return f"{method} {path.split('?')[0]}"
+
+
+def failure(request: requests.PreparedRequest, error: BaseException, timeout: float) -> str:
+    """What went wrong with a request, in one line that names the endpoint (never headers, never the token)."""
+    where = describe(request.method or "", request.path_url)
+    if isinstance(error, RetriableAPIError):
+        return str(error)
+    if isinstance(error, requests.exceptions.Timeout) and not isinstance(error, requests.exceptions.ConnectTimeout):
+        return f"{where} got no answer within request_timeout_seconds ({timeout:g} s)"
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return f"{where} could not connect within request_timeout_seconds ({timeout:g} s)"
+    chain = repr(error)
+    if "RemoteDisconnected" in chain:
+        reason = "the connection was closed without an answer"
+    elif "ConnectionResetError" in chain or "reset by peer" in chain:
+        reason = "the connection was reset"
+    elif "ConnectionRefusedError" in chain or "Connection refused" in chain:
+        reason = "the connection was refused"
+    elif "NameResolutionError" in chain or "Name or service not known" in chain:
+        reason = "the host name did not resolve"
+    elif isinstance(error, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        reason = "the answer was cut short"
+    else:
+        reason = f"the connection failed ({type(error).__name__})"
+    return f"{where}: {reason}"
+
+
+class _QuietExpectedFailures(logging.Filter):
+    """Drops the SDK's "An unhandled error occurred" line when the error is an expected one.
+
+    An IntercomError (or a closed stdout) is reported once, as one line, by tap.main; anything else
+    keeps its log line and its traceback, because it is a bug.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("An unhandled error occurred"):
+            return not isinstance(sys.exc_info()[1], IntercomError | BrokenPipeError)
+        return True
+
+
+_QUIET = _QuietExpectedFailures()
 
 
 def error_code(response: requests.Response) -> tuple[str, str]:
@@ -58,7 +129,11 @@ class IntercomStream(RESTStream):
     """Everything every Intercom request shares."""
 
     records_jsonpath = "$[*]"
-    retries = 0  # retried requests in this run, for the summary
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        if _QUIET not in self.logger.filters:
+            self.logger.addFilter(_QUIET)
 
     @property
     def url_base(self) -> str:
@@ -78,15 +153,15 @@ class IntercomStream(RESTStream):
 
     @property
     def requests_session(self) -> requests.Session:
-        """A session whose connection pool fits the hydration pool."""
-        if not self._requests_session:
-            session = requests.Session()
+        """A session whose connection pool fits the hydration pool (the SDK makes a default one first)."""
+        session = super().requests_session
+        if not getattr(session, "_intercom_pool", False):
             size = max(10, int(self.config.get("max_concurrent_requests", 1)) * 2)
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-            self._requests_session = session
-        return self._requests_session
+            session._intercom_pool = True  # type: ignore[attr-defined]
+        return session
 
     # Retries: exponential with full jitter, bounded; waiting for the rate limit is not a retry.
 
@@ -100,45 +175,60 @@ class IntercomStream(RESTStream):
         return backoff.full_jitter(value)
 
     def backoff_handler(self, details: dict) -> None:
-        self.retries += 1
-        request = details["args"][0]
+        REQUEST_STATS.add("retries")
         self.logger.warning(
-            "Retrying %s after try %d (%s); waiting %.1f s",
-            describe(request.method, request.path_url),
+            "Retrying after try %d of %d: %s; waiting %.1f s",
             details["tries"],
-            details.get("exception"),
+            MAX_TRIES,
+            failure(details["args"][0], details["exception"], self.timeout),
             details["wait"],
         )
 
     def _request(self, prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
         """Send under the rate governor; a 429 waits for the window to reset and goes again."""
         authenticated = self.authenticator(prepared_request)
-        while True:
+        where = describe(prepared_request.method or "", prepared_request.path_url)
+        for _ in range(MAX_RATE_LIMITED):
             GOVERNOR.acquire()
             response = self.requests_session.send(authenticated, timeout=self.timeout, allow_redirects=False)
             GOVERNOR.observe(response.headers)
             if response.status_code != 429:
                 break
+            REQUEST_STATS.add("rate_limited")
             GOVERNOR.rate_limited_until(response.headers)
-            self.logger.info("Rate limited on %s; waiting for the window to reset", describe(
-                prepared_request.method or "", prepared_request.path_url))
+            self.logger.info("Rate limited (429) on %s; waiting for the window to reset", where)
+        else:
+            raise IntercomRequestFailed(
+                f"{where} answered 429 rate_limit_exceeded {MAX_RATE_LIMITED} times in a row; "
+                "another client is using this app's whole rate limit"
+            )
         self._write_request_duration_log(endpoint=self.path, response=response, context=context, extra_tags=None)
         self.validate_response(response)
         return response
 
     def request_decorator(self, func: t.Callable) -> t.Callable:
-        """The SDK's bounded backoff; when it runs out, one line naming the endpoint and the last failure."""
-        retried = super().request_decorator(func)
+        """Bounded backoff; when it runs out, one line naming the endpoint and the last failure.
+
+        The SDK's decorator is not used: its backoff logger adds a "Giving up" ERROR line of its own.
+        """
+        retried = backoff.on_exception(
+            self.backoff_wait_generator,
+            RETRIED,
+            max_tries=self.backoff_max_tries,
+            on_backoff=self.backoff_handler,
+            jitter=self.backoff_jitter,
+            logger=None,
+        )(func)
 
         def request_or_give_up(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
             try:
                 return retried(prepared_request, context)
-            except RetriableAPIError as err:
-                raise IntercomRequestFailed(f"{err} (gave up after {MAX_TRIES} tries)") from None
-            except requests.RequestException as err:
-                failure = "timed out" if isinstance(err, requests.Timeout) else f"failed ({type(err).__name__})"
+            except RETRIED as err:
+                last = failure(prepared_request, err, self.timeout)
+                raise IntercomRequestFailed(f"{last} (gave up after {self.backoff_max_tries()} tries)") from None
+            except requests.RequestException as err:  # not worth retrying: a request the tap could not even send
                 where = describe(prepared_request.method or "", prepared_request.path_url)
-                raise IntercomRequestFailed(f"{where} {failure} (gave up after {MAX_TRIES} tries)") from None
+                raise IntercomRequestFailed(f"{where} could not be sent ({type(err).__name__})") from None
 
         return request_or_give_up
 
@@ -149,22 +239,30 @@ class IntercomStream(RESTStream):
         where = describe(response.request.method or "", response.request.path_url)
         status = response.status_code
         if status in {408, 500, 502, 503, 504} or status > 504:
-            raise RetriableAPIError(f"{where} answered {status} {response.reason}", response)
+            raise RetriableAPIError(f"{where} answered {status} {response.reason}".rstrip(), response)
         if status == 401:
-            raise IntercomRefused(f"Intercom rejected the access token (401 on {where})")
+            raise IntercomRefused(f"Intercom rejected the access token (401 on {where}): check access_token")
         if status == 403:
             code, message = error_code(response)
-            raise IntercomRefused(
-                f"Intercom refused {where} (403 {code or 'forbidden'}: {message or response.reason}); "
-                "the workspace's plan or the token's scopes do not allow reading conversations"
-            )
+            if code == "api_plan_restricted":
+                why = "the workspace's Intercom plan does not include API access"
+            else:
+                why = "the access token is not allowed to read conversations (a scope or permission is missing)"
+            detail = f"403 {code or 'forbidden'}: {message or response.reason}"
+            raise IntercomRefused(f"Intercom refused {where} ({detail}); {why}")
         if status == 400:
             code, message = error_code(response)
-            hint = " (check the api_version setting)" if code == "intercom_version_invalid" else ""
-            raise IntercomRefused(f"Intercom refused {where} (400 {code}: {message}){hint}")
+            if code == "intercom_version_invalid":
+                version = response.request.headers.get("Intercom-Version")
+                raise IntercomRefused(
+                    f"Intercom refused api_version {version!r} on {where} (400 intercom_version_invalid: {message}); "
+                    "set api_version to a version Intercom accepts, e.g. 2.16"
+                )
+            detail = f"400 {code or 'bad_request'}: {message or response.reason}"
+            raise IntercomRefused(f"Intercom refused {where} ({detail})")
         if status == 404:
             raise IntercomNotFound(f"{where} answered 404 not_found")
-        if 400 <= status < 500:
+        if 400 <= status < 500 or status < 200 or 300 <= status < 400:
             code, message = error_code(response)
             raise IntercomRefused(f"{where} answered {status} {code or response.reason} {message}".rstrip())
         try:

@@ -2,21 +2,31 @@
 
 Payloads are checked, never coerced: a conversation without `id` or `updated_at`, or with a column
 field of the wrong type, stops the run with an error naming it rather than loading a wrong row.
+The one documented coercion: an `id` sent as a JSON number becomes the same digits as text in
+`intercom_id` (Intercom documents ids as strings of digits); `data` keeps it as sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from tap_intercom_conversation.client import IntercomError
 
 UTC = dt.timezone.utc
 _TEXT_COLUMNS = ("title", "state")
 _BOOLEAN_COLUMNS = ("open", "read")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")  # also safe as a URL path segment
+MAX_UNIX_SECONDS = 32503680000  # 3000-01-01: anything later is milliseconds or garbage
 
 
 class BadPayload(IntercomError):
     """Intercom sent something that is not a conversation as documented."""
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def to_iso(unix_seconds: int) -> str:
@@ -33,34 +43,47 @@ def to_unix(value: object, what: str) -> int:
             pass
         else:
             return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
-    msg = f"{what} {value!r} is not an ISO 8601 date-time (e.g. 2024-01-31T00:00:00Z)"
+    msg = f"{what} {_show(value)} is not an ISO 8601 date-time (e.g. 2024-01-31T00:00:00Z)"
     raise IntercomError(msg)
 
 
 def _is_unix_seconds(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_UNIX_SECONDS
 
 
-def checked_row(payload: object) -> dict:
-    """The payload itself, once it is known to have what a row needs."""
+def checked_row(payload: object, expected_id: str | None = None) -> dict:
+    """The payload itself, once it is known to have what a row needs.
+
+    expected_id: the id that was asked for (GET /conversations/{id}); the payload must be that conversation.
+    """
     if not isinstance(payload, dict):
-        raise BadPayload(f"Intercom sent a conversation that is not an object: {str(payload)[:80]!r}")
+        raise BadPayload(f"Intercom sent a conversation that is not an object: {_show(payload)}")
     conversation_id = payload.get("id")
-    if not isinstance(conversation_id, str | int) or isinstance(conversation_id, bool) or not str(conversation_id):
-        raise BadPayload(f"Intercom sent a conversation without an id (updated_at={payload.get('updated_at')!r})")
+    if conversation_id is None or conversation_id == "":
+        raise BadPayload(f"Intercom sent a conversation without an id (updated_at={_show(payload.get('updated_at'))})")
+    if (
+        not isinstance(conversation_id, str | int)
+        or isinstance(conversation_id, bool)
+        or not _ID.match(str(conversation_id))
+    ):
+        raise BadPayload(f"Intercom sent a conversation whose id is not an id: {_show(conversation_id)}")
+    if expected_id is not None and str(conversation_id) != str(expected_id):
+        raise BadPayload(f"conversation {expected_id}: Intercom answered with conversation {conversation_id} instead")
+    if "updated_at" not in payload or payload["updated_at"] is None:
+        raise BadPayload(f"conversation {conversation_id}: updated_at is missing")
     if not _is_unix_seconds(payload.get("updated_at")):
         raise BadPayload(
-            f"conversation {conversation_id}: updated_at {payload.get('updated_at')!r} is not unix seconds"
+            f"conversation {conversation_id}: updated_at {_show(payload.get('updated_at'))} is not unix seconds"
         )
     created_at = payload.get("created_at")
     if created_at is not None and not _is_unix_seconds(created_at):
-        raise BadPayload(f"conversation {conversation_id}: created_at {created_at!r} is not unix seconds")
+        raise BadPayload(f"conversation {conversation_id}: created_at {_show(created_at)} is not unix seconds")
     for field in _TEXT_COLUMNS:
         if payload.get(field) is not None and not isinstance(payload[field], str):
-            raise BadPayload(f"conversation {conversation_id}: {field} {payload[field]!r} is not a string")
+            raise BadPayload(f"conversation {conversation_id}: {field} {_show(payload[field])} is not a string")
     for field in _BOOLEAN_COLUMNS:
         if payload.get(field) is not None and not isinstance(payload[field], bool):
-            raise BadPayload(f"conversation {conversation_id}: {field} {payload[field]!r} is not a boolean")
+            raise BadPayload(f"conversation {conversation_id}: {field} {_show(payload[field])} is not a boolean")
     return payload
 
 

@@ -33,7 +33,7 @@ class ConversationsStream(IntercomStream):
 
     name = STREAM_NAME
     path = "/conversations/search"
-    rest_method = "POST"
+    http_method = "POST"
     primary_keys = ("intercom_id",)
     replication_key = "updated_at"
     is_sorted = True
@@ -77,7 +77,7 @@ class ConversationsStream(IntercomStream):
             payload = self.send(prepared).json_body  # type: ignore[attr-defined]
         except IntercomNotFound:
             return None
-        return checked_row(payload)
+        return checked_row(payload, conversation_id)
 
     # The sync
 

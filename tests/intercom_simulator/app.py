@@ -35,6 +35,9 @@ class Response(NamedTuple):
     headers: Mapping[str, str] = {}
 
 
+RESET = Response(-1, b"")  # injected fault: reset the connection (TCP RST) without any response
+
+
 class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -46,7 +49,8 @@ class Stats:
             self.by_route = dict.fromkeys(ROUTES, 0)
             self.by_status: dict[int, int] = {}
             self.rate_limited = 0
-            self.faults = dict.fromkeys(("error", "html", "drop", "slow", "bad_json"), 0)
+            self.faults = dict.fromkeys(("error", "html", "drop", "reset", "slow", "bad_json"), 0)
+            self.intercepted = 0
             self.changes = 0
 
     def add(self, what: str, key: Any = None, n: int = 1) -> None:
@@ -61,7 +65,7 @@ class Stats:
         with self.lock:
             return {"requests": self.requests, "by_route": dict(self.by_route),
                     "by_status": dict(self.by_status), "rate_limited": self.rate_limited,
-                    "faults": dict(self.faults), "changes": self.changes}
+                    "faults": dict(self.faults), "changes": self.changes, "intercepted": self.intercepted}
 
 
 def version_key(value: str | None) -> tuple[int, int]:
@@ -121,9 +125,12 @@ def _strip_html(obj: Any) -> None:
 class App:
     def __init__(self, store: Store, token: str, injector: FaultInjector, limiter: RateLimiter,
                  stats: Stats, inclusive: bool, latency_ms: float, jitter_ms: float,
-                 hook: Callable[[], Callable[[int], None] | None], base_url: Callable[[], str]) -> None:
+                 hook: Callable[[], Callable[[int], None] | None], base_url: Callable[[], str],
+                 on_request: Callable[[], Callable[..., Any] | None] = lambda: None,
+                 on_payload: Callable[[], Callable[..., Any] | None] = lambda: None) -> None:
         self.store, self.token, self.injector, self.limiter = store, token, injector, limiter
         self.stats, self.inclusive, self.hook, self.base_url = stats, inclusive, hook, base_url
+        self.on_request, self.on_payload = on_request, on_payload
         self.latency_ms, self.jitter_ms = latency_ms, jitter_ms
         self.jitter_rng = random.Random(store.seed)
         self.jitter_lock = threading.Lock()
@@ -147,8 +154,8 @@ class App:
         if route:
             self.stats.add("by_route", route)
         self._latency()
-        resp = self._handle(route, arg, parse_qs(url.query), headers, body)
-        if resp is not None:
+        resp = self._handle(route, arg, parse_qs(url.query), headers, body, method, path)
+        if resp is not None and resp is not RESET:
             self.stats.add("by_status", resp.status)
         return resp
 
@@ -159,8 +166,28 @@ class App:
             jitter = self.jitter_rng.uniform(-self.jitter_ms, self.jitter_ms)
         time.sleep(max(0.0, self.latency_ms + jitter) / 1000)
 
+    def _intercepted(self, method: str, path: str, body: bytes, rl: Mapping[str, str]) -> Response | None:
+        """The answer the test's on_request hook chose for this request, if any."""
+        hook = self.on_request()
+        if hook is None:
+            return None
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        answer = hook(method, path, parsed)
+        if answer is None:
+            return None
+        self.stats.add("intercepted")
+        status, payload, *more = answer
+        headers = {**rl, **(more[0] if more else {})}
+        if isinstance(payload, bytes | str):
+            data = payload.encode() if isinstance(payload, str) else payload
+            return Response(status, data, "text/html", headers)
+        return Response(status, json.dumps(payload).encode(), JSON, headers)
+
     def _handle(self, route: str | None, arg: str, params: dict[str, list[str]],
-                headers: Mapping[str, str], body: bytes) -> Response | None:
+                headers: Mapping[str, str], body: bytes, method: str = "GET", path: str = "/") -> Response | None:
         auth = headers.get("Authorization") or ""
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         if not token or token != self.token:
@@ -170,6 +197,9 @@ class App:
             self.stats.add("rate_limited")
             return self._error(ApiError(429, "rate_limit_exceeded",
                                         f"Exceeded rate limit of {self.limiter.limit} in 10_seconds"), rl)
+        intercepted = self._intercepted(method, path, body, rl)
+        if intercepted is not None:
+            return intercepted
         try:
             version = version_key(headers.get("Intercom-Version"))
             if route is None:
@@ -178,12 +208,18 @@ class App:
             if plan.kind == "drop":
                 self.stats.add("faults", "drop")
                 return None
+            if plan.kind == "reset":
+                self.stats.add("faults", "reset")
+                return RESET
             if plan.kind == "error":
                 return self._server_error(plan, rl)
             if plan.kind == "slow":
                 self.stats.add("faults", "slow")
                 time.sleep(self.injector.faults.slow_seconds)
             payload = self._route(route, arg, params, body, version)
+            rewrite = self.on_payload()
+            if rewrite is not None:
+                payload = rewrite(route, payload)
             data = json.dumps(payload, ensure_ascii=False).encode()
             if plan.kind == "bad_json":
                 self.stats.add("faults", "bad_json")

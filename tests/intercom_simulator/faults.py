@@ -14,7 +14,8 @@ class Faults:
     """Per-request fault probabilities; one seeded draw per authenticated request.
 
     error_rate: answer 500/502/503 (``html_fraction`` of them with an HTML body);
-    drop_rate: close the connection without any response; slow_rate: sleep
+    drop_rate: close the connection without any response (``reset_fraction`` of
+    them as an abortive close, a TCP RST: "connection reset by peer"); slow_rate: sleep
     ``slow_seconds`` before answering; bad_json_rate: answer 200 with a
     truncated JSON body. change_rate: on each search request, with this
     probability touch ``changes_per_event`` random live conversations first.
@@ -24,6 +25,7 @@ class Faults:
     error_rate: float = 0.0
     html_fraction: float = 0.5
     drop_rate: float = 0.0
+    reset_fraction: float = 0.0
     slow_rate: float = 0.0
     slow_seconds: float = 5.0
     bad_json_rate: float = 0.0
@@ -32,7 +34,7 @@ class Faults:
 
 
 class Plan(NamedTuple):
-    kind: str | None  # None | "error" | "drop" | "slow" | "bad_json"
+    kind: str | None  # None | "error" | "drop" | "reset" | "slow" | "bad_json"
     status: int = 200
     html: bool = False
 
@@ -53,7 +55,7 @@ class FaultInjector:
                 return Plan("error", self.rng.choice([500, 502, 503]), self.rng.random() < f.html_fraction)
             r -= f.error_rate
             if r < f.drop_rate:
-                return Plan("drop")
+                return Plan("reset") if f.reset_fraction and self.rng.random() < f.reset_fraction else Plan("drop")
             r -= f.drop_rate
             if r < f.slow_rate:
                 return Plan("slow")

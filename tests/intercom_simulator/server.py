@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import sys
 import threading
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .app import App, Response
+from .app import RESET, App, Response
 from .errors import ApiError, error_bytes
 
 
@@ -36,6 +37,12 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if resp is RESET:  # injected fault: abort the connection, the client sees "connection reset"
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
             return
         self.send_response(resp.status)
         self.send_header("Content-Type", resp.content_type)

@@ -39,12 +39,21 @@ class IntercomSimulator:
         self.now = int(time.time()) if now is None else int(now)
         self.date_comparison = date_comparison
         self.on_search_page: Callable[[int], None] | None = None
+        # on_request(method, path, json_body_or_None) -> (status, body[, headers]) | None: answer a
+        # request yourself (after authentication and the rate limit, before faults); a dict/list body
+        # is sent as JSON, a str/bytes body as text/html; headers override the X-RateLimit-* ones.
+        # None: handle it normally.
+        self.on_request: Callable[[str, str, Any], tuple[Any, ...] | None] | None = None
+        # on_payload(route, payload) -> payload: rewrite a successful answer before it is sent
+        # (route: "search", "retrieve", "list" or "deleted"), e.g. to break a conversation.
+        self.on_payload: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
         self._store = Store(seed, self.now, conversations, long_conversation_parts)
         self._stats = Stats()
         self._app = App(
             self._store, token, FaultInjector(faults), RateLimiter(rate_limit), self._stats,
             date_comparison == "inclusive", latency_ms, jitter_ms,
             hook=lambda: self.on_search_page, base_url=lambda: self.url,
+            on_request=lambda: self.on_request, on_payload=lambda: self.on_payload,
         )
         self._server: SimServer | None = None
         self._thread: threading.Thread | None = None
@@ -113,6 +122,11 @@ class IntercomSimulator:
 
     def create(self, at: int | None = None) -> str:
         return self._store.create(at)
+
+    @property
+    def faults(self) -> Faults:
+        """The live fault switches: change them (e.g. ``sim.faults.change_rate = 0``) while serving."""
+        return self._app.injector.faults
 
     @property
     def stats(self) -> dict[str, Any]:

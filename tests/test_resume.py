@@ -1,0 +1,176 @@
+"""Runs killed (SIGKILL) at several points, tap or target, then resumed: nothing lost, nothing twice.
+
+The test sits between the tap and target-postgres and forwards the tap's stdout line by line, so it
+can kill either process at a chosen record. What a resumed run starts from is what a scheduler
+keeps: the last STATE the *target* emitted (target-postgres emits it when it has loaded everything
+before it), or, when the target emitted none, the state the killed run started from.
+
+After every interruption, the state the target acknowledged never runs ahead of what it loaded: every
+conversation updated before its bookmark is in the table at that version. After the last, complete
+run the table equals the simulator's truth: every conversation once, pk unique, data equal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from tests.intercom_simulator import IntercomSimulator
+from tests.pipeline import STREAM, TAP, TARGET_POSTGRES, apply_table, tap_config, target_config
+from tests.tapcli import ERROR_PREFIX, unexpected_lines
+
+
+@dataclass
+class Interrupted:
+    tap_returncode: int | None
+    tap_stderr: str
+    target_state: dict | None  # the last STATE the target emitted, if any
+    records_forwarded: int
+
+
+def pipe_and_kill(pg_url: str, schema: str, config: dict, state: dict | None, *, kill: str,
+                  after_records: int | None = None) -> Interrupted:
+    """tap | (this test) | target-postgres, killing one of them as `kill` says.
+
+    kill="tap": SIGKILL the tap when `after_records` records have been forwarded.
+    kill="target": SIGKILL the target at that point; the tap then finds its output closed.
+    kill="tap-after-last-record": let the tap finish but forward nothing after its last record, as
+    if it had been killed between that record and its final STATE.
+    kill="none": a complete run.
+    """
+    apply_table(pg_url, schema)
+    with tempfile.TemporaryDirectory() as folder:
+        files = Path(folder)
+        (files / "tap.json").write_text(json.dumps(config))
+        (files / "target.json").write_text(json.dumps(target_config(pg_url, schema)))
+        argv = [TAP, "--config", str(files / "tap.json")]
+        if state is not None:
+            (files / "state.json").write_text(json.dumps(state))
+            argv += ["--state", str(files / "state.json")]
+        with open(files / "tap.err", "w+") as tap_err, open(files / "target.out", "w+") as target_out, \
+                open(files / "target.err", "w+") as target_err:
+            tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
+            target = subprocess.Popen([TARGET_POSTGRES, "--config", str(files / "target.json")],
+                                      stdin=subprocess.PIPE, stdout=target_out, stderr=target_err)
+            assert tap.stdout is not None and target.stdin is not None
+            lines = list(tap.stdout) if kill == "tap-after-last-record" else tap.stdout
+            if kill == "tap-after-last-record":
+                last_record = max(i for i, line in enumerate(lines) if line.startswith(b'{"type":"RECORD"'))
+                lines = lines[: last_record + 1]
+            forwarded = 0
+            for line in lines:
+                if after_records is not None and forwarded == after_records and kill in {"tap", "target"}:
+                    if kill == "tap":
+                        os.kill(tap.pid, signal.SIGKILL)
+                    else:
+                        os.kill(target.pid, signal.SIGKILL)
+                        target.wait(timeout=30)
+                    break
+                try:
+                    target.stdin.write(line)
+                    target.stdin.flush()
+                except BrokenPipeError:
+                    break
+                forwarded += line.startswith(b'{"type":"RECORD"')
+            tap.stdout.close()  # a tap still writing now finds its output closed, as with a dead target
+            if kill in {"tap", "tap-after-last-record"} and tap.poll() is None:
+                os.kill(tap.pid, signal.SIGKILL)
+            tap.wait(timeout=120)
+            if target.poll() is None:
+                target.stdin.close()  # end of input: the target loads what it has and emits its STATE
+                target.wait(timeout=120)
+            if kill == "none":
+                assert tap.returncode == 0 and target.returncode == 0, target_err.read()[-2000:]
+            tap_err.seek(0)
+            target_out.seek(0)
+            states = [json.loads(line) for line in target_out.read().splitlines() if line.strip()]
+            return Interrupted(tap.returncode, tap_err.read(), states[-1] if states else None, forwarded)
+
+
+def table(pg_url: str, schema: str) -> tuple[dict[str, dict], int, int]:
+    with psycopg.connect(pg_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(f'SELECT * FROM "{schema}".{STREAM}')
+        rows = cur.fetchall()
+    return {row["intercom_id"]: row for row in rows}, len(rows), len({row["pk"] for row in rows})
+
+
+def assert_no_duplicates(pg_url: str, schema: str) -> dict[str, dict]:
+    rows, count, pks = table(pg_url, schema)
+    assert count == len(rows), f"{count - len(rows)} duplicate intercom_id rows"
+    assert pks == count, "duplicate pk"
+    return rows
+
+
+def assert_acknowledged_state_not_ahead(sim: IntercomSimulator, rows: dict[str, dict], state: dict | None) -> None:
+    """Everything updated before the acknowledged bookmark is loaded, at its current version."""
+    value = (state or {}).get("bookmarks", {}).get(STREAM, {}).get("replication_key_value")
+    if value is None:
+        return
+    bookmark = int(dt.datetime.fromisoformat(value).timestamp())
+    truth = sim.truth()
+    behind = [i for i, payload in truth.items() if payload["updated_at"] < bookmark
+              and (i not in rows or int(rows[i]["updated_at"].timestamp()) != payload["updated_at"])]
+    assert not behind, f"the target acknowledged {value} without {len(behind)} conversations, e.g. {behind[:3]}"
+
+
+def test_kills_at_several_points_then_a_resumed_run_converge(pg_url, pg_schema):
+    with IntercomSimulator(conversations=450, seed=31) as sim:
+        config = tap_config(sim, max_concurrent_requests=8)
+        acknowledged: dict | None = None  # what a scheduler would pass to the next run
+
+        # 1. The tap dies mid-hydration, after its first STATE (150 records) and 10 more records.
+        first = pipe_and_kill(pg_url, pg_schema, config, acknowledged, kill="tap", after_records=160)
+        assert first.tap_returncode == -signal.SIGKILL and first.records_forwarded == 160
+        assert first.target_state is not None, "the target should acknowledge the STATE after 150 records"
+        acknowledged = first.target_state
+        rows = assert_no_duplicates(pg_url, pg_schema)
+        assert len(rows) == 160
+        assert_acknowledged_state_not_ahead(sim, rows, acknowledged)
+
+        # Conversations change between runs: some already loaded, some not yet.
+        by_position = sim.ids()
+        for conversation_id in (by_position[5], by_position[100], by_position[300], by_position[-1]):
+            sim.touch(conversation_id)
+
+        # 2. The target dies mid-run: it acknowledged nothing, and the tap stops on its closed output.
+        second = pipe_and_kill(pg_url, pg_schema, config, acknowledged, kill="target", after_records=100)
+        assert second.target_state is None
+        assert second.tap_returncode == 1
+        errors = [line for line in second.tap_stderr.splitlines() if line.startswith(ERROR_PREFIX)]
+        assert errors == [f"{ERROR_PREFIX}the output was closed (the target stopped reading)"], errors
+        assert "Traceback" not in second.tap_stderr and not unexpected_lines(second.tap_stderr)
+        rows = assert_no_duplicates(pg_url, pg_schema)
+        assert_acknowledged_state_not_ahead(sim, rows, acknowledged)
+
+        # 3. The tap dies before its first record.
+        third = pipe_and_kill(pg_url, pg_schema, config, acknowledged, kill="tap", after_records=0)
+        acknowledged = third.target_state or acknowledged
+        rows = assert_no_duplicates(pg_url, pg_schema)
+        assert_acknowledged_state_not_ahead(sim, rows, acknowledged)
+
+        # 4. The tap dies after its last record, before its final STATE.
+        fourth = pipe_and_kill(pg_url, pg_schema, config, acknowledged, kill="tap-after-last-record")
+        assert fourth.records_forwarded > 0
+        acknowledged = fourth.target_state or acknowledged
+        rows = assert_no_duplicates(pg_url, pg_schema)
+        assert_acknowledged_state_not_ahead(sim, rows, acknowledged)
+        assert set(rows) == set(sim.ids())
+
+        # 5. A complete run from what the target last acknowledged: the table is complete and current.
+        sim.touch(by_position[200])
+        last = pipe_and_kill(pg_url, pg_schema, config, acknowledged, kill="none")
+        assert last.target_state is not None
+        rows = assert_no_duplicates(pg_url, pg_schema)
+        truth = sim.truth()
+        assert set(rows) == set(truth)
+        stale = [i for i, payload in truth.items() if rows[i]["data"] != payload
+                 or int(rows[i]["updated_at"].timestamp()) != payload["updated_at"]]
+        assert stale == []
