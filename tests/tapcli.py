@@ -4,6 +4,8 @@
 `fast_retries=True` it runs the same `tap.main()` through `python -c`, after replacing the backoff
 waits (0.5 s doubling up to 30 s, with jitter) by 10 ms: tests that exhaust the 8 tries then take
 a second instead of half a minute. Nothing else changes, and users have no such switch.
+With `runner=ForkRunner()` the same main() runs in a process forked from one that has already
+imported the tap (tests/forkrun.py): the big tables of cases run in seconds instead of minutes.
 """
 
 from __future__ import annotations
@@ -150,9 +152,11 @@ def unexpected_lines(stderr: str, allowed_warnings: tuple[str, ...] = RETRY_WARN
     return odd
 
 
-def assert_fails_with_one_line(run: TapRun, *fragments: str, allowed_warnings: tuple[str, ...] = RETRY_WARNING) -> str:
+def assert_fails_with_one_line(
+    run: TapRun, *fragments: str, allowed_warnings: tuple[str, ...] = RETRY_WARNING, returncode: int = 1
+) -> str:
     """Exit 1, exactly one `tap-intercom-conversation: error: ...` line containing every fragment, no traceback."""
-    assert run.returncode == 1, f"exit {run.returncode}; stderr tail: {run.stderr[-1500:]}"
+    assert run.returncode == returncode, f"exit {run.returncode}; stderr tail: {run.stderr[-1500:]}"
     errors = error_lines(run.stderr)
     assert len(errors) == 1, f"expected one error line, got {errors}; stderr tail: {run.stderr[-1500:]}"
     assert "Traceback" not in run.stderr, run.stderr[-3000:]

@@ -281,6 +281,19 @@ PAYLOAD_CASES = {
         lambda route, payload, bad, sim: {"type": "conversation.list", "total_count": 0} if route == "search"
         else payload,
         None, {}, ["the search answer has no `conversations` list"], False),
+    "search-answer-not-an-object": (
+        lambda route, payload, bad, sim: ["garbage"] if route == "search" else payload,
+        None, {}, ["the search answer is not an object: ['garbage']"], False),
+    "search-answer-pages-not-an-object": (
+        lambda route, payload, bad, sim: {**payload, "pages": "garbage"} if route == "search" else payload,
+        None, {}, ["the search answer's pages 'garbage' is not an object"], False),
+    "search-answer-next-not-an-object": (
+        lambda route, payload, bad, sim: {**payload, "pages": {**payload["pages"], "next": "garbage"}}
+        if route == "search" and "next" in payload["pages"] else payload,
+        None, {}, ["the search answer's pages.next 'garbage' is not an object"], False),
+    "search-answer-total-not-a-count": (
+        lambda route, payload, bad, sim: {**payload, "total_count": "many"} if route == "search" else payload,
+        None, {}, ["the search answer's total_count 'many' is not a count"], False),
     "search-row-title-number-without-parts": (
         _row(_set("title", 42)), None, {"include_conversation_parts": False},
         ["conversation {bad}: title 42 is not a string"], True),

@@ -4,10 +4,12 @@
   endpoint and the last status (fast retries: the waits are 10 ms, see tests/tapcli.py).
 - A fault that stops is retried with the real backoff and the run completes.
 - 429s are waited out until X-RateLimit-Reset and use up no retry.
-- The matrix: errors (some HTML), dropped and reset connections, answers slower than the timeout,
-  truncated JSON, conversations changing while the tap pages, and an enforced rate limit that another
-  client of the same app spends too, then one more run once the changes stop: the table equals the
-  simulator's truth, every conversation once.
+- The matrix, tap | target-postgres into PostgreSQL: errors (some HTML), dropped and reset connections,
+  answers slower than the timeout, truncated JSON, conversations changing while the tap pages, an
+  enforced rate limit the run must spread over windows, and a window another client of the app has
+  spent (429s); then one more run once the changes stop: the table equals the simulator's truth,
+  every conversation once. Each case prints a `FAULT MATRIX {...}` line (pytest -s) with its retries,
+  429s, rate-limit waits and durations.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from pathlib import Path
 import psycopg
 
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, TAP, TARGET_POSTGRES, apply_table, tap_config, target_config
-from tests.tapcli import ERROR_PREFIX, unexpected_lines
+from tests.pipeline import STREAM, TAP, TARGET_POSTGRES, TapRun, apply_table, tap_config, target_config
+from tests.tapcli import ERROR_PREFIX, assert_fails_with_one_line, assert_state_never_ahead, unexpected_lines
 
 
 @dataclass
@@ -174,3 +174,26 @@ def test_kills_at_several_points_then_a_resumed_run_converge(pg_url, pg_schema):
         stale = [i for i, payload in truth.items() if rows[i]["data"] != payload
                  or int(rows[i]["updated_at"].timestamp()) != payload["updated_at"]]
         assert stale == []
+
+
+def test_sigterm_stops_the_tap_with_a_state_that_covers_only_what_it_emitted():
+    """What a scheduler sends first: the tap writes its STATE so far and exits 143 (not 0) with one line."""
+    with IntercomSimulator(conversations=450, seed=32, latency_ms=10) as sim, tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "tap.json").write_text(json.dumps(tap_config(sim, max_concurrent_requests=4)))
+        tap = subprocess.Popen([TAP, "--config", str(Path(folder) / "tap.json")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert tap.stdout is not None
+        lines: list[bytes] = []
+        for line in tap.stdout:
+            lines.append(line)
+            if sum(item.startswith(b'{"type":"RECORD"') for item in lines) == 170:
+                tap.send_signal(signal.SIGTERM)
+                break
+        rest, stderr = tap.communicate(timeout=120)
+        run = TapRun(tap.returncode, b"".join(lines).decode() + rest.decode(), stderr.decode())
+        run.messages = [json.loads(line) for line in run.stdout.splitlines()]
+        updated = {i: sim.search_row(i)["updated_at"] for i in sim.ids()}
+
+    assert_fails_with_one_line(run, "interrupted by SIGTERM", returncode=143)
+    assert run.messages[-1]["type"] == "STATE"  # the state so far, the last thing written
+    assert_state_never_ahead(run, updated)

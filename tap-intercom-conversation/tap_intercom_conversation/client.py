@@ -25,6 +25,7 @@ REGION_URLS = {
     "eu": "https://api.eu.intercom.io",
     "au": "https://api.au.intercom.io",
 }
+SEARCH = "POST /conversations/search"
 MAX_TRIES = 8  # first try + 7 retries, about two minutes of backoff at most
 MAX_RATE_LIMITED = 60  # 429s in a row for one request (ten minutes of windows) before giving up
 # What is retried with backoff: Intercom's 5xx/408 and unparsable 200s (RetriableAPIError), timeouts,
@@ -269,3 +270,7 @@ class IntercomStream(RESTStream):
             response.json_body = response.json()  # parsed once, read by parse_response
         except ValueError:
             raise RetriableAPIError(f"{where} answered {status} with a body that is not valid JSON", response) from None
+        if where == SEARCH:  # its envelope, before the paginator reads it (records imports this module)
+            from tap_intercom_conversation.records import checked_search_answer
+
+            checked_search_answer(response.json_body)

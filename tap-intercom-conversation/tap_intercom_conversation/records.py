@@ -87,6 +87,27 @@ def checked_row(payload: object, expected_id: str | None = None) -> dict:
     return payload
 
 
+def checked_search_answer(body: object) -> dict:
+    """A POST /conversations/search answer with the documented envelope (the rows are checked one by one)."""
+    if not isinstance(body, dict):
+        raise BadPayload(f"the search answer is not an object: {_show(body)}")
+    if not isinstance(body.get("conversations"), list):
+        raise BadPayload("the search answer has no `conversations` list")
+    total = body.get("total_count")
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
+        raise BadPayload(f"the search answer's total_count {_show(total)} is not a count")
+    pages = body.get("pages")
+    if pages is not None and not isinstance(pages, dict):
+        raise BadPayload(f"the search answer's pages {_show(pages)} is not an object")
+    following = (pages or {}).get("next")
+    if following is not None and not isinstance(following, dict):
+        raise BadPayload(f"the search answer's pages.next {_show(following)} is not an object")
+    cursor = (following or {}).get("starting_after")
+    if cursor is not None and not isinstance(cursor, str):
+        raise BadPayload(f"the search answer's pages.next.starting_after {_show(cursor)} is not a cursor")
+    return body
+
+
 def as_record(payload: dict) -> dict:
     """The row; `data` is the payload untouched, every field as Intercom sent it."""
     created_at = payload.get("created_at")

@@ -7,8 +7,10 @@ import io
 import ipaddress
 import os
 import re
+import signal
 import sys
 import time
+import types
 import typing as t
 from urllib.parse import urlsplit
 
@@ -105,6 +107,17 @@ class TapIntercomConversation(Tap):
         self.logger.warning("%s (discovery goes on; a sync would stop here)", problem)
         return [str(problem)]
 
+    def _handle_termination(self, signum: int, frame: types.FrameType | None) -> None:
+        """SIGTERM/SIGINT: the STATE so far (it covers only records already written), then exit 128 + signum.
+
+        The SDK's handler exits 0, which would tell a scheduler that an interrupted run completed.
+        """
+        try:
+            self._state_writer.write_state(self.state)
+        finally:
+            name = signal.Signals(signum).name
+            raise Interrupted(f"interrupted by {name}; the last STATE covers every record written before it", signum)
+
     def load_state(self, state: dict[str, t.Any]) -> None:
         """Refuse a state whose bookmark cannot be trusted, before anything is requested."""
         check_state(state)
@@ -145,6 +158,14 @@ class TapIntercomConversation(Tap):
                 "Request summary: %d retried, %d answered 429, %d waits for the rate limit (%.1f s)",
                 REQUEST_STATS.retries, REQUEST_STATS.rate_limited, GOVERNOR.limit_waits, GOVERNOR.waited_seconds,
             )
+
+
+class Interrupted(IntercomError):
+    """A termination signal: the run stops and exits 128 + the signal's number, as a shell reports it."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 class OutputClosed(IntercomError):
@@ -292,7 +313,7 @@ def main() -> None:
         if isinstance(err, OutputClosed):  # nothing more can be delivered, and Python must not complain at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.stderr.write(f"tap-intercom-conversation: error: {err}\n")
-        sys.exit(1)
+        sys.exit(getattr(err, "exit_code", 1))
 
 
 if __name__ == "__main__":
