@@ -389,3 +389,17 @@ def test_the_console_script_itself_reports_each_kind_of_mistake_in_one_line(quie
     for (run, bad, updated), case in ((answer, "conversation-open-text"), (refusal, "403-scope-in-a-hydration-thread")):
         assert_fails_with_one_line(run, *(fragment.format(bad=bad) for fragment in PAYLOAD_CASES[case][3]))
         assert_state_never_ahead(run, updated)
+
+
+def test_an_id_sent_as_a_number_is_the_one_documented_coercion(runner):
+    """records.py: intercom_id is the id's digits as text; data keeps the number Intercom sent."""
+    with IntercomSimulator(conversations=40, seed=6) as sim:
+        sim.on_payload = lambda route, payload: {
+            **payload, "conversations": [{**row, "id": int(row["id"])} for row in payload["conversations"]]
+        } if route == "search" else payload
+        run = run_cli(tap_config(sim, include_conversation_parts=False), runner=runner)
+
+        assert run.returncode == 0, run.stderr[-2000:]
+        records = conversations(run)
+        assert sorted(r["intercom_id"] for r in records) == sorted(sim.ids())
+        assert all(r["data"]["id"] == int(r["intercom_id"]) for r in records)

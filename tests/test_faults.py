@@ -158,7 +158,7 @@ def test_faults_that_stop_are_retried_with_backoff_and_the_run_completes():
 def test_429s_are_waited_out_until_the_reset_and_use_up_no_retry():
     """Every call of a window answers 429 (as when another client spent the window): the tap waits, then goes on."""
     with IntercomSimulator(conversations=200, seed=13, rate_limit=10_000) as sim:
-        window = {"until": None}
+        window = {"until": None, "next_call": None}
         lock = threading.Lock()
 
         def spent_window(method, path, body):
@@ -172,6 +172,7 @@ def test_429s_are_waited_out_until_the_reset_and_use_up_no_retry():
                     body = {"type": "error.list", "errors": [{"code": "rate_limit_exceeded",
                                                               "message": "Exceeded rate limit of 10000 in 10_seconds"}]}
                     return 429, body, {"X-RateLimit-Remaining": "0"}
+                window["next_call"] = window["next_call"] or now
             return None
 
         sim.on_request = spent_window
@@ -181,6 +182,7 @@ def test_429s_are_waited_out_until_the_reset_and_use_up_no_retry():
         assert {r["intercom_id"]: r["data"] for r in conversations(run)} == sim.truth()
         refused = sim.stats["by_status"].get(429, 0)
         assert refused >= 1
+        assert window["until"] <= window["next_call"] < window["until"] + 3  # waited for the reset, not much longer
         summary = re.search(r"Request summary: (\d+) retried, (\d+) answered 429", run.stderr)
         assert summary and summary.groups() == ("0", str(refused)), summary and summary.group(0)
         assert "Traceback" not in run.stderr and "| ERROR" not in run.stderr
