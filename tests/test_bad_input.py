@@ -307,6 +307,9 @@ PAYLOAD_CASES = {
         _retrieved(_set("state", 3)), None, {}, ["conversation {bad}: state 3 is not a string"], True),
     "conversation-created_at-negative": (
         _retrieved(_set("created_at", -1)), None, {}, ["conversation {bad}: created_at -1 is not unix seconds"], True),
+    "conversation-parts-not-a-list": (
+        _retrieved(_set("conversation_parts", {"type": "conversation_part.list", "conversation_parts": 5})), None, {},
+        ["conversation {bad}: conversation_parts", "is not a list of parts"], True),
     "conversation-updated_at-null": (
         _retrieved(_set("updated_at", None)), None, {}, ["conversation {bad}: updated_at is missing"], True),
     "conversation-is-another": (

@@ -84,6 +84,13 @@ def checked_row(payload: object, expected_id: str | None = None) -> dict:
     for field in _BOOLEAN_COLUMNS:
         if payload.get(field) is not None and not isinstance(payload[field], bool):
             raise BadPayload(f"conversation {conversation_id}: {field} {_show(payload[field])} is not a boolean")
+    parts = payload.get("conversation_parts")
+    if parts is not None and (
+        not isinstance(parts, dict)
+        or not isinstance(parts.get("conversation_parts", []), list)
+        or not isinstance(parts.get("total_count", 0), int)
+    ):
+        raise BadPayload(f"conversation {conversation_id}: conversation_parts {_show(parts)} is not a list of parts")
     return payload
 
 
