@@ -185,11 +185,15 @@ def main() -> None:
         head = f"{'rows/s':>6} {'best':>6} {'median':>6} {'cpu':>6}"
         print(f"{'':56} {'first load':^27} | {'reload (every row present)':^27}")
         print(f"{'setting':56} {head} | {head}", flush=True)
-        for label, overrides in SETTINGS:
-            if args.only and args.only not in label:
-                continue
-            runs = [measure(url, {**BASE, **overrides}, messages, workdir, args.records) for _ in range(args.repeat)]
-            first, again = ([run[phase] for run in runs] for phase in (0, 1))
+        chosen = [(label, overrides) for label, overrides in SETTINGS if not args.only or args.only in label]
+        # Round-robin over the settings, so a busy spell on the machine hits them all alike.
+        runs: dict[str, list[list[tuple[float, float]]]] = {label: [] for label, _ in chosen}
+        for round_ in range(args.repeat):
+            for label, overrides in chosen:
+                print(f"  round {round_ + 1}/{args.repeat}: {label}", file=sys.stderr, flush=True)
+                runs[label].append(measure(url, {**BASE, **overrides}, messages, workdir, args.records))
+        for label, _ in chosen:
+            first, again = ([run[phase] for run in runs[label]] for phase in (0, 1))
             print(f"{label:56} {cell(args.records, first)} | {cell(args.records, again)}", flush=True)
 
 
