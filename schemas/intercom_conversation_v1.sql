@@ -21,9 +21,22 @@
 -- default, then this): harmless gaps, sequences never promise gaplessness.
 CREATE OR REPLACE FUNCTION intercom_conversation_v1_insert_pk() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+  deletion record;
 BEGIN
   NEW.pk := pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(
     pg_catalog.format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), 'pk'));
+  -- A conversation already known to be deleted in Intercom (the loader drains its tables in no
+  -- particular order) is inserted marked, or not at all when deletions remove rows.
+  EXECUTE pg_catalog.format('SELECT deleted_at, remove_row FROM %I.intercom_conversation_v1_deletion '
+                            'WHERE intercom_id = $1', TG_TABLE_SCHEMA)
+    INTO deletion USING NEW.intercom_id;
+  IF deletion.remove_row THEN
+    RETURN NULL;
+  ELSIF deletion.remove_row IS NOT NULL THEN
+    NEW.data := NEW.data || pg_catalog.jsonb_build_object(
+      'deleted', true, 'deleted_at', extract(epoch FROM deletion.deleted_at)::bigint);
+  END IF;
   RETURN NEW;
 END
 $$;
@@ -38,6 +51,12 @@ CREATE OR REPLACE FUNCTION intercom_conversation_v1_keep_pk_and_newest() RETURNS
 LANGUAGE plpgsql AS $$
 BEGIN
   NEW.pk := OLD.pk;
+  -- A conversation deleted in Intercom stays marked: a payload read before the deletion
+  -- cannot bring it back to life.
+  IF OLD.data ? 'deleted' AND NOT NEW.data ? 'deleted' THEN
+    NEW.data := NEW.data || pg_catalog.jsonb_build_object(
+      'deleted', OLD.data -> 'deleted', 'deleted_at', OLD.data -> 'deleted_at');
+  END IF;
   IF OLD.updated_at IS NOT NULL
      AND (NEW.updated_at IS NULL OR NEW.updated_at < OLD.updated_at) THEN
     RETURN NULL;
@@ -215,3 +234,35 @@ CREATE OR REPLACE TRIGGER intercom_conversation_v1_insert_pk
 CREATE OR REPLACE TRIGGER intercom_conversation_v1_keep_pk_and_newest
   BEFORE UPDATE ON intercom_conversation_v1
   FOR EACH ROW EXECUTE FUNCTION intercom_conversation_v1_keep_pk_and_newest();
+
+-- Deletions (API 2.16, GET /conversations/deleted). target-postgres loads the tap's stream
+-- intercom_conversation_v1_deletion into this table (created here, so its timestamp keeps its
+-- time zone); each row loaded marks the conversation's row (data gains "deleted": true and
+-- "deleted_at", its other columns stay as they were) or, with remove_row, deletes it.
+CREATE TABLE IF NOT EXISTS intercom_conversation_v1_deletion (
+  intercom_id text PRIMARY KEY,
+  deleted_at timestamptz,
+  metrics_retained boolean,
+  remove_row boolean NOT NULL DEFAULT false
+);
+
+CREATE OR REPLACE FUNCTION intercom_conversation_v1_apply_deletion() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.remove_row THEN
+    EXECUTE pg_catalog.format('DELETE FROM %I.intercom_conversation_v1 WHERE intercom_id = $1',
+                              TG_TABLE_SCHEMA)
+      USING NEW.intercom_id;
+  ELSE
+    EXECUTE pg_catalog.format('UPDATE %I.intercom_conversation_v1 SET data = data || $2 '
+                              'WHERE intercom_id = $1 AND NOT data ? %L', TG_TABLE_SCHEMA, 'deleted')
+      USING NEW.intercom_id, pg_catalog.jsonb_build_object(
+        'deleted', true, 'deleted_at', extract(epoch FROM NEW.deleted_at)::bigint);
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER intercom_conversation_v1_apply_deletion
+  AFTER INSERT OR UPDATE ON intercom_conversation_v1_deletion
+  FOR EACH ROW EXECUTE FUNCTION intercom_conversation_v1_apply_deletion();

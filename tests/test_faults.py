@@ -132,7 +132,7 @@ def test_a_fault_that_never_stops_gives_up_after_8_tries_in_one_line(case, give_
         emitted = [record["intercom_id"] for record in conversations(run)]
         assert bad not in emitted and emitted
         assert_state_never_ahead(run, updated)
-    assert "Request summary: 7 retried" in run.stderr
+    assert re.search(r"Run summary: .* 7 retries, ", run.stderr)
 
 
 def test_faults_that_stop_are_retried_with_backoff_and_the_run_completes():
@@ -151,7 +151,7 @@ def test_faults_that_stop_are_retried_with_backoff_and_the_run_completes():
         latest = {record["intercom_id"]: record["data"] for record in conversations(run)}
         assert latest == sim.truth()
         assert sim.stats["intercepted"] == 4
-        assert "Request summary: 4 retried, 0 answered 429" in run.stderr
+        assert re.search(r"Run summary: .* 4 retries, \d+ waits for the rate limit \(0 answered 429", run.stderr)
         assert "Traceback" not in run.stderr and "| ERROR" not in run.stderr
 
 
@@ -183,7 +183,8 @@ def test_429s_are_waited_out_until_the_reset_and_use_up_no_retry():
         refused = sim.stats["by_status"].get(429, 0)
         assert refused >= 1
         assert window["until"] <= window["next_call"] < window["until"] + 3  # waited for the reset, not much longer
-        summary = re.search(r"Request summary: (\d+) retried, (\d+) answered 429", run.stderr)
+        summary = re.search(r"Run summary: .* (\d+) retries, \d+ waits for the rate limit \((\d+) answered 429",
+                            run.stderr)
         assert summary and summary.groups() == ("0", str(refused)), summary and summary.group(0)
         assert "Traceback" not in run.stderr and "| ERROR" not in run.stderr
 
@@ -246,7 +247,7 @@ def _truth(sim: IntercomSimulator, config: dict) -> dict[str, dict]:
 
 
 def _summary(stderr: str) -> str:
-    found = re.findall(r"(Sync summary for intercom_conversation_v1: .*|Request summary: .*)", stderr)
+    found = re.findall(r"Run summary: .*", stderr)
     return " | ".join(found)
 
 
@@ -363,7 +364,7 @@ def test_fault_matrix_end_to_end_the_table_equals_the_truth(case, matrix_runs):
 
     # The faults really happened.
     assert sum(run.first_stats["faults"].values()) >= 2 and run.touched
-    assert int(re.search(r"Request summary: (\d+) retried", run.first.stderr)[1]) >= 1
+    assert int(re.search(r"Run summary: .* (\d+) retries, ", run.first.stderr)[1]) >= 1
     if MATRIX[case][2]:
-        answered_429 = int(re.search(r"Request summary: \d+ retried, (\d+) answered 429", run.first.stderr)[1])
+        answered_429 = int(re.search(r"Run summary: .* \((\d+) answered 429", run.first.stderr)[1])
         assert answered_429 == run.spent_window_429s + run.first_stats["rate_limited"] > 0

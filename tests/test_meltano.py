@@ -60,8 +60,8 @@ def meltano_run(project: Path, env: dict[str, str], *options: str) -> subprocess
 
 def emitted(done: subprocess.CompletedProcess) -> int:
     """Records the tap emitted in a run, from its closing summary line."""
-    summary = next(line for line in done.stderr.splitlines() if "Sync summary" in line)
-    return int(summary.split("'emitted': ")[1].split(",")[0])
+    summary = next(line for line in done.stderr.splitlines() if "Run summary:" in line)
+    return int(summary.split("Run summary: ")[1].split(" emitted")[0].replace(",", ""))
 
 
 def stored_state(project: Path, env: dict[str, str]) -> dict:

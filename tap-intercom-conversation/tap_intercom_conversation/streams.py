@@ -9,6 +9,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 
 from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
 from tap_intercom_conversation.hydration import ordered_map
+from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import BadPayload, as_record, checked_row, to_iso, to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME, schema_path
 from tap_intercom_conversation.search import SearchPage, SearchPaginator, search_body
@@ -48,12 +49,16 @@ class ConversationsStream(IntercomStream):
         self._bookmark: int | None = None
         self._seen: dict[str, int] = {}
         self.paginator: SearchPaginator | None = None
-        self.counts = {"emitted": 0, "hydrated": 0, "skipped_deleted": 0, "search_rows": 0, "passes": 0}
+        self.progress = Progress(self.logger, self.name)
+        self.counts = {
+            "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "search_rows": 0, "passes": 0,
+        }
 
     # Search requests
 
     def get_new_paginator(self) -> SearchPaginator:
         self.paginator = SearchPaginator(self._lower)
+        self._restarts_counted = 0
         return self.paginator
 
     def prepare_request_payload(self, context: Context | None, next_page_token: SearchPage | None) -> dict:
@@ -64,8 +69,14 @@ class ConversationsStream(IntercomStream):
         if not isinstance(rows, list):
             raise BadPayload("the search answer has no `conversations` list")
         rows = [checked_row(row) for row in rows]
-        if self.paginator is not None and not self.paginator.accept(response.json_body):  # type: ignore[attr-defined]
-            return
+        body = response.json_body  # type: ignore[attr-defined]
+        if self.paginator is not None:
+            if not self.paginator.accept(body):
+                return
+            if self.paginator.current_value.cursor is None and self.paginator.restarts == self._restarts_counted:
+                self.progress.expect(int(body.get("total_count") or 0))  # a new window, not a restart
+            self._restarts_counted = self.paginator.restarts
+        self.progress.page()
         yield from rows
 
     def _request_conversation(self, conversation_id: str) -> dict | None:
@@ -103,7 +114,7 @@ class ConversationsStream(IntercomStream):
             # What changed while this window ran carries its second or later: the next window must end after it.
             time.sleep(max(0.0, int(time.time()) + 2 - time.time()))
         self._remember_recent(context, lookback)
-        self.logger.info("Sync summary for %s: %s", self.name, self.counts)
+        self.logger.info(self.progress.line())
 
     def _one_window(self, context: Context | None) -> t.Iterator[dict]:
         fresh_rows = (row for row in self.request_records(context) if self._first_sight(row))
@@ -119,15 +130,30 @@ class ConversationsStream(IntercomStream):
                 continue
             if payload is not row:
                 self.counts["hydrated"] += 1
+                self._warn_if_truncated(payload)
             record = as_record(payload)
             self._seen[record["intercom_id"]] = max(int(payload["updated_at"]), int(row["updated_at"]))
             self._position = int(row["updated_at"])
             self.counts["emitted"] += 1
             yield record
 
+    def _warn_if_truncated(self, payload: dict) -> None:
+        """Intercom returns at most the 500 most recent parts; `data` stays as sent, the gap is reported."""
+        parts = payload.get("conversation_parts")
+        if not isinstance(parts, dict):
+            return
+        total, returned = parts.get("total_count"), len(parts.get("conversation_parts") or [])
+        if isinstance(total, int) and total > returned:
+            self.counts["truncated"] += 1
+            self.logger.warning(
+                "Conversation %s has %d parts; Intercom returned only the %d most recent",
+                payload["id"], total, returned,
+            )
+
     def _first_sight(self, row: dict) -> bool:
         """False for a row whose version (or a newer one) this run or the last one already emitted."""
         self.counts["search_rows"] += 1
+        self.progress.done += 1
         conversation_id, updated_at = str(row["id"]), int(row["updated_at"])
         if self._seen.get(conversation_id, -1) >= updated_at:
             return False

@@ -21,8 +21,9 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._util import load_json
 
-from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomError
-from tap_intercom_conversation.governor import GOVERNOR
+from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomError, IntercomStream
+from tap_intercom_conversation.deletions import DELETION_STREAM, DeletedConversationsStream
+from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.records import to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME
 from tap_intercom_conversation.streams import ConversationsStream
@@ -82,10 +83,28 @@ class TapIntercomConversation(Tap):
             "request_timeout_seconds", th.NumberType, default=60,
             description="Seconds to wait for an answer before the request is retried.",
         ),
+        th.Property(
+            "deleted_conversations", th.StringType, default="mark", allowed_values=["mark", "remove"],
+            description="What a conversation deleted in Intercom becomes in the table (API 2.16+): mark keeps "
+            'the row and adds "deleted": true and "deleted_at" to its data; remove deletes the row.',
+        ),
     ).to_dict()
 
-    def discover_streams(self) -> list[ConversationsStream]:
-        return [ConversationsStream(tap=self)]
+    def discover_streams(self) -> list[IntercomStream]:
+        return [ConversationsStream(tap=self), DeletedConversationsStream(tap=self)]
+
+    def sync_all(self) -> None:
+        """The sync, then one summary line (also when it stops on an error)."""
+        started = time.monotonic()
+        try:
+            super().sync_all()
+        finally:
+            conversations = self.streams[STREAM_NAME]
+            deletions = self.streams[DELETION_STREAM]
+            self.logger.info(run_summary(
+                conversations.counts, deletions.emitted, REQUEST_STATS.retries, REQUEST_STATS.rate_limited,
+                time.monotonic() - started,
+            ))
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """JSON-schema validation, then the checks it cannot express; the first mistake, naming its setting.
@@ -153,11 +172,6 @@ class TapIntercomConversation(Tap):
             super().invoke(config=config, state=state, catalog=catalog)
         except BrokenPipeError:  # click would exit 1 without a word
             raise OutputClosed("the output was closed (the target stopped reading)") from None
-        finally:
-            cls.logger.info(
-                "Request summary: %d retried, %d answered 429, %d waits for the rate limit (%.1f s)",
-                REQUEST_STATS.retries, REQUEST_STATS.rate_limited, GOVERNOR.limit_waits, GOVERNOR.waited_seconds,
-            )
 
 
 class Interrupted(IntercomError):

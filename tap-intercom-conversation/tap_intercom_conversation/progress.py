@@ -1,0 +1,61 @@
+"""Progress lines while a stream runs: done of total, percent, rate, ETA, time spent waiting for the limit."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from tap_intercom_conversation.governor import GOVERNOR
+
+EVERY_SECONDS = 5.0  # one line per search page, but not more often than this
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Progress:
+    """Counts conversations handled against the search's total_count and logs at a steady cadence."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._logger = logger
+        self._what = what
+        self._started = time.monotonic()
+        self._last_line = 0.0
+        self.total = 0
+        self.done = 0
+
+    def expect(self, count: int) -> None:
+        """A new window's total_count joins the total."""
+        self.total += count
+
+    def page(self) -> None:
+        now = time.monotonic()
+        if self._last_line and now - self._last_line < EVERY_SECONDS:
+            return
+        self._last_line = now
+        self._logger.info(self.line(now))
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max((now or time.monotonic()) - self._started, 1e-6)
+        rate = self.done / elapsed
+        total = max(self.total, self.done)
+        percent = 100.0 * self.done / total if total else 100.0
+        eta = _duration((total - self.done) / rate) if rate > 0 else "unknown"
+        return (
+            f"Progress {self._what}: {self.done:,} of {total:,} conversations ({percent:.1f} %), "
+            f"{rate:,.1f}/s, ETA {eta}, {GOVERNOR.waited_seconds:.1f} s waiting for the rate limit"
+        )
+
+
+def run_summary(counts: dict[str, int], deletions: int, retries: int, rate_limited: int, seconds: float) -> str:
+    """The one line a run ends with."""
+    return (
+        f"Run summary: {counts['emitted']:,} emitted, {counts['hydrated']:,} hydrated, "
+        f"{counts['skipped_deleted']:,} skipped (404), {counts['truncated']:,} truncated, {deletions:,} deletions, "
+        f"{retries:,} retries, {GOVERNOR.limit_waits:,} waits for the rate limit ({rate_limited:,} answered 429, "
+        f"{GOVERNOR.waited_seconds:.1f} s), {seconds:.1f} s"
+    )
