@@ -48,6 +48,7 @@ CONFIG_CASES = {
     "api_url-plain-http-lan": ({"api_url": "http://10.1.2.3:8080"}, ["api_url 'http://10.1.2.3:8080' is plain http"]),
     "api_version-future": ({"api_version": "3.0"}, ["configuration: api_version '3.0' is not an Intercom version"]),
     "api_version-2.17": ({"api_version": "2.17"}, ["api_version '2.17' is not an Intercom version"]),
+    "api_version-1.x": ({"api_version": "1.4"}, ["configuration: api_version '1.4' has no conversation search"]),
     "api_version-v-prefix": ({"api_version": "v2.16"}, ["api_version 'v2.16' is not an Intercom version"]),
     "api_version-number": ({"api_version": 2.16}, ["configuration: api_version 2.16 is not a string"]),
     "region-unknown": ({"region": "mars"}, ["configuration: region 'mars' is not one of us, eu, au"]),

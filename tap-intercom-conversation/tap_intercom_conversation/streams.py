@@ -74,7 +74,8 @@ class ConversationsStream(IntercomStream):
             if not self.paginator.accept(body):
                 return
             if self.paginator.current_value.cursor is None and self.paginator.restarts == self._restarts_counted:
-                self.progress.expect(int(body.get("total_count") or 0))  # a new window, not a restart
+                total = body.get("total_count")
+                self.progress.expect(total if isinstance(total, int) else 0)  # a new window, not a restart
             self._restarts_counted = self.paginator.restarts
         self.progress.page()
         yield from rows

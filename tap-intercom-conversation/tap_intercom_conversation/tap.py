@@ -30,6 +30,7 @@ from tap_intercom_conversation.streams import ConversationsStream
 
 DEFAULT_LOOKBACK_SECONDS = 600
 API_VERSION = re.compile(r"^(1\.[0-4]|2\.([0-9]|1[0-6])|Unstable)$")
+NO_CONVERSATION_SEARCH = re.compile(r"^1\.")  # POST /conversations/search arrived with 2.0
 SECRET_SETTINGS = frozenset({"access_token"})
 FUTURE_BOOKMARK_SECONDS = 86400  # a bookmark further ahead than this is not a clock skew
 _JSON_KINDS = {
@@ -59,7 +60,8 @@ class TapIntercomConversation(Tap):
         ),
         th.Property(
             "api_version", th.StringType, default="2.16",
-            description="Sent as Intercom-Version on every request: 1.0-1.4, 2.0-2.16 or Unstable.",
+            description="Sent as Intercom-Version on every request: 2.0-2.16 or Unstable (1.x has no conversation "
+            "search). title is null before 2.2; deletions need 2.16. Tested against 2.16.",
         ),
         th.Property(
             "start_date", th.DateTimeType,
@@ -287,6 +289,11 @@ def check_settings(config: t.Mapping[str, t.Any]) -> None:
         raise IntercomError(
             f"configuration: api_version {config.get('api_version')!r} is not an Intercom version "
             "(1.0-1.4, 2.0-2.16 or Unstable)"
+        )
+    if NO_CONVERSATION_SEARCH.match(str(config.get("api_version"))):
+        raise IntercomError(
+            f"configuration: api_version {config.get('api_version')!r} has no conversation search; "
+            "the tap needs 2.0 or later (2.16 recommended)"
         )
     bounds = {
         "lookback_window_seconds": (0, 30 * 86400),
