@@ -1,42 +1,28 @@
-"""The tap, its settings, and the checks that run before the first request."""
+"""The tap and its settings; checks.py holds the checks that run before the first request."""
 
 from __future__ import annotations
 
-import decimal
 import io
-import ipaddress
 import os
-import re
 import signal
 import sys
 import time
 import types
 import typing as t
-from urllib.parse import urlsplit
 
 import click
-from jsonschema.validators import validator_for
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers._util import load_json
 
+from tap_intercom_conversation.checks import check_settings, check_state, parse_json, read_json, schema_problem
 from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomError, IntercomStream
 from tap_intercom_conversation.deletions import DELETION_STREAM, DeletedConversationsStream
 from tap_intercom_conversation.progress import run_summary
-from tap_intercom_conversation.records import to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME
 from tap_intercom_conversation.streams import ConversationsStream
 
 DEFAULT_LOOKBACK_SECONDS = 600
-API_VERSION = re.compile(r"^(1\.[0-4]|2\.([0-9]|1[0-6])|Unstable)$")
-NO_CONVERSATION_SEARCH = re.compile(r"^1\.")  # POST /conversations/search arrived with 2.0
-SECRET_SETTINGS = frozenset({"access_token"})
-FUTURE_BOOKMARK_SECONDS = 86400  # a bookmark further ahead than this is not a clock skew
-_JSON_KINDS = {
-    "integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
-    "object": "an object", "array": "a list",
-}
 
 
 class TapIntercomConversation(Tap):
@@ -149,7 +135,7 @@ class TapIntercomConversation(Tap):
         """--config files: one line naming the file when one is missing or is not a JSON object."""
         for path in value:
             if path != "ENV":
-                _read_json(path, "configuration")
+                read_json(path, "configuration")
         return super().cb_config(ctx, param, value)
 
     @classmethod
@@ -168,7 +154,7 @@ class TapIntercomConversation(Tap):
             return
         if state is not None:
             text = state.read()
-            _parse_json(text, getattr(state, "name", "--state"), "state")
+            parse_json(text, getattr(state, "name", "--state"), "state")
             state = io.StringIO(text)
         try:
             super().invoke(config=config, state=state, catalog=catalog)
@@ -186,144 +172,6 @@ class Interrupted(IntercomError):
 
 class OutputClosed(IntercomError):
     """stdout is a pipe whose reader (the target) went away."""
-
-
-def _read_json(path: str, what: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except OSError as err:
-        raise IntercomError(f"{what}: cannot read {path} ({err.strerror or type(err).__name__})") from None
-    return _parse_json(text, path, what)
-
-
-def _parse_json(text: str, name: str, what: str) -> dict:
-    """The JSON object in a settings or state file; the message never quotes the file's content."""
-    if not text.strip():
-        raise IntercomError(f"{what}: {name} is empty (expected a JSON object)")
-    try:
-        value = load_json(text)
-    except ValueError as err:
-        where = f"{getattr(err, 'msg', 'parse error')} at line {getattr(err, 'lineno', '?')}"
-        raise IntercomError(f"{what}: {name} is not valid JSON ({where} column {getattr(err, 'colno', '?')})") from None
-    if not isinstance(value, dict):
-        raise IntercomError(f"{what}: {name} is not a JSON object")
-    return value
-
-
-def schema_problem(schema: dict, config: t.Mapping[str, t.Any]) -> str:
-    """The first JSON-schema violation in the settings, naming the setting (a secret's value is never shown)."""
-    validator = validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(dict(config)), key=lambda e: [str(p) for p in e.absolute_path])
-    if not errors:
-        return "the settings do not match their schema"
-    error = errors[0]
-    name = ".".join(str(part) for part in error.absolute_path)
-    if error.validator == "required":
-        missing = str(error.message).split("'")[1] if "'" in str(error.message) else str(error.validator_value)
-        if missing == "access_token":
-            return "access_token is missing: set it (TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN)"
-        return f"{missing} is missing"
-    shown = "" if name.split(".")[0] in SECRET_SETTINGS else f" {_show(error.instance)}"
-    if error.validator == "type":
-        kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        wanted = " or ".join(_JSON_KINDS.get(kind, kind) for kind in kinds if kind != "null")
-        return f"{name}{shown} is not {wanted}"
-    if error.validator == "enum":
-        return f"{name}{shown} is not one of {', '.join(str(v) for v in error.validator_value)}"
-    return f"{name} is invalid" if not shown else f"{name}{shown} is invalid ({error.validator})"
-
-
-def _show(value: object) -> str:
-    text = str(value) if isinstance(value, decimal.Decimal) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def check_state(state: object) -> None:
-    """Raise IntercomError when the state's bookmark is not one this tap wrote: never a silent full resync."""
-    if not isinstance(state, dict):
-        raise IntercomError("state: not a JSON object")
-    bookmarks = state.get("bookmarks", {})
-    if not isinstance(bookmarks, dict):
-        raise IntercomError("state: bookmarks is not an object")
-    for name, value in bookmarks.items():
-        if not isinstance(value, dict):
-            raise IntercomError(f"state: bookmarks.{name} is not an object")
-    ours = bookmarks.get(STREAM_NAME)
-    if ours is None:
-        return
-    key = ours.get("replication_key")
-    if key not in (None, "updated_at"):
-        raise IntercomError(f"state: the bookmark of {STREAM_NAME} is on {key!r}, not updated_at")
-    value = ours.get("replication_key_value")
-    if value is None and key is not None:
-        raise IntercomError(f"state: the bookmark of {STREAM_NAME} has no replication_key_value")
-    if value is not None:
-        bookmark = to_unix(value, f"state: the bookmark of {STREAM_NAME} (replication_key_value)")
-        if bookmark > time.time() + FUTURE_BOOKMARK_SECONDS:
-            raise IntercomError(
-                f"state: the bookmark of {STREAM_NAME} ({value}) is in the future; nothing before it would be read"
-            )
-    recent = ours.get("recent_conversations")
-    if recent is not None and (
-        not isinstance(recent, dict)
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in recent.values())
-    ):
-        raise IntercomError(f"state: {STREAM_NAME}.recent_conversations is not a map of conversation id to updated_at")
-
-
-def check_settings(config: t.Mapping[str, t.Any]) -> None:
-    """Raise IntercomError naming the first setting that cannot work."""
-    token = str(config.get("access_token") or "")
-    if not token.strip():
-        raise IntercomError("configuration: access_token is blank")
-    if not token.isprintable() or token != token.strip() or " " in token:
-        raise IntercomError(
-            "configuration: access_token contains spaces or control characters (a newline copied with it?)"
-        )
-    if config.get("start_date"):
-        to_unix(config["start_date"], "configuration: start_date")
-    if config.get("api_url"):
-        _check_api_url(str(config["api_url"]))
-    if not API_VERSION.match(str(config.get("api_version"))):
-        raise IntercomError(
-            f"configuration: api_version {config.get('api_version')!r} is not an Intercom version "
-            "(1.0-1.4, 2.0-2.16 or Unstable)"
-        )
-    if NO_CONVERSATION_SEARCH.match(str(config.get("api_version"))):
-        raise IntercomError(
-            f"configuration: api_version {config.get('api_version')!r} has no conversation search; "
-            "the tap needs 2.0 or later (2.16 recommended)"
-        )
-    bounds = {
-        "lookback_window_seconds": (0, 30 * 86400),
-        "max_concurrent_requests": (1, 64),
-        "request_timeout_seconds": (1, 600),
-    }
-    for name, (low, high) in bounds.items():
-        value = config.get(name)
-        if value is not None and not low <= value <= high:
-            raise IntercomError(f"configuration: {name} {_show(value)} is out of range ({low} to {high})")
-
-
-def _check_api_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise IntercomError(f"configuration: api_url {url!r} is not an http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise IntercomError(
-            f"configuration: api_url {url!r} is plain http to a non-loopback host; the access token "
-            "must not travel unencrypted (use https)"
-        )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main() -> None:
