@@ -76,6 +76,7 @@ def target_config(pg_url: str, schema: str, **settings) -> dict:
         "default_target_schema": schema,
         "add_record_metadata": False,
         "activate_version": False,
+        "use_copy": True,  # as meltano.yml runs it
         **settings,
     }
 
