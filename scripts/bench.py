@@ -15,10 +15,12 @@ simulator's 10-second windows, the least favourable phase (the first window is p
    search calls (150 conversations per search page), at R = 1,000 and at Intercom's default 1,667 per 10 s;
 2. search-only (include_conversation_parts false): rows/s end to end, beside target-postgres alone loading the
    same messages from a file and the tap alone writing them to a file;
-3. the tap's peak memory at 10,000 and 100,000 conversations;
+3. the tap's peak memory, hydrated at 2,000 to 20,000 and search-only at 10,000 and 100,000 conversations (the
+   tap alone into a file: a slower loader only blocks its writes);
 4. an incremental run when nothing changed: API calls and wall time.
 
-Medians of --runs runs are printed as markdown, with the machine they ran on.
+Medians of --runs runs are printed as markdown, with the machine they ran on and its load average (the
+simulator, the tap, target-postgres and PostgreSQL share the machine: a busy one lowers every figure).
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ def loader_config(schema: str) -> dict:
 class Run:
     seconds: float
     tap_rss_mb: float
+    tap_seconds: float = 0.0  # the tap's own exit, from its start
     calls: dict = field(default_factory=dict)
     last_state: dict | None = None
     rows: int | None = None
@@ -183,7 +186,7 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
                 started = time.perf_counter()
                 tap = subprocess.Popen(argv, stdout=sink, stderr=tap_err)
                 rss = wait_rusage(tap)
-                seconds = time.perf_counter() - started
+                seconds = tap_seconds = time.perf_counter() - started
             last_state = None
         else:
             (folder / "target.json").write_text(json.dumps(loader_config(schema)))
@@ -193,12 +196,13 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             tap.stdout.close()  # the target holds the pipe's read end
             result: dict = {}
-            reaper = threading.Thread(target=lambda: result.update(rss=wait_rusage(tap)))
+            reaper = threading.Thread(target=lambda: result.update(
+                rss=wait_rusage(tap), tap_seconds=time.perf_counter() - started))
             reaper.start()
             target_out, target_err = target.communicate(timeout=1800)
             seconds = time.perf_counter() - started
             reaper.join()
-            rss = result["rss"]
+            rss, tap_seconds = result["rss"], result["tap_seconds"]
             if target.returncode != 0:
                 sys.exit(f"target-postgres failed:\n{target_err[-3000:]}")
             states = [line for line in target_out.splitlines() if line.strip()]
@@ -207,7 +211,7 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
         if tap.returncode != 0:
             sys.exit(f"the tap failed ({tap.returncode}):\n{tap_err.read()[-3000:]}")
         tap_err.close()
-    run = Run(seconds, rss, delta(before, sim.stats()), last_state)
+    run = Run(seconds, rss, tap_seconds, delta(before, sim.stats()), last_state)
     if schema is not None:
         run.rows = row_count(schema)
     return run
@@ -254,10 +258,12 @@ def hydrated(conversations: int, rate_limit: int | None, runs: int, settings: di
                 sys.exit(f"hydrated backfill loaded {run.rows} rows of {conversations}")
             results.append(run)
             print(f"  hydrated n={conversations} R={rate_limit} {settings}: {run.seconds:.1f}s "
+                  f"(tap {run.tap_seconds:.1f}s) "
                   f"{conversations / run.seconds:.1f}/s calls={run.calls} rss={run.tap_rss_mb:.0f}MB",
                   file=sys.stderr, flush=True)
     seconds = median([r.seconds for r in results])
     row = {"conversations": conversations, "rate_limit": rate_limit, "settings": settings, "seconds": seconds,
+           "tap_seconds": median([r.tap_seconds for r in results]),
            "per_second": conversations / seconds, "calls": median([r.calls["calls"] for r in results]),
            "429": sum(r.calls["429"] for r in results), "runs": runs,
            "rss_mb": median([r.tap_rss_mb for r in results])}
@@ -291,20 +297,18 @@ def search_only(conversations: int, runs: int, latency_ms: float, jitter_ms: flo
             "end_to_end": conversations / median(both)}
 
 
-def memory(conversations: int, parts: bool, runs: int) -> dict:
-    """The tap's peak RSS through target-postgres, no rate limit, 20 ms latency (memory does not need more)."""
-    with simulator(conversations, latency_ms=20, jitter_ms=5) as sim:
-        results = []
-        for _ in range(runs):
-            with scratch_schema() as schema:
-                run = run_tap(sim, {"include_conversation_parts": parts}, schema=schema)
-            if run.rows != conversations:
-                sys.exit(f"memory run loaded {run.rows} rows of {conversations}")
-            results.append(run)
-            print(f"  memory n={conversations} parts={parts}: {run.tap_rss_mb:.1f} MB, {run.seconds:.1f}s",
-                  file=sys.stderr, flush=True)
-    return {"conversations": conversations, "parts": parts, "runs": runs,
-            "rss_mb": median([r.tap_rss_mb for r in results]), "seconds": median([r.seconds for r in results])}
+def memory(conversations: int, parts: bool) -> dict:
+    """The tap's peak RSS, the tap alone into a file (a slower loader only blocks the tap's writes), no latency."""
+    with simulator(conversations, latency_ms=0, jitter_ms=0) as sim, \
+            tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        run = run_tap(sim, {"include_conversation_parts": parts}, out=Path(tmp) / "messages.jsonl")
+        rows = sum(1 for line in (Path(tmp) / "messages.jsonl").open() if line.startswith('{"type":"RECORD"'))
+    if rows != conversations:
+        sys.exit(f"memory run emitted {rows} records of {conversations}")
+    print(f"  memory n={conversations} parts={parts}: {run.tap_rss_mb:.1f} MB, {run.seconds:.1f}s",
+          file=sys.stderr, flush=True)
+    return {"conversations": conversations, "parts": parts, "runs": 1, "rss_mb": run.tap_rss_mb,
+            "seconds": run.seconds}
 
 
 def incremental(conversations: int, runs: int) -> dict:
@@ -331,6 +335,10 @@ def tap_default_concurrency() -> int:
 # ---- the report -------------------------------------------------------------------------------------------------
 
 
+def load() -> str:
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def machine() -> str:
     model = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -349,15 +357,15 @@ def machine() -> str:
 def report_hydrated(rows: list[dict], concurrency: int) -> None:
     print(f"\n### 1. Hydrated backfill ({LATENCY_MS:.0f} ms latency ± {JITTER_MS:.0f} ms, "
           f"max_concurrent_requests {concurrency})\n")
-    print("| conversations | rate limit R (per 10 s) | API calls | wall s | conversations/s | ceiling/s | "
+    print("| conversations | rate limit R (per 10 s) | API calls | wall s (tap done) | conversations/s | ceiling/s | "
           "fraction of ceiling | 429s (all runs) | tap peak RSS MB | runs |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         limit = r["rate_limit"] if r["rate_limit"] is not None else "none"
         ceil = f"{r['ceiling']:.1f}" if "ceiling" in r else "-"
         frac = f"**{r['fraction']:.2f}**" if "fraction" in r else "-"
-        print(f"| {r['conversations']:,} | {limit} | {r['calls']:.0f} | {r['seconds']:.1f} | {r['per_second']:.1f} | "
-              f"{ceil} | {frac} | {r['429']} | {r['rss_mb']:.0f} | {r['runs']} |")
+        print(f"| {r['conversations']:,} | {limit} | {r['calls']:.0f} | {r['seconds']:.1f} ({r['tap_seconds']:.1f}) | "
+              f"{r['per_second']:.1f} | {ceil} | {frac} | {r['429']} | {r['rss_mb']:.0f} | {r['runs']} |")
 
 
 def report_search(rows: list[dict]) -> None:
@@ -371,7 +379,7 @@ def report_search(rows: list[dict]) -> None:
 
 
 def report_memory(rows: list[dict]) -> None:
-    print("\n### 3. The tap's peak memory (ru_maxrss), tap → target-postgres\n")
+    print("\n### 3. The tap's peak memory (ru_maxrss), the tap alone into a file, no latency\n")
     print("| conversations | include_conversation_parts | tap peak RSS MB | wall s | runs |")
     print("|---:|---|---:|---:|---:|")
     for r in rows:
@@ -389,14 +397,15 @@ def report_incremental(row: dict) -> None:
 
 def report_sweep(rows: list[dict]) -> None:
     print("\n### max_concurrent_requests sweep (hydrated backfill)\n")
-    print("| max_concurrent_requests | conversations | rate limit R | wall s | conversations/s | "
+    print("| max_concurrent_requests | conversations | rate limit R | wall s (tap done) | conversations/s | "
           "fraction of ceiling | 429s | tap peak RSS MB | runs |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         limit = r["rate_limit"] if r["rate_limit"] is not None else "none"
         frac = f"{r['fraction']:.2f}" if "fraction" in r else "-"
         print(f"| {r['settings']['max_concurrent_requests']} | {r['conversations']:,} | {limit} | "
-              f"{r['seconds']:.1f} | {r['per_second']:.1f} | {frac} | {r['429']} | {r['rss_mb']:.0f} | {r['runs']} |")
+              f"{r['seconds']:.1f} ({r['tap_seconds']:.1f}) | {r['per_second']:.1f} | {frac} | {r['429']} | "
+              f"{r['rss_mb']:.0f} | {r['runs']} |")
 
 
 def main() -> None:
@@ -413,6 +422,7 @@ def main() -> None:
     runs = args.runs or (1 if args.quick else 3)
     started = time.time()
     concurrency = tap_default_concurrency()
+    load_before = load()
     print(f"## Benchmark ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, median of {runs} run(s)"
           f"{', --quick' if args.quick else ''})\n\nMachine: {machine()}.")
     if args.sweep:
@@ -421,7 +431,8 @@ def main() -> None:
             for limit in (None, INTERCOM_LIMIT):
                 rows.append(hydrated(args.sweep_conversations, limit, runs, {"max_concurrent_requests": value}))
         report_sweep(rows)
-        print(f"\nTotal benchmark time {time.time() - started:.0f} s.")
+        print(f"\nTotal benchmark time {time.time() - started:.0f} s; load average {load_before} before, "
+              f"{load()} after (other processes share this machine when above ~{os.cpu_count()}).")
         return
     only = set(args.only.split(","))
     if "hydrated" in only:
@@ -429,18 +440,18 @@ def main() -> None:
         limits = [1000] if args.quick else [1000, INTERCOM_LIMIT]
         report_hydrated([hydrated(n, limit, runs) for limit in limits], concurrency)
     if "search" in only:
-        n = 5000 if args.quick else 20000
-        rows = [search_only(n, runs, 0, 0)]
+        rows = [search_only(5000 if args.quick else 10000, runs, 0, 0)]
         if not args.quick:
-            rows.append(search_only(n, runs, LATENCY_MS, JITTER_MS))
+            rows.append(search_only(5000, runs, LATENCY_MS, JITTER_MS))
         report_search(rows)
     if "memory" in only:
-        memory_runs = 1 if args.quick else min(runs, 2)
-        sizes = [(2000, True), (20000, False)] if args.quick else [(10000, True), (10000, False), (100000, False)]
-        report_memory([memory(n, parts, memory_runs) for n, parts in sizes])
+        sizes = [(1000, True), (5000, True), (20000, False)] if args.quick else \
+            [(2000, True), (10000, True), (20000, True), (10000, False), (100000, False)]
+        report_memory([memory(n, parts) for n, parts in sizes])  # peak RSS barely varies: one run each
     if "incremental" in only:
         report_incremental(incremental(1000 if args.quick else 2000, runs))
-    print(f"\nTotal benchmark time {time.time() - started:.0f} s.")
+    print(f"\nTotal benchmark time {time.time() - started:.0f} s; load average {load_before} before, "
+              f"{load()} after (other processes share this machine when above ~{os.cpu_count()}).")
 
 
 if __name__ == "__main__":

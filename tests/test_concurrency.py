@@ -108,6 +108,28 @@ def test_ordered_map_yields_in_input_order_with_bounded_read_ahead_and_full_conc
     assert peak == workers
 
 
+def test_ordered_map_replaces_its_threads_without_exceeding_the_bound():
+    workers, running, peak, threads = 3, 0, 0, set()
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            threads.add(threading.current_thread())  # kept alive here, so each one counts once
+        time.sleep(0.01 * (i % 4))
+        with lock:
+            running -= 1
+        return -i
+
+    out = list(ordered_map(work, range(60), workers=workers, recycle_every=10))
+
+    assert out == [(i, -i) for i in range(60)]
+    assert peak <= workers
+    assert len(threads) > 2 * workers  # several generations of threads did the work
+
+
 def test_ordered_map_stops_reading_when_the_consumer_stops():
     consumed = []
 
