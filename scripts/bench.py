@@ -2,7 +2,7 @@
 """Benchmark of issue #4: the tap and target-postgres as users run them, against the Intercom simulator.
 
     .venvs/dev/bin/python scripts/bench.py [--quick] [--runs 3] [--only hydrated,search,memory,incremental]
-    .venvs/dev/bin/python scripts/bench.py --sweep 4,8,16,32,48   # hydration throughput per max_concurrent_requests
+    .venvs/dev/bin/python scripts/bench.py --sweep 16,32,48,64   # hydration throughput per max_concurrent_requests
 
 Each measurement starts the simulator CLI (`python -m tests.intercom_simulator`) as a subprocess, then runs
 `.venvs/dev/bin/tap-intercom-conversation | target-postgres` with the loader config of meltano.yml into a
