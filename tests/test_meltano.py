@@ -11,11 +11,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import REPO, STREAM, table_rows, venv_bin
-from tests.postgres import sqlalchemy_url
+from tests.postgres import scratch_schema, sqlalchemy_url
+from tests.test_table import DOCUMENTED_DDL, shape
 
 MELTANO = venv_bin("meltano", "meltano")
 STATE_ID = "prod:tap-intercom-conversation-to-target-postgres"
@@ -81,6 +83,14 @@ def assert_table_is_the_truth(pg_url: str, schema: str, sim: IntercomSimulator) 
     return rows
 
 
+def assert_the_documented_table(pg_url: str, schema: str) -> None:
+    """After a real load: the columns, types and constraints of WebhookDB's definition, nothing else."""
+    with scratch_schema(pg_url) as documented, psycopg.connect(pg_url) as conn:
+        conn.execute(f'SET search_path TO "{documented}"')
+        conn.execute(DOCUMENTED_DDL)
+        assert shape(conn, schema) == shape(conn, documented)
+
+
 def test_meltano_run_backfills_then_updates_exactly_what_changed(project, pg_url, pg_schema, tmp_path):
     env = _job_env_with_db(tmp_path)
     with IntercomSimulator(conversations=1000, seed=11) as sim:
@@ -88,6 +98,7 @@ def test_meltano_run_backfills_then_updates_exactly_what_changed(project, pg_url
         first = meltano_run(project, env)
         rows_before = assert_table_is_the_truth(pg_url, pg_schema, sim)
         assert emitted(first) == 1000
+        assert_the_documented_table(pg_url, pg_schema)
 
         changed = sim.ids()[:5]
         for conversation_id in changed:
