@@ -65,11 +65,11 @@ class ConversationsStream(IntercomStream):
         return search_body(next_page_token or SearchPage(self._lower), self._through)
 
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
-        rows = response.json_body.get("conversations")  # type: ignore[attr-defined]
+        body = response.json_body  # type: ignore[attr-defined]
+        rows = body.get("conversations")
         if not isinstance(rows, list):
             raise BadPayload("the search answer has no `conversations` list")
         rows = [checked_row(row) for row in rows]
-        body = response.json_body  # type: ignore[attr-defined]
         if self.paginator is not None:
             if not self.paginator.accept(body):
                 return
