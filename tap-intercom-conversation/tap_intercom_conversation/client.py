@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import typing as t
@@ -26,6 +27,7 @@ REGION_URLS = {
     "au": "https://api.au.intercom.io",
 }
 SEARCH = "POST /conversations/search"
+_CONVERSATION_ID = re.compile(r"/\d+$")
 MAX_TRIES = 8  # first try + 7 retries, about two minutes of backoff at most
 MAX_RATE_LIMITED = 60  # 429s in a row for one request (ten minutes of windows) before giving up
 # What is retried with backoff: Intercom's 5xx/408 and unparsable 200s (RetriableAPIError), timeouts,
@@ -203,7 +205,8 @@ class IntercomStream(RESTStream):
                 f"{where} answered 429 rate_limit_exceeded {MAX_RATE_LIMITED} times in a row; "
                 "another client is using this app's whole rate limit"
             )
-        self._write_request_duration_log(endpoint=self.path, response=response, context=context, extra_tags=None)
+        endpoint = _CONVERSATION_ID.sub("/{id}", prepared_request.path_url.split("?")[0])  # one tag per endpoint
+        self._write_request_duration_log(endpoint=endpoint, response=response, context=context, extra_tags=None)
         self.validate_response(response)
         return response
 
