@@ -236,8 +236,13 @@ class IntercomStream(RESTStream):
 
         return request_or_give_up
 
+    @cached_property
+    def _request_with_retries(self) -> t.Callable:
+        """Built once: hydration sends one request per conversation."""
+        return self.request_decorator(self._request)
+
     def send(self, prepared_request: requests.PreparedRequest) -> requests.Response:
-        return self.request_decorator(self._request)(prepared_request, None)
+        return self._request_with_retries(prepared_request, None)
 
     def validate_response(self, response: requests.Response) -> None:
         where = describe(response.request.method or "", response.request.path_url)
