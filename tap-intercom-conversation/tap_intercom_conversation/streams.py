@@ -10,7 +10,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.progress import Progress
-from tap_intercom_conversation.records import BadPayload, as_record, checked_row, to_iso, to_unix
+from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME, schema_path
 from tap_intercom_conversation.search import SearchPage, SearchPaginator, search_body
 
@@ -65,11 +65,8 @@ class ConversationsStream(IntercomStream):
         return search_body(next_page_token or SearchPage(self._lower), self._through)
 
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
-        body = response.json_body  # type: ignore[attr-defined]
-        rows = body.get("conversations")
-        if not isinstance(rows, list):
-            raise BadPayload("the search answer has no `conversations` list")
-        rows = [checked_row(row) for row in rows]
+        body = response.json_body  # type: ignore[attr-defined]  # its envelope checked by validate_response
+        rows = [checked_row(row) for row in body["conversations"]]
         if self.paginator is not None:
             if not self.paginator.accept(body):
                 return
@@ -182,13 +179,18 @@ class ConversationsStream(IntercomStream):
         """Bookmark the search position of the record just emitted (see the class docstring)."""
         self._increment_bookmark(context)
 
+    def _bookmark_now(self) -> int:
+        """The search position reached, never before the bookmark the run started from."""
+        return max(self._position, self._bookmark or 0)
+
     def _increment_bookmark(self, context: Context | None) -> None:
-        value = max(self._position, self._bookmark or 0)
-        self.state_manager.increment_state({"updated_at": to_iso(value)}, context=context, replication_key="updated_at")
+        self.state_manager.increment_state(
+            {"updated_at": to_iso(self._bookmark_now())}, context=context, replication_key="updated_at"
+        )
 
     def _remember_recent(self, context: Context | None, lookback: int) -> None:
         """What the next run's lookback may meet again and need not fetch twice."""
         state = self.get_context_state(context)
-        horizon = to_unix(state.get("replication_key_value") or to_iso(0), "bookmark") - lookback
+        horizon = self._bookmark_now() - lookback
         recent = sorted(((v, k) for k, v in self._seen.items() if v >= horizon), reverse=True)[:RECENT_LIMIT]
         state["recent_conversations"] = {key: value for value, key in recent}
