@@ -6,7 +6,6 @@ value of a secret.
 
 from __future__ import annotations
 
-import decimal
 import ipaddress
 import re
 import time
@@ -17,7 +16,7 @@ from jsonschema.validators import validator_for
 from singer_sdk.helpers._util import load_json
 
 from tap_intercom_conversation.client import IntercomError
-from tap_intercom_conversation.records import to_unix
+from tap_intercom_conversation.records import show, to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME
 
 API_VERSION = re.compile(r"^(1\.[0-4]|2\.([0-9]|1[0-6])|Unstable)$")
@@ -66,7 +65,7 @@ def schema_problem(schema: dict, config: t.Mapping[str, t.Any]) -> str:
         if missing == "access_token":
             return "access_token is missing: set it (TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN)"
         return f"{missing} is missing"
-    shown = "" if name.split(".")[0] in SECRET_SETTINGS else f" {_show(error.instance)}"
+    shown = "" if name.split(".")[0] in SECRET_SETTINGS else f" {show(error.instance)}"
     if error.validator == "type":
         kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         wanted = " or ".join(_JSON_KINDS.get(kind, kind) for kind in kinds if kind != "null")
@@ -74,11 +73,6 @@ def schema_problem(schema: dict, config: t.Mapping[str, t.Any]) -> str:
     if error.validator == "enum":
         return f"{name}{shown} is not one of {', '.join(str(v) for v in error.validator_value)}"
     return f"{name} is invalid" if not shown else f"{name}{shown} is invalid ({error.validator})"
-
-
-def _show(value: object) -> str:
-    text = str(value) if isinstance(value, decimal.Decimal) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_state(state: object) -> None:
@@ -145,7 +139,7 @@ def check_settings(config: t.Mapping[str, t.Any]) -> None:
     for name, (low, high) in bounds.items():
         value = config.get(name)
         if value is not None and not low <= value <= high:
-            raise IntercomError(f"configuration: {name} {_show(value)} is out of range ({low} to {high})")
+            raise IntercomError(f"configuration: {name} {show(value)} is out of range ({low} to {high})")
 
 
 def _check_api_url(url: str) -> None:

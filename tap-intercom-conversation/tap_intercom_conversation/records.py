@@ -9,6 +9,7 @@ The one documented coercion: an `id` sent as a JSON number becomes the same digi
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import re
 
 from tap_intercom_conversation.client import IntercomError
@@ -24,8 +25,9 @@ class BadPayload(IntercomError):
     """Intercom sent something that is not a conversation as documented."""
 
 
-def _show(value: object) -> str:
-    text = repr(value)
+def show(value: object) -> str:
+    """A value for an error line: its repr (a Decimal from a JSON file as written), at most 60 characters."""
+    text = str(value) if isinstance(value, decimal.Decimal) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -43,7 +45,7 @@ def to_unix(value: object, what: str) -> int:
             pass
         else:
             return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
-    msg = f"{what} {_show(value)} is not an ISO 8601 date-time (e.g. 2024-01-31T00:00:00Z)"
+    msg = f"{what} {show(value)} is not an ISO 8601 date-time (e.g. 2024-01-31T00:00:00Z)"
     raise IntercomError(msg)
 
 
@@ -57,61 +59,61 @@ def checked_row(payload: object, expected_id: str | None = None) -> dict:
     expected_id: the id that was asked for (GET /conversations/{id}); the payload must be that conversation.
     """
     if not isinstance(payload, dict):
-        raise BadPayload(f"Intercom sent a conversation that is not an object: {_show(payload)}")
+        raise BadPayload(f"Intercom sent a conversation that is not an object: {show(payload)}")
     conversation_id = payload.get("id")
     if conversation_id is None or conversation_id == "":
-        raise BadPayload(f"Intercom sent a conversation without an id (updated_at={_show(payload.get('updated_at'))})")
+        raise BadPayload(f"Intercom sent a conversation without an id (updated_at={show(payload.get('updated_at'))})")
     if (
         not isinstance(conversation_id, str | int)
         or isinstance(conversation_id, bool)
         or not _ID.match(str(conversation_id))
     ):
-        raise BadPayload(f"Intercom sent a conversation whose id is not an id: {_show(conversation_id)}")
+        raise BadPayload(f"Intercom sent a conversation whose id is not an id: {show(conversation_id)}")
     if expected_id is not None and str(conversation_id) != str(expected_id):
         raise BadPayload(f"conversation {expected_id}: Intercom answered with conversation {conversation_id} instead")
     if "updated_at" not in payload or payload["updated_at"] is None:
         raise BadPayload(f"conversation {conversation_id}: updated_at is missing")
     if not _is_unix_seconds(payload.get("updated_at")):
         raise BadPayload(
-            f"conversation {conversation_id}: updated_at {_show(payload.get('updated_at'))} is not unix seconds"
+            f"conversation {conversation_id}: updated_at {show(payload.get('updated_at'))} is not unix seconds"
         )
     created_at = payload.get("created_at")
     if created_at is not None and not _is_unix_seconds(created_at):
-        raise BadPayload(f"conversation {conversation_id}: created_at {_show(created_at)} is not unix seconds")
+        raise BadPayload(f"conversation {conversation_id}: created_at {show(created_at)} is not unix seconds")
     for field in _TEXT_COLUMNS:
         if payload.get(field) is not None and not isinstance(payload[field], str):
-            raise BadPayload(f"conversation {conversation_id}: {field} {_show(payload[field])} is not a string")
+            raise BadPayload(f"conversation {conversation_id}: {field} {show(payload[field])} is not a string")
     for field in _BOOLEAN_COLUMNS:
         if payload.get(field) is not None and not isinstance(payload[field], bool):
-            raise BadPayload(f"conversation {conversation_id}: {field} {_show(payload[field])} is not a boolean")
+            raise BadPayload(f"conversation {conversation_id}: {field} {show(payload[field])} is not a boolean")
     parts = payload.get("conversation_parts")
     if parts is not None and (
         not isinstance(parts, dict)
         or not isinstance(parts.get("conversation_parts", []), list)
         or not isinstance(parts.get("total_count", 0), int)
     ):
-        raise BadPayload(f"conversation {conversation_id}: conversation_parts {_show(parts)} is not a list of parts")
+        raise BadPayload(f"conversation {conversation_id}: conversation_parts {show(parts)} is not a list of parts")
     return payload
 
 
 def checked_search_answer(body: object) -> dict:
     """A POST /conversations/search answer with the documented envelope (the rows are checked one by one)."""
     if not isinstance(body, dict):
-        raise BadPayload(f"the search answer is not an object: {_show(body)}")
+        raise BadPayload(f"the search answer is not an object: {show(body)}")
     if not isinstance(body.get("conversations"), list):
         raise BadPayload("the search answer has no `conversations` list")
     total = body.get("total_count")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
-        raise BadPayload(f"the search answer's total_count {_show(total)} is not a count")
+        raise BadPayload(f"the search answer's total_count {show(total)} is not a count")
     pages = body.get("pages")
     if pages is not None and not isinstance(pages, dict):
-        raise BadPayload(f"the search answer's pages {_show(pages)} is not an object")
+        raise BadPayload(f"the search answer's pages {show(pages)} is not an object")
     following = (pages or {}).get("next")
     if following is not None and not isinstance(following, dict):
-        raise BadPayload(f"the search answer's pages.next {_show(following)} is not an object")
+        raise BadPayload(f"the search answer's pages.next {show(following)} is not an object")
     cursor = (following or {}).get("starting_after")
     if cursor is not None and not isinstance(cursor, str):
-        raise BadPayload(f"the search answer's pages.next.starting_after {_show(cursor)} is not a cursor")
+        raise BadPayload(f"the search answer's pages.next.starting_after {show(cursor)} is not a cursor")
     return body
 
 
