@@ -14,6 +14,7 @@ import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.io_base import SingerWriter
 
 from tap_intercom_conversation.checks import check_settings, check_state, parse_json, read_json, schema_problem
 from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomError, IntercomStream
@@ -25,10 +26,33 @@ from tap_intercom_conversation.streams import ConversationsStream
 DEFAULT_LOOKBACK_SECONDS = 600
 
 
+class WholeLineWriter(SingerWriter):
+    """Singer messages on stdout, where a termination signal never lands inside a line.
+
+    A signal that arrives while a message is being written (a blocked write to a full pipe runs the
+    handler inside it) waits until that line is complete, so the STATE the handler writes is a line
+    of its own.
+    """
+
+    writing = False
+    pending: t.Callable[[], None] | None = None
+
+    def write_message(self, message: t.Any) -> None:
+        self.writing = True
+        try:
+            super().write_message(message)
+        finally:
+            self.writing = False
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending()
+
+
 class TapIntercomConversation(Tap):
     """Intercom conversations, backfilled then kept in sync, for the table intercom_conversation_v1."""
 
     name = "tap-intercom-conversation"
+    message_writer_class = WholeLineWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -119,6 +143,10 @@ class TapIntercomConversation(Tap):
 
         The SDK's handler exits 0, which would tell a scheduler that an interrupted run completed.
         """
+        writer = self.message_writer
+        if isinstance(writer, WholeLineWriter) and writer.writing:
+            writer.pending = lambda: self._handle_termination(signum, frame)
+            return
         try:
             self._state_writer.write_state(self.state)
         finally:
