@@ -2,7 +2,7 @@
 
 Standard library only: the two README commands run this first. Each environment in .venvs/ is built
 from scripts/requirements/<name>.txt with uv (itself installed from PyPI into .venvs/uv) and rebuilt
-only when that file changes.
+only when that file or the tap's pyproject.toml (its dependencies) changes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 VENVS = REPO / ".venvs"
 REQUIREMENTS = REPO / "scripts" / "requirements"
+TAP_PROJECT = REPO / "tap-intercom-conversation" / "pyproject.toml"
 
 
 def _bin(env: Path, name: str) -> Path:
@@ -38,7 +39,7 @@ def environment(name: str) -> Path:
     requirements = REQUIREMENTS / f"{name}.txt"
     env = VENVS / name
     stamp = env / ".requirements-sha256"
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    digest = hashlib.sha256(requirements.read_bytes() + TAP_PROJECT.read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != digest:
         uv = _uv()
         print(f"bootstrap: building .venvs/{name}", flush=True)
