@@ -73,7 +73,9 @@ class SearchPaginator(BaseAPIPaginator[SearchPage]):
         total = body.get("total_count")
         current = self.current_value
         shifted = current.cursor is not None and total != self._expected_total
-        can_restart = self._safe_second is not None and (current.lower is None or self._safe_second > current.lower)
+        # Restarting at the query's own first second is allowed: within a second holding more than a page
+        # (a bulk action) it is the only way back to a consistent read; MAX_RESTARTS bounds the repeats.
+        can_restart = self._safe_second is not None
         if shifted and can_restart and self.restarts < self.MAX_RESTARTS:
             self.restarts += 1
             self._restart_from = self._safe_second
