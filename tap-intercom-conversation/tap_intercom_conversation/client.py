@@ -16,6 +16,7 @@ from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.streams import RESTStream
 
+from tap_intercom_conversation.freshness import SERVER_CLOCK
 from tap_intercom_conversation.governor import GOVERNOR
 
 if t.TYPE_CHECKING:
@@ -193,8 +194,11 @@ class IntercomStream(RESTStream):
         where = describe(prepared_request.method or "", prepared_request.path_url)
         for _ in range(MAX_RATE_LIMITED):
             GOVERNOR.acquire()
+            sent_after = SERVER_CLOCK.floor()
             response = self.requests_session.send(authenticated, timeout=self.timeout, allow_redirects=False)
+            response.sent_after = sent_after  # type: ignore[attr-defined]  # see freshness.py
             GOVERNOR.observe(response.headers)
+            SERVER_CLOCK.observe(response.headers)
             if response.status_code != 429:
                 break
             REQUEST_STATS.add("rate_limited")
