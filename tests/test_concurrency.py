@@ -18,9 +18,9 @@ from tests.pipeline import run_tap, tap_config
 
 
 class ServerProbe:
-    """Wraps the simulator's request handling: concurrent GETs, and every request counted per 10-s window."""
+    """Wraps the simulator's request handling: concurrent GETs (or searches), every request counted per 10-s window."""
 
-    def __init__(self, sim: IntercomSimulator) -> None:
+    def __init__(self, sim: IntercomSimulator, route: str = "retrieve") -> None:
         app = sim._app
         handle, hit = app.handle, app.limiter.hit
         self.lock = threading.Lock()
@@ -28,8 +28,13 @@ class ServerProbe:
         self.max_in_flight = 0
         self.per_window: Counter[int] = Counter()  # every request the limiter counted, refused ones included
 
+        def counted(method: str, target: str) -> bool:
+            if route == "search":
+                return method == "POST" and target.startswith("/conversations/search")
+            return method == "GET" and target.startswith("/conversations/") and target.count("/") == 2
+
         def counting_handle(method, target, headers, body):
-            retrieve = method == "GET" and target.startswith("/conversations/") and target.count("/") == 2
+            retrieve = counted(method, target)
             if retrieve:
                 with self.lock:
                     self.in_flight += 1

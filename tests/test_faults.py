@@ -260,8 +260,8 @@ MATRIX = {
         {"max_concurrent_requests": 8},
         True,
     ),
-    "search-only-inclusive": (  # sequential requests: the seeded faults fall on the same requests every time
-        {"conversations": 600, "seed": 22, "date_comparison": "inclusive",
+    "search-only-inclusive": (  # spans searched at once, split and retried; changes move rows between them
+        {"conversations": 2500, "seed": 22, "date_comparison": "inclusive",
          "faults": Faults(seed=24, error_rate=0.1, html_fraction=0.5, drop_rate=0.06, reset_fraction=0.3,
                           slow_rate=0.04, slow_seconds=2, bad_json_rate=0.04, change_rate=0.5, changes_per_event=5)},
         {"include_conversation_parts": False},

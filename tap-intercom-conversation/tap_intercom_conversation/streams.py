@@ -4,22 +4,48 @@ from __future__ import annotations
 
 import time
 import typing as t
+from dataclasses import dataclass
+from functools import cached_property
 
+import singer_sdk.singerlib as singer
 from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk.helpers._typing import conform_record_data_types
+from singer_sdk.helpers._util import utc_now
 
 from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
+from tap_intercom_conversation.freshness import complete_through
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME, schema_path
-from tap_intercom_conversation.search import SearchPage, SearchPaginator, search_body
+from tap_intercom_conversation.search import SearchPaginator, search_body
+from tap_intercom_conversation.spans import SPAN_ROWS, Span, Split, ordered_pages, split_span
 
 if t.TYPE_CHECKING:
-    import requests
     from singer_sdk.helpers.types import Context
 
+SEARCHES_IN_FLIGHT = 6  # spans searched at once when nothing is hydrated (hydration GETs are the bottleneck otherwise)
 MAX_PASSES = 5  # the first window, then catch-up windows for what changed while it ran
 RECENT_LIMIT = 5000  # conversations remembered in STATE as already loaded at the bookmark's tail
+
+
+@dataclass
+class SearchRows:
+    """One search page's rows that belong to its span, and the span's total_count on its first page."""
+
+    span: Span
+    rows: list[dict]
+    total: int
+    first: bool
+    sent_after: int | None = None  # see freshness.py
+    cut: bool = False  # the span's search stopped early (a repeated cursor): nothing after it may be emitted
+
+
+class Fetched(t.NamedTuple):
+    """A search row or a hydrated payload, and the second Intercom's clock had reached when it was asked."""
+
+    payload: dict
+    sent_after: int | None
 
 
 class ConversationsStream(IntercomStream):
@@ -48,7 +74,7 @@ class ConversationsStream(IntercomStream):
         self._position = 0
         self._bookmark: int | None = None
         self._seen: dict[str, int] = {}
-        self.paginator: SearchPaginator | None = None
+        self._search_cut = False  # a search stopped early: the bookmark must not pass it
         self.progress = Progress(self.logger, self.name)
         self.counts = {
             "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "search_rows": 0, "passes": 0,
@@ -56,37 +82,63 @@ class ConversationsStream(IntercomStream):
 
     # Search requests
 
-    def get_new_paginator(self) -> SearchPaginator:
-        self.paginator = SearchPaginator(self._lower)
-        self._restarts_counted = 0
-        return self.paginator
+    def _search_span(self, span: Span, put: t.Callable[[object], None]) -> None:
+        """Every row of one span, page after page (a span's thread); the rest handed back as spans if many.
 
-    def prepare_request_payload(self, context: Context | None, next_page_token: SearchPage | None) -> dict:
-        return search_body(next_page_token or SearchPage(self._lower), self._through)
+        Its first page tells how many rows the span holds: past 2 * SPAN_ROWS, the seconds after the
+        ones that page completes are split, and the page's last second is searched again with them.
+        """
+        paginator = SearchPaginator(span.lower)
+        first = True
+        while not paginator.finished:
+            prepared = self.build_prepared_request(
+                method="POST", url=f"{self.url_base}{self.path}", headers=self.http_headers,
+                json=search_body(paginator.current_value, span.through),
+            )
+            response = self.send(prepared)
+            body = response.json_body  # type: ignore[attr-defined]  # its envelope checked by validate_response
+            rows = [checked_row(row) for row in body["conversations"]]
+            if paginator.accept(body):
+                rows = [row for row in rows if span.holds(int(row["updated_at"]))]
+                last = max((int(row["updated_at"]) for row in rows), default=None)
+                total = body.get("total_count") if isinstance(body.get("total_count"), int) else 0
+                if first and total > 2 * SPAN_ROWS and last is not None and (span.lower is None or last > span.lower):
+                    complete = [row for row in rows if int(row["updated_at"]) < last]
+                    put(SearchRows(span, complete, total, first=True, sent_after=response.sent_after))
+                    put(Split(split_span(last, span.through, total - len(complete))))
+                    return
+                put(SearchRows(span, rows, total, first=first, sent_after=response.sent_after))
+                first = False
+            paginator.advance(response)
+        if paginator.stopped_on_repeated_cursor:
+            put(SearchRows(span, [], 0, first=False, cut=True))
 
-    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
-        body = response.json_body  # type: ignore[attr-defined]  # its envelope checked by validate_response
-        rows = [checked_row(row) for row in body["conversations"]]
-        if self.paginator is not None:
-            if not self.paginator.accept(body):
+    def _search_rows(self) -> t.Iterator[Fetched]:
+        """The window's rows in `updated_at` order, its spans searched concurrently when nothing is hydrated."""
+        root = Span(self._lower, self._through)
+        hydrating = self.config["include_conversation_parts"]
+        workers = 1 if hydrating else min(SEARCHES_IN_FLIGHT, int(self.config["max_concurrent_requests"]))
+        for page in ordered_pages(root, self._search_span, workers=workers):
+            assert isinstance(page, SearchRows)
+            if page.cut:
+                self._search_cut = True
                 return
-            if self.paginator.current_value.cursor is None and self.paginator.restarts == self._restarts_counted:
-                total = body.get("total_count")
-                self.progress.expect(total if isinstance(total, int) else 0)  # a new window, not a restart
-            self._restarts_counted = self.paginator.restarts
-        self.progress.page()
-        yield from rows
+            if page.first and page.span is root:
+                self.progress.expect(page.total)
+            self.progress.page()
+            for row in page.rows:
+                yield Fetched(row, page.sent_after)
 
-    def _request_conversation(self, conversation_id: str) -> dict | None:
+    def _request_conversation(self, conversation_id: str) -> Fetched | None:
         """GET /conversations/{id}; None when it was deleted after the search found it."""
         prepared = self.build_prepared_request(
             method="GET", url=f"{self.url_base}/conversations/{conversation_id}", headers=self.http_headers
         )
         try:
-            payload = self.send(prepared).json_body  # type: ignore[attr-defined]
+            response = self.send(prepared)
         except IntercomNotFound:
             return None
-        return checked_row(payload, conversation_id)
+        return Fetched(checked_row(response.json_body, conversation_id), response.sent_after)  # type: ignore[attr-defined]
 
     # The sync
 
@@ -102,7 +154,7 @@ class ConversationsStream(IntercomStream):
             self.counts["passes"] += 1
             emitted_before = self.counts["emitted"]
             yield from self._one_window(context)
-            if self.paginator and self.paginator.stopped_on_repeated_cursor:
+            if self._search_cut:
                 break
             self._position = self._through  # the whole window is in: the bookmark may move to its end
             self._increment_bookmark(context)
@@ -115,25 +167,55 @@ class ConversationsStream(IntercomStream):
         self.logger.info(self.progress.line())
 
     def _one_window(self, context: Context | None) -> t.Iterator[dict]:
-        fresh_rows = (row for row in self.request_records(context) if self._first_sight(row))
+        found = (row for row in self._search_rows() if self._first_sight(row.payload))
         if self.config["include_conversation_parts"]:
             workers = int(self.config["max_concurrent_requests"])
-            pairs = ordered_map(lambda row: self._request_conversation(row["id"]), fresh_rows, workers=workers)
+            pairs = ordered_map(lambda row: self._request_conversation(row.payload["id"]), found, workers=workers)
         else:
-            pairs = ((row, row) for row in fresh_rows)
-        for row, payload in pairs:
-            if payload is None:
+            pairs = ((row, row) for row in found)
+        for (row, _), fetched in pairs:
+            if fetched is None:
                 self.counts["skipped_deleted"] += 1
                 self.logger.info("Conversation %s was deleted after the search found it; skipped", row["id"])
                 continue
+            payload = fetched.payload
             if payload is not row:
                 self.counts["hydrated"] += 1
                 self._warn_if_truncated(payload)
             record = as_record(payload)
-            self._seen[record["intercom_id"]] = max(int(payload["updated_at"]), int(row["updated_at"]))
+            newest = max(int(payload["updated_at"]), int(row["updated_at"]))
+            self._seen[record["intercom_id"]] = complete_through(newest, fetched.sent_after)
             self._position = int(row["updated_at"])
             self.counts["emitted"] += 1
             yield record
+
+    def _generate_record_messages(self, record: dict) -> t.Iterator[singer.RecordMessage]:
+        """The SDK's (singer-sdk 0.54.9), but deselected columns are dropped without a walk through `data`.
+
+        The SDK looks up every key at every depth of the record in the selection mask: about a quarter
+        of the tap's CPU with `data` (hundreds of keys per conversation), while the schema lists no key
+        inside `data` that a catalog could deselect. A catalog that does name one gets the SDK's walk.
+        """
+        if self._selects_inside_columns:
+            yield from super()._generate_record_messages(record)
+            return
+        for column in [column for column in record if not self.mask[("properties", column)]]:
+            del record[column]
+        record = conform_record_data_types(
+            stream_name=self.name, record=record, schema=self.effective_schema,
+            level=self.TYPE_CONFORMANCE_LEVEL, logger=self.logger,
+        )
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                yield singer.RecordMessage(
+                    stream=stream_map.stream_alias, record=mapped, version=self._stream_version,
+                    time_extracted=utc_now(),
+                )
+
+    @cached_property
+    def _selects_inside_columns(self) -> bool:
+        return any(len(breadcrumb) > 2 and not selected for breadcrumb, selected in self.mask.items())
 
     def _warn_if_truncated(self, payload: dict) -> None:
         """Intercom returns at most the 500 most recent parts; `data` stays as sent, the gap is reported."""
