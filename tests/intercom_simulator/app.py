@@ -134,6 +134,7 @@ class App:
         self.latency_ms, self.jitter_ms = latency_ms, jitter_ms
         self.jitter_rng = random.Random(store.seed)
         self.jitter_lock = threading.Lock()
+        self.row_cache = render.RowCache(store.seed)
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response | None:
         """The response, or None to drop the connection without answering."""
@@ -220,7 +221,7 @@ class App:
             rewrite = self.on_payload()
             if rewrite is not None:
                 payload = rewrite(route, payload)
-            data = json.dumps(payload, ensure_ascii=False).encode()
+            data = render.encode(payload)
             if plan.kind == "bad_json":
                 self.stats.add("faults", "bad_json")
                 data = data[: len(data) // 2]
@@ -300,8 +301,8 @@ class App:
                                  "total_pages": math.ceil(total / per_page)}
         if offset + per_page < total:
             pages["next"] = {"per_page": per_page, "starting_after": encode_cursor(offset + per_page)}
-        return {"type": "conversation.list", "pages": pages, "total_count": total,
-                "conversations": [render.list_item(seed, r) for r in recs]}
+        rows = [render.list_item(seed, r) for r in recs] if self.on_payload() else self.row_cache.rows(recs)
+        return {"type": "conversation.list", "pages": pages, "total_count": total, "conversations": rows}
 
     def _deleted(self, params: dict[str, list[str]]) -> dict[str, Any]:
         q = {k: v[-1] for k, v in params.items()}
