@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tap_intercom_conversation.spans import SPAN_ROWS, Span, Split, ordered_pages, split_span
+from tap_intercom_conversation.streams import SEARCHES_IN_FLIGHT
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import run_tap, tap_config
 from tests.test_concurrency import ServerProbe
@@ -20,14 +21,14 @@ def test_search_only_searches_spans_at_once_and_emits_every_conversation_once_in
     with IntercomSimulator(conversations=3000, seed=31, latency_ms=60, date_comparison=date_comparison) as sim:
         probe = ServerProbe(sim, route="search")
 
-        run = run_tap(tap_config(sim, include_conversation_parts=False, max_concurrent_requests=8))
+        run = run_tap(tap_config(sim, include_conversation_parts=False, max_concurrent_requests=48))
 
         search_order, searches = sim.ids(), sim.stats["by_route"]["search"]
         truth = {conversation_id: sim.search_row(conversation_id) for conversation_id in search_order}
     assert run.returncode == 0, run.stderr[-2000:]
     assert [record["intercom_id"] for record in run.records] == search_order  # each once, (updated_at, id) order
     assert all(record["data"] == truth[record["intercom_id"]] for record in run.records)
-    assert 2 <= probe.max_in_flight <= 6  # spans searched at once, never more than SEARCHES_IN_FLIGHT
+    assert 2 <= probe.max_in_flight <= SEARCHES_IN_FLIGHT  # spans searched at once, never more
     assert searches <= 3000 / 150 * 1.5  # split spans cost few searches beyond one per page
     bookmarks = [state["bookmarks"]["intercom_conversation_v1"].get("replication_key_value") for state in run.states]
     assert [b for b in bookmarks if b] == sorted(b for b in bookmarks if b)

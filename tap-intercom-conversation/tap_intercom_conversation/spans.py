@@ -19,8 +19,8 @@ import typing as t
 from collections import deque
 from dataclasses import dataclass, field
 
-SPAN_ROWS = 600  # rows a span is cut to hold: 4 pages, searched in sequence by its thread
-PAGES_AHEAD = 6  # pages a span's thread fetches before the sync thread reads them: a whole span, and a bit
+SPAN_ROWS = 300  # rows a span is cut to hold: 2 pages, searched in sequence by its thread
+PAGES_AHEAD = 4  # pages a span's thread fetches before the sync thread reads them: a whole span, and a bit
 
 
 @dataclass(frozen=True)

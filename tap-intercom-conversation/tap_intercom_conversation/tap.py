@@ -92,7 +92,9 @@ class TapIntercomConversation(Tap):
         ),
         th.Property(
             "max_concurrent_requests", th.IntegerType, default=48,
-            description="Conversations hydrated concurrently (GET /conversations/{id}), all under one rate governor.",
+            description="Requests in flight at once: conversations hydrated concurrently (GET /conversations/{id}), "
+            "or, with include_conversation_parts false, up to 10 searches over disjoint updated_at spans; all under "
+            "one rate governor.",
         ),
         th.Property(
             "request_timeout_seconds", th.NumberType, default=60,
