@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tap_intercom_conversation.freshness import ServerClock, complete_through
 from tap_intercom_conversation.governor import LAG_MARGIN, STALE_SECONDS, WAKE_JITTER, RateGovernor
 from tap_intercom_conversation.hydration import ordered_map
 from tests.intercom_simulator import IntercomSimulator
@@ -349,3 +350,28 @@ def test_a_call_that_failed_without_an_answer_frees_its_place():
     assert governor.in_flight == 2
     governor.acquire()
     assert governor.in_flight == 1
+
+
+# ---- Intercom's clock, from its Date headers ------------------------------------------------------------------
+
+
+def test_the_server_clock_keeps_the_latest_date_and_when_it_first_arrived():
+    clock = ServerClock()
+    assert clock.floor() is None and clock.latest() is None
+
+    clock.observe({"Date": "Thu, 26 Nov 2026 21:23:27 GMT"})
+    first = clock.latest()
+    clock.observe({"Date": "Thu, 26 Nov 2026 21:23:27 GMT"})  # the same second again: still first seen then
+    clock.observe({"Date": "Thu, 26 Nov 2026 21:23:20 GMT"})  # an older answer that arrived late
+    clock.observe({"Date": "not a date"})
+    clock.observe({})
+
+    assert clock.latest() == first and first[0] == 1795728207
+    clock.observe({"Date": "Thu, 26 Nov 2026 21:23:28 GMT"})
+    assert clock.floor() == 1795728208 and clock.latest()[1] >= first[1]
+
+
+def test_a_payload_is_complete_for_its_second_only_if_asked_after_it():
+    assert complete_through(100, sent_after=101) == 100
+    assert complete_through(100, sent_after=100) == 99  # asked during second 100: a later change may follow
+    assert complete_through(100, sent_after=None) == 99  # nothing known of Intercom's clock yet

@@ -10,6 +10,7 @@ is never used, so its skew does not matter.
 from __future__ import annotations
 
 import threading
+import time
 import typing as t
 from email.utils import parsedate_to_datetime
 
@@ -23,10 +24,16 @@ class ServerClock:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._latest: int | None = None
+        self._first_seen = 0.0  # time.monotonic() when the latest Date first arrived
 
     def floor(self) -> int | None:
         """A second that Intercom's clock has reached (None before the first answer)."""
         return self._latest
+
+    def latest(self) -> tuple[int, float] | None:
+        """The latest Date, and the monotonic time it first arrived: Intercom's clock had reached it then."""
+        with self._lock:
+            return None if self._latest is None else (self._latest, self._first_seen)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         try:
@@ -34,7 +41,8 @@ class ServerClock:
         except (TypeError, ValueError, IndexError):  # absent or malformed: no information
             return
         with self._lock:
-            self._latest = second if self._latest is None else max(self._latest, second)
+            if self._latest is None or second > self._latest:
+                self._latest, self._first_seen = second, time.monotonic()
 
 
 def complete_through(updated_at: int, sent_after: int | None) -> int:

@@ -14,7 +14,7 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
-from tap_intercom_conversation.freshness import complete_through
+from tap_intercom_conversation.freshness import SERVER_CLOCK, complete_through
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
@@ -155,8 +155,9 @@ class ConversationsStream(IntercomStream):
         lower = None if self._bookmark is None else self._bookmark - lookback
         if start is not None:
             lower = start if lower is None else max(lower, start)
+        through = int(time.time()) - 1  # a second's margin: this machine's clock may run ahead of Intercom's
         for _ in range(MAX_PASSES):
-            self._lower, self._through = lower, int(time.time()) - 1
+            self._lower, self._through = lower, through
             self.counts["passes"] += 1
             emitted_before = self.counts["emitted"]
             yield from self._one_window(context)
@@ -166,12 +167,26 @@ class ConversationsStream(IntercomStream):
             self._increment_bookmark(context)
             if self.counts["emitted"] == emitted_before:
                 break
-            lower = self._through
-            # What changed while this window was read carries the second of its last answer or an earlier one:
-            # the next window must end after that second (rows still being emitted since then count towards it).
-            time.sleep(max(0.0, int(self._last_answer_at) + 2 - time.time()))
+            lower, through = self._through, self._catch_up_through()
+            if through <= lower:  # Intercom's clock is behind ours: what changed meanwhile is inside that window
+                break
         self._remember_recent(context, lookback)
         self.logger.info(self.progress.line())
+
+    def _catch_up_through(self) -> int:
+        """Where the next window ends: after every second in which the last one read anything.
+
+        Intercom's clock decides, from the `Date` of its latest answer (the reads it answered happened
+        in that second or before): once one more second has passed since that answer arrived, that
+        second is over at Intercom. Without a `Date`, this machine's clock, with a second's margin.
+        """
+        latest = SERVER_CLOCK.latest()
+        if latest is None:
+            time.sleep(max(0.0, int(self._last_answer_at) + 2 - time.time()))
+            return int(time.time()) - 1
+        second, first_seen = latest
+        time.sleep(max(0.0, first_seen + 1 - time.monotonic()))
+        return second + 1
 
     def _one_window(self, context: Context | None) -> t.Iterator[dict]:
         found = (row for row in self._search_rows() if self._first_sight(row.payload))
