@@ -50,4 +50,11 @@ def complete_through(updated_at: int, sent_after: int | None) -> int:
     return updated_at if sent_after is not None and updated_at < sent_after else updated_at - 1
 
 
+class Fetched(t.NamedTuple):
+    """A search row or a hydrated payload, and the second Intercom's clock had reached when it was asked."""
+
+    payload: dict
+    sent_after: int | None
+
+
 SERVER_CLOCK = ServerClock()

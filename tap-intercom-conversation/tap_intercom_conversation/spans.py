@@ -44,6 +44,18 @@ def split_span(lower: int, through: int, rows: int) -> list[Span]:
 
 
 @dataclass
+class SearchRows:
+    """One search page's rows that belong to its span, and the span's total_count on its first page."""
+
+    span: Span
+    rows: list[dict]
+    total: int
+    first: bool
+    sent_after: int | None = None  # see freshness.py
+    cut: bool = False  # the span's search stopped early (a repeated cursor): nothing after it may be emitted
+
+
+@dataclass
 class Split:
     """A span's thread hands its remaining seconds back as these spans, to be read in their place."""
 

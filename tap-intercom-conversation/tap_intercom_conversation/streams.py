@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import typing as t
-from dataclasses import dataclass
 from functools import cached_property
 
 import singer_sdk.singerlib as singer
@@ -14,13 +13,13 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
-from tap_intercom_conversation.freshness import SERVER_CLOCK, complete_through
+from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME, schema_path
 from tap_intercom_conversation.search import SearchPaginator, search_body
-from tap_intercom_conversation.spans import SPAN_ROWS, Span, Split, ordered_pages, split_span
+from tap_intercom_conversation.spans import SPAN_ROWS, SearchRows, Span, Split, ordered_pages, split_span
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -28,25 +27,6 @@ if t.TYPE_CHECKING:
 SEARCHES_IN_FLIGHT = 10  # spans searched at once when nothing is hydrated (see the benchmark in the README)
 MAX_PASSES = 5  # the first window, then catch-up windows for what changed while it ran
 RECENT_LIMIT = 5000  # conversations remembered in STATE as already loaded at the bookmark's tail
-
-
-@dataclass
-class SearchRows:
-    """One search page's rows that belong to its span, and the span's total_count on its first page."""
-
-    span: Span
-    rows: list[dict]
-    total: int
-    first: bool
-    sent_after: int | None = None  # see freshness.py
-    cut: bool = False  # the span's search stopped early (a repeated cursor): nothing after it may be emitted
-
-
-class Fetched(t.NamedTuple):
-    """A search row or a hydrated payload, and the second Intercom's clock had reached when it was asked."""
-
-    payload: dict
-    sent_after: int | None
 
 
 class ConversationsStream(IntercomStream):
