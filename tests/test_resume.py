@@ -13,16 +13,20 @@ run the table equals the simulator's truth: every conversation once, pk unique, 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from singer_sdk.singerlib import RecordMessage, StateMessage
 
+from tap_intercom_conversation.tap import WholeLineWriter
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import STREAM, TAP, TARGET_POSTGRES, TapRun, apply_table, tap_config, target_config
 from tests.tapcli import ERROR_PREFIX, assert_fails_with_one_line, assert_state_never_ahead, unexpected_lines
@@ -180,16 +184,20 @@ def test_sigterm_stops_the_tap_with_a_state_that_covers_only_what_it_emitted():
     """What a scheduler sends first: the tap writes its STATE so far and exits 143 (not 0) with one line."""
     with IntercomSimulator(conversations=450, seed=32, latency_ms=10) as sim, tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "tap.json").write_text(json.dumps(tap_config(sim, max_concurrent_requests=4)))
-        tap = subprocess.Popen([TAP, "--config", str(Path(folder) / "tap.json")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert tap.stdout is not None
-        lines: list[bytes] = []
-        for line in tap.stdout:
-            lines.append(line)
-            if sum(item.startswith(b'{"type":"RECORD"') for item in lines) == 170:
-                tap.send_signal(signal.SIGTERM)
-                break
-        rest, stderr = tap.communicate(timeout=120)
+        with (Path(folder) / "tap.err").open("w+b") as tap_err:
+            tap = subprocess.Popen([TAP, "--config", str(Path(folder) / "tap.json")],
+                                   stdout=subprocess.PIPE, stderr=tap_err)
+            assert tap.stdout is not None
+            lines: list[bytes] = []
+            for line in tap.stdout:
+                lines.append(line)
+                if sum(item.startswith(b'{"type":"RECORD"') for item in lines) == 170:
+                    tap.send_signal(signal.SIGTERM)
+                    break
+            rest = tap.stdout.read()  # the same buffered reader: what it read ahead is not lost
+            tap.wait(timeout=120)
+            tap_err.seek(0)
+            stderr = tap_err.read()
         run = TapRun(tap.returncode, b"".join(lines).decode() + rest.decode(), stderr.decode())
         run.messages = [json.loads(line) for line in run.stdout.splitlines()]
         updated = {i: sim.search_row(i)["updated_at"] for i in sim.ids()}
@@ -197,3 +205,22 @@ def test_sigterm_stops_the_tap_with_a_state_that_covers_only_what_it_emitted():
     assert_fails_with_one_line(run, "interrupted by SIGTERM", returncode=143)
     assert run.messages[-1]["type"] == "STATE"  # the state so far, the last thing written
     assert_state_never_ahead(run, updated)
+
+
+def test_records_leave_in_blocks_and_a_state_never_before_the_records_it_covers(monkeypatch):
+    out = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, write_through=True))
+    writer = WholeLineWriter()
+    record = {"intercom_id": "1", "data": {"body": "x" * 1000}}
+
+    for _ in range(10):
+        writer.write_message(RecordMessage(stream=STREAM, record=record))
+    assert out.getvalue() == b""  # 10 KB of records wait for more, or for a STATE
+    writer.write_message(StateMessage(value={"bookmarks": {}}))
+    lines = out.getvalue().splitlines()
+    assert [json.loads(line)["type"] for line in lines] == ["RECORD"] * 10 + ["STATE"]
+
+    for _ in range(70):  # past 64 KB: written without waiting for a STATE
+        writer.write_message(RecordMessage(stream=STREAM, record=record))
+    assert len(out.getvalue().splitlines()) > len(lines)
+    assert all(json.loads(line) for line in out.getvalue().splitlines())  # whole lines only

@@ -15,6 +15,7 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.singerlib import RecordMessage
 
 from tap_intercom_conversation.checks import check_settings, check_state, parse_json, read_json, schema_problem
 from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomError, IntercomStream
@@ -30,20 +31,32 @@ class WholeLineWriter(MsgSpecWriter):
     """Singer messages on stdout, where a termination signal never lands inside a line.
 
     msgspec, not the SDK's default simplejson: encoding and writing records was a third of the tap's
-    CPU in a search-only run, which shares the machine with the loader.
+    CPU in a search-only run, which shares the machine with the loader. Records are written in
+    blocks of about 64 KB rather than one system call each (a third of what remained); every other
+    message (STATE above all) is written at once, with the records before it, so a STATE never
+    reaches the target ahead of a record it covers, and records never wait for more than a STATE.
 
     A signal that arrives while a message is being written (a blocked write to a full pipe runs the
     handler inside it) waits until that line is complete, so the STATE the handler writes is a line
     of its own.
     """
 
+    BLOCK_BYTES = 64 * 1024  # a pipe's buffer
     writing = False
     pending: t.Callable[[], None] | None = None
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._block = bytearray()
 
     def write_message(self, message: t.Any) -> None:
         self.writing = True
         try:
-            super().write_message(message)
+            self._block += self.format_message(message)
+            if not isinstance(message, RecordMessage) or len(self._block) >= self.BLOCK_BYTES:
+                block, self._block = self._block, bytearray()
+                sys.stdout.buffer.write(block)
+                sys.stdout.flush()
         finally:
             self.writing = False
         if self.pending is not None:
