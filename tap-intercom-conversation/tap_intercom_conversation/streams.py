@@ -145,6 +145,7 @@ class ConversationsStream(IntercomStream):
                 break
             self._position = self._through  # the whole window is in: the bookmark may move to its end
             self._increment_bookmark(context)
+            self._write_state_message()  # before the catch-up waits: the target gets every record and their STATE
             if self.counts["emitted"] == emitted_before:
                 break
             lower, through = self._through, self._catch_up_through()
