@@ -57,6 +57,7 @@ class ConversationsStream(IntercomStream):
         self._bookmark: int | None = None
         self._seen: dict[str, int] = {}
         self._search_cut = False  # a search stopped early: the bookmark must not pass it
+        self._split_spans = False
         self._last_answer_at = 0.0  # when the latest search or GET answer arrived (threads race harmlessly: ms)
         self.progress = Progress(self.logger, self.name)
         self.counts = {
@@ -86,7 +87,8 @@ class ConversationsStream(IntercomStream):
                 rows = [row for row in rows if span.holds(int(row["updated_at"]))]
                 last = max((int(row["updated_at"]) for row in rows), default=None)
                 total = body.get("total_count") if isinstance(body.get("total_count"), int) else 0
-                if first and total > 2 * SPAN_ROWS and last is not None and (span.lower is None or last > span.lower):
+                splits = self._split_spans and total > 2 * SPAN_ROWS and last is not None
+                if first and splits and (span.lower is None or last > span.lower):
                     complete = [row for row in rows if int(row["updated_at"]) < last]
                     put(SearchRows(span, complete, total, first=True, sent_after=response.sent_after))
                     put(Split(split_span(last, span.through, total - len(complete))))
@@ -102,6 +104,7 @@ class ConversationsStream(IntercomStream):
         root = Span(self._lower, self._through)
         hydrating = self.config["include_conversation_parts"]
         workers = 1 if hydrating else min(SEARCHES_IN_FLIGHT, int(self.config["max_concurrent_requests"]))
+        self._split_spans = workers > 1  # one span at a time gains nothing from cutting it
         for page in ordered_pages(root, self._search_span, workers=workers):
             assert isinstance(page, SearchRows)
             if page.cut:
