@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import pytest
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_intercom_conversation.tap import WholeLineWriter
@@ -180,10 +181,15 @@ def test_kills_at_several_points_then_a_resumed_run_converge(pg_url, pg_schema):
         assert stale == []
 
 
-def test_sigterm_stops_the_tap_with_a_state_that_covers_only_what_it_emitted():
+@pytest.mark.parametrize(("conversations", "settings"), [
+    (450, {"max_concurrent_requests": 4}),  # GETs in flight
+    (3000, {"include_conversation_parts": False}),  # spans searched at once
+], ids=["hydrating", "search-only"])
+def test_sigterm_stops_the_tap_with_a_state_that_covers_only_what_it_emitted(conversations, settings):
     """What a scheduler sends first: the tap writes its STATE so far and exits 143 (not 0) with one line."""
-    with IntercomSimulator(conversations=450, seed=32, latency_ms=10) as sim, tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "tap.json").write_text(json.dumps(tap_config(sim, max_concurrent_requests=4)))
+    with IntercomSimulator(conversations=conversations, seed=32, latency_ms=10) as sim, \
+            tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "tap.json").write_text(json.dumps(tap_config(sim, **settings)))
         with (Path(folder) / "tap.err").open("w+b") as tap_err:
             tap = subprocess.Popen([TAP, "--config", str(Path(folder) / "tap.json")],
                                    stdout=subprocess.PIPE, stderr=tap_err)

