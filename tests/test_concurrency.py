@@ -364,7 +364,9 @@ def test_the_server_clock_keeps_the_latest_date_and_when_it_first_arrived():
     clock.observe({"Date": "Thu, 26 Nov 2026 21:23:27 GMT"})  # the same second again: still first seen then
     clock.observe({"Date": "Thu, 26 Nov 2026 21:23:20 GMT"})  # an older answer that arrived late
     clock.observe({"Date": "not a date"})
+    before_last = clock.answered_at
     clock.observe({})
+    assert clock.answered_at >= before_last > 0  # every answer counts as one, Date or not
 
     assert clock.latest() == first and first[0] == 1795728207
     clock.observe({"Date": "Thu, 26 Nov 2026 21:23:28 GMT"})

@@ -25,6 +25,7 @@ class ServerClock:
         self._lock = threading.Lock()
         self._latest: int | None = None
         self._first_seen = 0.0  # time.monotonic() when the latest Date first arrived
+        self.answered_at = 0.0  # time.time() of the latest answer, Date or not: the fallback without one
 
     def floor(self) -> int | None:
         """A second that Intercom's clock has reached (None before the first answer)."""
@@ -36,6 +37,7 @@ class ServerClock:
             return None if self._latest is None else (self._latest, self._first_seen)
 
     def observe(self, headers: Mapping[str, str]) -> None:
+        self.answered_at = time.time()
         try:
             second = int(parsedate_to_datetime(headers.get("Date", "")).timestamp())
         except (TypeError, ValueError, IndexError):  # absent or malformed: no information

@@ -17,7 +17,7 @@ import queue
 import threading
 import typing as t
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SPAN_ROWS = 300  # rows a span is cut to hold: 2 pages, searched in sequence by its thread
 PAGES_AHEAD = 4  # pages a span's thread fetches before the sync thread reads them: a whole span, and a bit
@@ -77,12 +77,6 @@ _END = object()
 Fetch = t.Callable[[Span, t.Callable[[object], None]], None]
 
 
-@dataclass
-class _Running:
-    span: Span
-    pages: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=PAGES_AHEAD))
-
-
 def ordered_pages(root: Span, fetch: Fetch, *, workers: int) -> t.Iterator[object]:
     """Everything `fetch` puts for `root` and the spans it is split into, in span order.
 
@@ -90,15 +84,15 @@ def ordered_pages(root: Span, fetch: Fetch, *, workers: int) -> t.Iterator[objec
     them). A failure is raised when its span's turn comes, after every page before it.
     """
     stop = threading.Event()
-    spans: deque[Span | _Running] = deque([root])
+    spans: deque[Span | queue.Queue] = deque([root])  # a span not started yet, or the pages of one that is
 
-    def start(span: Span) -> _Running:
-        running = _Running(span)
+    def start(span: Span) -> queue.Queue:
+        pages: queue.Queue = queue.Queue(maxsize=PAGES_AHEAD)
 
         def put(item: object) -> None:
             while not stop.is_set():
                 try:
-                    running.pages.put(item, timeout=0.2)
+                    pages.put(item, timeout=0.2)
                     return
                 except queue.Full:
                     continue
@@ -115,7 +109,7 @@ def ordered_pages(root: Span, fetch: Fetch, *, workers: int) -> t.Iterator[objec
                     put(Failed(err))
 
         threading.Thread(target=run, name="search", daemon=True).start()
-        return running
+        return pages
 
     try:
         while spans:
@@ -124,8 +118,8 @@ def ordered_pages(root: Span, fetch: Fetch, *, workers: int) -> t.Iterator[objec
                 if isinstance(entry, Span):
                     spans[index] = start(entry)
             head = spans[0]
-            assert isinstance(head, _Running)
-            item = head.pages.get()
+            assert isinstance(head, queue.Queue)
+            item = head.get()
             if item is _END:
                 spans.popleft()
             elif isinstance(item, Split):

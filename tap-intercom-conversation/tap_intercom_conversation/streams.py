@@ -57,8 +57,6 @@ class ConversationsStream(IntercomStream):
         self._bookmark: int | None = None
         self._seen: dict[str, int] = {}
         self._search_cut = False  # a search stopped early: the bookmark must not pass it
-        self._split_spans = False
-        self._last_answer_at = 0.0  # when the latest search or GET answer arrived (threads race harmlessly: ms)
         self.progress = Progress(self.logger, self.name)
         self.counts = {
             "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "search_rows": 0, "passes": 0,
@@ -80,14 +78,13 @@ class ConversationsStream(IntercomStream):
                 json=search_body(paginator.current_value, span.through),
             )
             response = self.send(prepared)
-            self._last_answer_at = max(self._last_answer_at, time.time())
             body = response.json_body  # type: ignore[attr-defined]  # its envelope checked by validate_response
             rows = [checked_row(row) for row in body["conversations"]]
             if paginator.accept(body):
                 rows = [row for row in rows if span.holds(int(row["updated_at"]))]
                 last = max((int(row["updated_at"]) for row in rows), default=None)
-                total = body.get("total_count") if isinstance(body.get("total_count"), int) else 0
-                splits = self._split_spans and total > 2 * SPAN_ROWS and last is not None
+                total = body.get("total_count") or 0  # a count or absent (checked_search_answer)
+                splits = self._searches_in_flight > 1 and total > 2 * SPAN_ROWS and last is not None
                 if first and splits and (span.lower is None or last > span.lower):
                     complete = [row for row in rows if int(row["updated_at"]) < last]
                     put(SearchRows(span, complete, total, first=True, sent_after=response.sent_after))
@@ -99,13 +96,17 @@ class ConversationsStream(IntercomStream):
         if paginator.stopped_on_repeated_cursor:
             put(SearchRows(span, [], 0, first=False, cut=True))
 
+    @property
+    def _searches_in_flight(self) -> int:
+        """Spans searched at once; 1 when hydrating (GETs are the bottleneck), and then spans are not cut."""
+        if self.config["include_conversation_parts"]:
+            return 1
+        return min(SEARCHES_IN_FLIGHT, int(self.config["max_concurrent_requests"]))
+
     def _search_rows(self) -> t.Iterator[Fetched]:
         """The window's rows in `updated_at` order, its spans searched concurrently when nothing is hydrated."""
         root = Span(self._lower, self._through)
-        hydrating = self.config["include_conversation_parts"]
-        workers = 1 if hydrating else min(SEARCHES_IN_FLIGHT, int(self.config["max_concurrent_requests"]))
-        self._split_spans = workers > 1  # one span at a time gains nothing from cutting it
-        for page in ordered_pages(root, self._search_span, workers=workers):
+        for page in ordered_pages(root, self._search_span, workers=self._searches_in_flight):
             assert isinstance(page, SearchRows)
             if page.cut:
                 self._search_cut = True
@@ -125,8 +126,6 @@ class ConversationsStream(IntercomStream):
             response = self.send(prepared)
         except IntercomNotFound:
             return None
-        finally:
-            self._last_answer_at = max(self._last_answer_at, time.time())
         return Fetched(checked_row(response.json_body, conversation_id), response.sent_after)  # type: ignore[attr-defined]
 
     # The sync
@@ -166,7 +165,7 @@ class ConversationsStream(IntercomStream):
         """
         latest = SERVER_CLOCK.latest()
         if latest is None:
-            time.sleep(max(0.0, int(self._last_answer_at) + 2 - time.time()))
+            time.sleep(max(0.0, int(SERVER_CLOCK.answered_at) + 2 - time.time()))
             return int(time.time()) - 1
         second, first_seen = latest
         time.sleep(max(0.0, first_seen + 1 - time.monotonic()))
