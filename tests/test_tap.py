@@ -145,8 +145,10 @@ def test_a_change_made_in_the_second_its_conversation_was_fetched_is_fetched_aga
     assert versions[-1]["updated_at"] == seconds[0]
 
 
-def test_a_catalog_that_deselects_a_column_or_a_key_inside_data_is_obeyed(sim, tmp_path):
-    catalog = json.loads(run_tap(tap_config(sim), None, "--discover").stdout)
+@pytest.mark.parametrize("parts", [True, False], ids=["hydrated", "search-only"])
+def test_a_catalog_that_deselects_a_column_or_a_key_inside_data_is_obeyed(sim, tmp_path, parts):
+    config = tap_config(sim, include_conversation_parts=parts)
+    catalog = json.loads(run_tap(config, None, "--discover").stdout)
     [stream] = [entry for entry in catalog["streams"] if entry["tap_stream_id"] == STREAM]
     for entry in stream["metadata"]:
         if entry["breadcrumb"] == ["properties", "title"]:
@@ -156,16 +158,32 @@ def test_a_catalog_that_deselects_a_column_or_a_key_inside_data_is_obeyed(sim, t
                                "metadata": {"selected": False}})
     (tmp_path / "inside.json").write_text(json.dumps(catalog))
 
-    columns = run_tap(tap_config(sim), None, "--catalog", str(tmp_path / "columns.json"))
-    inside = run_tap(tap_config(sim), None, "--catalog", str(tmp_path / "inside.json"))
+    columns = run_tap(config, None, "--catalog", str(tmp_path / "columns.json"))
+    inside = run_tap(config, None, "--catalog", str(tmp_path / "inside.json"))
 
-    truth = sim.truth()
+    truth = sim.truth() if parts else {key: sim.search_row(key) for key in sim.ids()}
     assert columns.returncode == inside.returncode == 0, columns.stderr[-1000:] + inside.stderr[-1000:]
     assert {record["intercom_id"] for record in columns.records} == set(truth)
     assert all("title" not in record and record["data"] == truth[record["intercom_id"]] for record in columns.records)
     assert all("statistics" not in record["data"] and "title" not in record for record in inside.records)
-    assert all(record["data"]["conversation_parts"] == truth[record["intercom_id"]]["conversation_parts"]
-               for record in inside.records)
+    assert all(record["data"] == {key: value for key, value in truth[record["intercom_id"]].items()
+                                  if key != "statistics"} for record in inside.records)
+
+
+@pytest.mark.parametrize("parts", [True, False], ids=["hydrated", "search-only"])
+def test_stream_maps_and_flattening_read_inside_data(sim, parts):
+    """A search row's `data` travels as the bytes Intercom sent: what reads inside it must still see it."""
+    maps = {STREAM: {"channel": "data['source']['delivered_as']", "has_parts": "'conversation_parts' in data"}}
+    mapped = run_tap(tap_config(sim, include_conversation_parts=parts, stream_maps=maps))
+    flat = run_tap(tap_config(sim, include_conversation_parts=parts, flattening_enabled=True, flattening_max_depth=1))
+
+    truth = sim.truth()
+    assert mapped.returncode == flat.returncode == 0, mapped.stderr[-1000:] + flat.stderr[-1000:]
+    assert {record["intercom_id"]: record["channel"] for record in mapped.records} == {
+        key: payload["source"]["delivered_as"] for key, payload in truth.items()}
+    assert all(record["has_parts"] is parts for record in mapped.records)
+    assert {record["intercom_id"]: json.loads(record["data"]) for record in flat.records} == {
+        key: truth[key] if parts else sim.search_row(key) for key in truth}
 
 
 def test_a_change_while_paging_inside_a_second_that_holds_more_than_a_page_loses_nothing(sim):

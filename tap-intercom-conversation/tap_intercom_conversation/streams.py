@@ -6,6 +6,7 @@ import time
 import typing as t
 from functools import cached_property
 
+import msgspec
 import singer_sdk.singerlib as singer
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers._typing import conform_record_data_types
@@ -78,8 +79,8 @@ class ConversationsStream(IntercomStream):
                 json=search_body(paginator.current_value, span.through),
             )
             response = self.send(prepared)
-            body = response.json_body  # type: ignore[attr-defined]  # its envelope checked by validate_response
-            rows = [checked_row(row) for row in body["conversations"]]
+            body = response.json_body  # type: ignore[attr-defined]  # checked by validate_response
+            rows = body["conversations"]
             if paginator.accept(body):
                 rows = [row for row in rows if span.holds(int(row["updated_at"]))]
                 last = max((int(row["updated_at"]) for row in rows), default=None)
@@ -200,7 +201,11 @@ class ConversationsStream(IntercomStream):
         The SDK looks up every key at every depth of the record in the selection mask: about a quarter
         of the tap's CPU with `data` (hundreds of keys per conversation), while the schema lists no key
         inside `data` that a catalog could deselect. A catalog that does name one gets the SDK's walk.
+        `data` as sent (a search row's bytes) is decoded only for what reads inside it: that walk,
+        stream maps or flattening.
         """
+        if self._reads_inside_data and isinstance(record["data"], msgspec.Raw):
+            record["data"] = msgspec.json.decode(record["data"])
         if self._selects_inside_columns:
             yield from super()._generate_record_messages(record)
             return
@@ -221,6 +226,11 @@ class ConversationsStream(IntercomStream):
     @cached_property
     def _selects_inside_columns(self) -> bool:
         return any(len(breadcrumb) > 2 and not selected for breadcrumb, selected in self.mask.items())
+
+    @cached_property
+    def _reads_inside_data(self) -> bool:
+        maps = self.config.get("stream_maps") or self.config.get("flattening_enabled")
+        return bool(maps) or self._selects_inside_columns
 
     def _warn_if_truncated(self, payload: dict) -> None:
         """Intercom returns at most the 500 most recent parts; `data` stays as sent, the gap is reported."""
