@@ -25,7 +25,7 @@ from tap_intercom_conversation.spans import SPAN_ROWS, SearchRows, Span, Split, 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
-SEARCHES_IN_FLIGHT = 10  # spans searched at once when nothing is hydrated (see the benchmark in the README)
+SEARCHES_IN_FLIGHT = 16  # spans searched at once when nothing is hydrated (see the benchmark in the README)
 MAX_PASSES = 5  # the first window, then catch-up windows for what changed while it ran
 RECENT_LIMIT = 5000  # conversations remembered in STATE as already loaded at the bookmark's tail
 

@@ -107,7 +107,7 @@ class TapIntercomConversation(Tap):
         th.Property(
             "max_concurrent_requests", th.IntegerType, default=48,
             description="Requests in flight at once: conversations hydrated concurrently (GET /conversations/{id}), "
-            "or, with include_conversation_parts false, up to 10 searches over disjoint updated_at spans; all under "
+            "or, with include_conversation_parts false, up to 16 searches over disjoint updated_at spans; all under "
             "one rate governor.",
         ),
         th.Property(
