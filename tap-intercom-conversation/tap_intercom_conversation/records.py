@@ -162,8 +162,8 @@ def decoded_search_answer(content: bytes) -> dict:
     except msgspec.ValidationError as err:
         checked_search_answer(msgspec.json.decode(content))  # raises, naming what is wrong
         raise BadPayload(f"the search answer is not as documented: {err}") from None
-    checked_search_answer({"conversations": [], "total_count": answer.total_count, "pages": answer.pages})
-    rows = [checked_search_row(raw) for raw in answer.conversations]
+    checked_search_answer({"conversations": [], "total_count": answer.total_count, "pages": answer.pages})  # envelope
+    rows = [checked_search_row(raw) for raw in answer.conversations]  # and each row
     return {"conversations": rows, "total_count": answer.total_count, "pages": answer.pages}
 
 
