@@ -19,7 +19,9 @@ simulator's 10-second windows, the least favourable phase (the first window is p
    of the first searches; the catch-up window, about a second) weigh as little as they do in a real backfill.
    The simulator keeps each row's JSON until it changes (its CPU is not Intercom's, yet it shares this
    machine): an unmeasured run of the tap warms it first. This machine's speed drifts by a quarter within
-   minutes, so the loader alone and end to end run back to back, and their ratio is also given run by run;
+   minutes, so the loader alone and end to end run back to back, and their ratio is also given run by run.
+   What the ratio cannot tell apart, scripts/loader_watch.py measures: how much of its run target-postgres
+   waited on an empty stdin (for the tap), and its CPU time and time waiting for a CPU (the price of sharing);
 3. the tap's peak memory, hydrated at 2,000 to 20,000 and search-only at 10,000 and 100,000 conversations (the
    tap alone into a file: a slower loader only blocks its writes);
 4. an incremental run when nothing changed: API calls and wall time.
@@ -50,6 +52,8 @@ from pathlib import Path
 
 import psycopg
 import yaml
+from bench_report import report_hydrated, report_incremental, report_memory, report_search, report_sweep
+from loader_watch import LoaderWatch, watched_median
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venvs" / "dev" / "bin"
@@ -162,6 +166,7 @@ class Run:
     calls: dict = field(default_factory=dict)
     last_state: dict | None = None
     rows: int | None = None
+    loader: dict = field(default_factory=dict)  # LoaderWatch.stop()
 
 
 def wait_rusage(process: subprocess.Popen) -> float:
@@ -201,12 +206,14 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
             target = subprocess.Popen([TARGET, "--config", str(folder / "target.json")], stdin=tap.stdout,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             tap.stdout.close()  # the target holds the pipe's read end
+            watch = LoaderWatch(target.pid)
             result: dict = {}
             reaper = threading.Thread(target=lambda: result.update(
                 rss=wait_rusage(tap), tap_seconds=time.perf_counter() - started))
             reaper.start()
             target_out, target_err = target.communicate(timeout=1800)
             seconds = time.perf_counter() - started
+            loader = watch.stop()
             reaper.join()
             rss, tap_seconds = result["rss"], result["tap_seconds"]
             if target.returncode != 0:
@@ -219,23 +226,30 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
         tap_err.close()
     run = Run(seconds, rss, tap_seconds, delta(before, sim.stats()), last_state)
     if schema is not None:
+        run.loader = loader
+    if schema is not None:
         run.rows = row_count(schema)
     return run
 
 
-def run_target_alone(messages: Path, schema: str) -> float:
+def run_target_alone(messages: Path, schema: str) -> tuple[float, dict]:
+    """Seconds, and what the loader waited for (LoaderWatch), loading the file `messages` into `schema`."""
     config = Path(tempfile.mkstemp(prefix="bench-target-", suffix=".json")[1])
     try:
         config.write_text(json.dumps(loader_config(schema)))
         with messages.open() as stdin:
             started = time.perf_counter()
-            done = subprocess.run([TARGET, "--config", str(config)], stdin=stdin, capture_output=True, text=True)
+            target = subprocess.Popen([TARGET, "--config", str(config)], stdin=stdin, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+            watch = LoaderWatch(target.pid)
+            _, target_err = target.communicate(timeout=1800)
             seconds = time.perf_counter() - started
+            loader = watch.stop()
     finally:
         config.unlink()
-    if done.returncode != 0:
-        sys.exit(f"target-postgres failed:\n{done.stderr[-3000:]}")
-    return seconds
+    if target.returncode != 0:
+        sys.exit(f"target-postgres failed:\n{target_err[-3000:]}")
+    return seconds, loader
 
 
 # ---- the measurements ---------------------------------------------------------------------------------------------
@@ -284,12 +298,14 @@ def search_only(conversations: int, runs: int, latency_ms: float, jitter_ms: flo
     with simulator(conversations, latency_ms=latency_ms, jitter_ms=jitter_ms) as sim, \
             tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         messages = Path(tmp) / "messages.jsonl"
-        tap_alone, target_alone, both = [], [], []
+        tap_alone, target_alone, both, watched_alone, watched_both = [], [], [], [], []
         run_tap(sim, settings, out=messages)  # warms the simulator's row cache
         for _ in range(runs):
             tap_alone.append(run_tap(sim, settings, out=messages).seconds)
             with scratch_schema() as schema:
-                target_alone.append(run_target_alone(messages, schema))
+                seconds, loader = run_target_alone(messages, schema)
+                target_alone.append(seconds)
+                watched_alone.append(loader)
                 if row_count(schema) != conversations:
                     sys.exit("target-postgres alone did not load every row")
             with scratch_schema() as schema:
@@ -297,12 +313,15 @@ def search_only(conversations: int, runs: int, latency_ms: float, jitter_ms: flo
                 if run.rows != conversations:
                     sys.exit(f"search-only loaded {run.rows} rows of {conversations}")
                 both.append(run.seconds)
+                watched_both.append(run.loader)
             print(f"  search-only n={conversations} latency={latency_ms}: tap alone {tap_alone[-1]:.1f}s, "
-                  f"target alone {target_alone[-1]:.1f}s, end to end {both[-1]:.1f}s", file=sys.stderr, flush=True)
+                  f"target alone {target_alone[-1]:.1f}s {watched_alone[-1]}, end to end {both[-1]:.1f}s "
+                  f"{watched_both[-1]}", file=sys.stderr, flush=True)
     ratios = sorted(alone / piped for alone, piped in zip(target_alone, both, strict=True))  # run by run
     return {"conversations": conversations, "latency_ms": latency_ms, "runs": runs,
             "tap_alone": conversations / median(tap_alone), "target_alone": conversations / median(target_alone),
-            "end_to_end": conversations / median(both), "ratio": median(ratios), "ratios": ratios}
+            "end_to_end": conversations / median(both), "ratio": median(ratios), "ratios": ratios,
+            "loader_alone": watched_median(watched_alone), "loader_piped": watched_median(watched_both)}
 
 
 def memory(conversations: int, parts: bool) -> dict:
@@ -362,63 +381,6 @@ def machine() -> str:
             "PostgreSQL on the same machine")
 
 
-def report_hydrated(rows: list[dict], concurrency: int) -> None:
-    print(f"\n### 1. Hydrated backfill ({LATENCY_MS:.0f} ms latency ± {JITTER_MS:.0f} ms, "
-          f"max_concurrent_requests {concurrency})\n")
-    print("| conversations | rate limit R (per 10 s) | API calls | wall s (tap done) | conversations/s | ceiling/s | "
-          "fraction of ceiling | 429s (all runs) | tap peak RSS MB | runs |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        limit = r["rate_limit"] if r["rate_limit"] is not None else "none"
-        ceil = f"{r['ceiling']:.1f}" if "ceiling" in r else "-"
-        frac = f"**{r['fraction']:.2f}**" if "fraction" in r else "-"
-        print(f"| {r['conversations']:,} | {limit} | {r['calls']:.0f} | {r['seconds']:.1f} ({r['tap_seconds']:.1f}) | "
-              f"{r['per_second']:.1f} | {ceil} | {frac} | {r['429']} | {r['rss_mb']:.0f} | {r['runs']} |")
-
-
-def report_search(rows: list[dict]) -> None:
-    print("\n### 2. Search-only (include_conversation_parts false) into PostgreSQL\n")
-    print("| conversations | latency ms | tap alone → file rows/s | target-postgres alone from file rows/s | "
-          "tap → target-postgres rows/s | end to end / target alone (of the medians) | "
-          "the same run by run: median (each run) | runs |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        each = ", ".join(f"{ratio:.2f}" for ratio in r["ratios"])
-        print(f"| {r['conversations']:,} | {r['latency_ms']:.0f} | {r['tap_alone']:.0f} | {r['target_alone']:.0f} | "
-              f"{r['end_to_end']:.0f} | **{r['end_to_end'] / r['target_alone']:.2f}** | **{r['ratio']:.2f}** "
-              f"({each}) | {r['runs']} |")
-
-
-def report_memory(rows: list[dict]) -> None:
-    print("\n### 3. The tap's peak memory (ru_maxrss), the tap alone into a file, no latency\n")
-    print("| conversations | include_conversation_parts | tap peak RSS MB | wall s | runs |")
-    print("|---:|---|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['conversations']:,} | {str(r['parts']).lower()} | {r['rss_mb']:.1f} | {r['seconds']:.1f} | "
-              f"{r['runs']} |")
-
-
-def report_incremental(row: dict) -> None:
-    print("\n### 4. Incremental run, nothing changed (from the final STATE of a hydrated backfill)\n")
-    print("| conversations | API calls (median, max) | wall s, tap start to target exit | runs |")
-    print("|---:|---:|---:|---:|")
-    print(f"| {row['conversations']:,} | {row['calls']:.0f}, {row['max_calls']} | {row['seconds']:.2f} | "
-          f"{row['runs']} |")
-
-
-def report_sweep(rows: list[dict]) -> None:
-    print("\n### max_concurrent_requests sweep (hydrated backfill)\n")
-    print("| max_concurrent_requests | conversations | rate limit R | wall s (tap done) | conversations/s | "
-          "fraction of ceiling | 429s | tap peak RSS MB | runs |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        limit = r["rate_limit"] if r["rate_limit"] is not None else "none"
-        frac = f"{r['fraction']:.2f}" if "fraction" in r else "-"
-        print(f"| {r['settings']['max_concurrent_requests']} | {r['conversations']:,} | {limit} | "
-              f"{r['seconds']:.1f} ({r['tap_seconds']:.1f}) | {r['per_second']:.1f} | {frac} | {r['429']} | "
-              f"{r['rss_mb']:.0f} | {r['runs']} |")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~2-minute sanity run: smaller and once each")
@@ -449,7 +411,7 @@ def main() -> None:
     if "hydrated" in only:
         n = 1500 if args.quick else 5000
         limits = [1000] if args.quick else [1000, INTERCOM_LIMIT]
-        report_hydrated([hydrated(n, limit, runs) for limit in limits], concurrency)
+        report_hydrated([hydrated(n, limit, runs) for limit in limits], concurrency, LATENCY_MS, JITTER_MS)
     if "search" in only:
         rows = [search_only(10000 if args.quick else SEARCH_ONLY, runs, 0, 0)]
         if not args.quick:
