@@ -9,6 +9,7 @@ import sys
 import time
 import types
 import typing as t
+import warnings
 
 import click
 from singer_sdk import Tap
@@ -221,8 +222,18 @@ class OutputClosed(IntercomError):
     """stdout is a pipe whose reader (the target) went away."""
 
 
+def one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    """A Python warning as one log line, without the source line Python prints after it.
+
+    singer-sdk warns on every run under Python 3.10 (end of life); its three lines would break the
+    promise that stderr holds log lines and at most one error line.
+    """
+    return f"{category.__name__}: {message}"
+
+
 def main() -> None:
     """The console script: expected failures are one line on stderr and exit 1, never a traceback."""
+    warnings.formatwarning = one_line_warning
     try:
         TapIntercomConversation.cli()
     except IntercomError as err:
