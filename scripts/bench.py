@@ -226,9 +226,7 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
         tap_err.close()
     run = Run(seconds, rss, tap_seconds, delta(before, sim.stats()), last_state)
     if schema is not None:
-        run.loader = loader
-    if schema is not None:
-        run.rows = row_count(schema)
+        run.loader, run.rows = loader, row_count(schema)
     return run
 
 

@@ -162,9 +162,11 @@ def decoded_search_answer(content: bytes) -> dict:
     except msgspec.ValidationError as err:
         checked_search_answer(msgspec.json.decode(content))  # raises, naming what is wrong
         raise BadPayload(f"the search answer is not as documented: {err}") from None
-    checked_search_answer({"conversations": [], "total_count": answer.total_count, "pages": answer.pages})  # envelope
-    rows = [checked_search_row(raw) for raw in answer.conversations]  # and each row
-    return {"conversations": rows, "total_count": answer.total_count, "pages": answer.pages}
+    body = checked_search_answer(
+        {"conversations": answer.conversations, "total_count": answer.total_count, "pages": answer.pages}
+    )  # the envelope first, then each row
+    body["conversations"] = [checked_search_row(raw) for raw in answer.conversations]
+    return body
 
 
 def checked_search_row(raw: msgspec.Raw) -> SearchRow:
