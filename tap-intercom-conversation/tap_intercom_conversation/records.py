@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import re
 
 import msgspec
@@ -36,6 +37,7 @@ def show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+@functools.lru_cache(maxsize=4096)  # a record's updated_at is also the bookmark written right after it
 def to_iso(unix_seconds: int) -> str:
     return dt.datetime.fromtimestamp(unix_seconds, tz=UTC).isoformat()
 

@@ -209,8 +209,8 @@ class ConversationsStream(IntercomStream):
         if self._selects_inside_columns:
             yield from super()._generate_record_messages(record)
             return
-        for column in [column for column in record if not self.mask[("properties", column)]]:
-            del record[column]
+        for column in self._deselected_columns:
+            record.pop(column, None)
         record = conform_record_data_types(
             stream_name=self.name, record=record, schema=self.effective_schema,
             level=self.TYPE_CONFORMANCE_LEVEL, logger=self.logger,
@@ -222,6 +222,10 @@ class ConversationsStream(IntercomStream):
                     stream=stream_map.stream_alias, record=mapped, version=self._stream_version,
                     time_extracted=utc_now(),
                 )
+
+    @cached_property
+    def _deselected_columns(self) -> tuple[str, ...]:
+        return tuple(column for column in self.schema["properties"] if not self.mask[("properties", column)])
 
     @cached_property
     def _selects_inside_columns(self) -> bool:
