@@ -13,6 +13,7 @@ run the table equals the simulator's truth: every conversation once, pk unique, 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import io
 import json
 import os
@@ -230,3 +231,23 @@ def test_records_leave_in_blocks_and_a_state_never_before_the_records_it_covers(
         writer.write_message(RecordMessage(stream=STREAM, record=record))
     assert len(out.getvalue().splitlines()) > len(lines)
     assert all(json.loads(line) for line in out.getvalue().splitlines())  # whole lines only
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe capacities are Linux's")
+def test_a_pipe_on_stdout_is_widened_so_the_tap_runs_ahead_while_the_target_commits_a_batch():
+    if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < WholeLineWriter.PIPE_BYTES:
+        pytest.skip("this machine caps pipes below 1 MB")
+    with IntercomSimulator(conversations=20, seed=5) as sim, tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "tap.json").write_text(json.dumps(tap_config(sim)))
+        tap = subprocess.Popen([TAP, "--config", str(Path(folder) / "tap.json")],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert tap.stdout is not None
+        first = tap.stdout.readline()  # written after the writer widened the pipe
+        capacity = fcntl.fcntl(tap.stdout.fileno(), fcntl.F_GETPIPE_SZ)
+        rest = tap.stdout.read()
+        tap.wait(timeout=120)
+
+    assert json.loads(first)["type"] == "SCHEMA"
+    assert capacity == WholeLineWriter.PIPE_BYTES
+    assert tap.returncode == 0
+    assert rest.count(b'{"type":"RECORD"') == 20
