@@ -83,8 +83,9 @@ def widen_pipe(stream: t.IO, size: int) -> int | None:
     """
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
     with contextlib.suppress(OSError, ValueError):  # also a stream without a file descriptor
-        if set_size is not None and stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode):
-            return fcntl.fcntl(stream.fileno(), set_size, size)
+        fd = stream.fileno()
+        if set_size is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return fcntl.fcntl(fd, set_size, size)
     return None
 
 
