@@ -24,7 +24,7 @@ simulator's 10-second windows, the least favourable phase (the first window is p
    minutes, so the loader alone and end to end run back to back, and their ratio is also given run by run.
    What the ratio cannot tell apart, scripts/loader_watch.py measures: how much of its run target-postgres
    waited on an empty stdin (for the tap), and its CPU time and time waiting for a CPU (the price of sharing);
-3. the tap's peak memory, hydrated at 2,000 to 20,000 and search-only at 10,000 and 100,000 conversations (the
+3. the tap's peak memory, hydrated at 2,000 to 20,000 and search-only at 10,000 to 200,000 conversations (the
    tap alone into a file: a slower loader only blocks its writes);
 4. an incremental run when nothing changed: API calls and wall time.
 
@@ -425,7 +425,7 @@ def main() -> None:
         report_search(rows)
     if "memory" in only:
         sizes = [(1000, True), (5000, True), (20000, False)] if args.quick else \
-            [(2000, True), (10000, True), (20000, True), (10000, False), (100000, False)]
+            [(2000, True), (10000, True), (20000, True), (10000, False), (100000, False), (200000, False)]
         report_memory([memory(n, parts) for n, parts in sizes])  # peak RSS barely varies: one run each
     if "incremental" in only:
         report_incremental(incremental(1000 if args.quick else 2000, runs))
