@@ -254,21 +254,18 @@ def one_line_warning(message: Warning | str, category: type[Warning], *_: object
     return f"{category.__name__}: {message}"
 
 
-def schedule_as_batch() -> bool:
-    """Ask Linux to treat the tap as a batch job (SCHED_BATCH); whether it did. Threads started later inherit it.
+def schedule_as_batch() -> None:
+    """Ask Linux to treat the tap as a batch job (SCHED_BATCH); threads started later inherit it.
 
     Its priority is unchanged; what changes is that a thread of the tap woken by an answer or by room in
     the pipe no longer preempts a running process, such as the target it shares the machine with:
     the tap runs ahead of the target, so its work can wait for the next tick, and the target's cannot.
+    Where the policy does not exist or is refused (a sandbox), the tap runs as it was started.
     """
     policy = getattr(os, "SCHED_BATCH", None)  # Linux only
-    if policy is None:
-        return False
-    try:
-        os.sched_setscheduler(0, policy, os.sched_param(0))
-    except OSError:
-        return False
-    return True
+    if policy is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
 def main() -> None:
