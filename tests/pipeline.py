@@ -59,6 +59,11 @@ def _write_json(folder: Path, name: str, value: dict | None) -> list[str]:
     return [f"--{name.split('.')[0]}", str(path)]
 
 
+def start_tap(folder: Path, config: dict, **popen: object) -> subprocess.Popen:
+    """The tap started on `config` (written into `folder`), its stdout a pipe: for a test that reads it as it runs."""
+    return subprocess.Popen([TAP, *_write_json(folder, "config.json", config)], stdout=subprocess.PIPE, **popen)
+
+
 def run_tap(config: dict, state: dict | None = None, *args: str, timeout: float = 300) -> TapRun:
     with tempfile.TemporaryDirectory() as folder:
         argv = [TAP, *_write_json(Path(folder), "config.json", config)]

@@ -6,16 +6,14 @@ import json
 import subprocess
 
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, TAP, TARGET_JSONL, run_tap, tap_config
+from tests.pipeline import STREAM, TARGET_JSONL, run_tap, start_tap, tap_config
 
 
 def test_every_record_arrives_in_target_jsonl(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "target.json").write_text(json.dumps({"destination_path": str(tmp_path / "out")}))
     with IntercomSimulator(conversations=300, seed=5) as sim:
-        (tmp_path / "tap.json").write_text(json.dumps(tap_config(sim)))
-        tap = subprocess.Popen([TAP, "--config", str(tmp_path / "tap.json")], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL)
+        tap = start_tap(tmp_path, tap_config(sim), stderr=subprocess.DEVNULL)
         target = subprocess.run([TARGET_JSONL, "--config", str(tmp_path / "target.json")], stdin=tap.stdout,
                                 capture_output=True, text=True, timeout=300)
         tap.stdout.close()

@@ -31,7 +31,7 @@ from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_intercom_conversation.tap import WholeLineWriter
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, TAP, TARGET_POSTGRES, TapRun, apply_table, tap_config, target_config
+from tests.pipeline import STREAM, TAP, TARGET_POSTGRES, TapRun, apply_table, start_tap, tap_config, target_config
 from tests.tapcli import ERROR_PREFIX, assert_fails_with_one_line, assert_state_never_ahead, unexpected_lines
 
 
@@ -191,10 +191,8 @@ def test_sigterm_stops_the_tap_with_a_state_that_covers_only_what_it_emitted(con
     """What a scheduler sends first: the tap writes its STATE so far and exits 143 (not 0) with one line."""
     with IntercomSimulator(conversations=conversations, seed=32, latency_ms=10) as sim, \
             tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "tap.json").write_text(json.dumps(tap_config(sim, **settings)))
         with (Path(folder) / "tap.err").open("w+b") as tap_err:
-            tap = subprocess.Popen([TAP, "--config", str(Path(folder) / "tap.json")],
-                                   stdout=subprocess.PIPE, stderr=tap_err)
+            tap = start_tap(Path(folder), tap_config(sim, **settings), stderr=tap_err)
             assert tap.stdout is not None
             lines: list[bytes] = []
             for line in tap.stdout:
@@ -239,9 +237,7 @@ def test_a_pipe_on_stdout_is_widened_so_the_tap_runs_ahead_while_the_target_comm
     if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < WholeLineWriter.PIPE_BYTES:
         pytest.skip("this machine caps pipes below 1 MB")
     with IntercomSimulator(conversations=20, seed=5) as sim, tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "tap.json").write_text(json.dumps(tap_config(sim)))
-        tap = subprocess.Popen([TAP, "--config", str(Path(folder) / "tap.json")],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        tap = start_tap(Path(folder), tap_config(sim), stderr=subprocess.DEVNULL)
         assert tap.stdout is not None
         first = tap.stdout.readline()  # written after the writer widened the pipe
         capacity = fcntl.fcntl(tap.stdout.fileno(), fcntl.F_GETPIPE_SZ)
@@ -258,13 +254,13 @@ def test_a_pipe_on_stdout_is_widened_so_the_tap_runs_ahead_while_the_target_comm
 def test_every_thread_of_the_tap_runs_as_a_batch_job_so_its_wakeups_do_not_preempt_the_target():
     settings = {"include_conversation_parts": False}  # spans searched by threads of their own
     with IntercomSimulator(conversations=10000, seed=5, latency_ms=200) as sim, tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "tap.json").write_text(json.dumps(tap_config(sim, **settings)))
-        tap = subprocess.Popen([TAP, "--config", str(Path(folder) / "tap.json")],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        tap = start_tap(Path(folder), tap_config(sim, **settings), stderr=subprocess.DEVNULL)
         assert tap.stdout is not None
         records = 0
-        while records < 300:  # past the first page: the spans' threads are searching
-            records += b'"type":"RECORD"' in tap.stdout.readline()
+        for line in tap.stdout:  # ends early if the tap does
+            records += line.startswith(b'{"type":"RECORD"')
+            if records == 300:  # past the first page: the spans' threads are searching
+                break
         policies = {}
         for thread_id in os.listdir(f"/proc/{tap.pid}/task"):
             with contextlib.suppress(ProcessLookupError):  # a span's thread that just ended
