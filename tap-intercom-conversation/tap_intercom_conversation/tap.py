@@ -75,8 +75,8 @@ class WholeLineWriter(MsgSpecWriter):
             pending()
 
 
-def widen_pipe(stream: t.IO, size: int) -> int | None:
-    """Let the pipe `stream` writes to hold `size` bytes; its capacity, or None where it is not a pipe or cannot grow.
+def widen_pipe(stream: t.IO, size: int) -> None:
+    """Let the pipe `stream` writes to hold `size` bytes; a stream that is not a pipe, or cannot grow, is left as it is.
 
     With 64 KB (about 20 records), the tap can only run ahead of the target by those while the target
     commits a batch; with 1 MB it does its work then, rather than competing with the target for a CPU.
@@ -85,8 +85,7 @@ def widen_pipe(stream: t.IO, size: int) -> int | None:
     with contextlib.suppress(OSError, ValueError):  # also a stream without a file descriptor
         fd = stream.fileno()
         if set_size is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
-            return fcntl.fcntl(fd, set_size, size)
-    return None
+            fcntl.fcntl(fd, set_size, size)
 
 
 class TapIntercomConversation(Tap):
