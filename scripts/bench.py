@@ -3,6 +3,8 @@
 
     .venvs/dev/bin/python scripts/bench.py [--quick] [--runs 3] [--only hydrated,search,memory,incremental]
     .venvs/dev/bin/python scripts/bench.py --sweep 16,32,48,64   # hydration throughput per max_concurrent_requests
+    .venvs/dev/bin/python scripts/bench.py --only latency        # figure 1 at 50-1,000 ms x R = 1,000-4,167 (~25 min)
+    TAP_BIN=/elsewhere/.venvs/dev/bin/tap-intercom-conversation scripts/bench.py ...  # another build: a "before"
 
 Each measurement starts the simulator CLI (`python -m tests.intercom_simulator`) as a subprocess, then runs
 `.venvs/dev/bin/tap-intercom-conversation | target-postgres` with the loader config of meltano.yml into a
@@ -26,7 +28,12 @@ simulator's 10-second windows, the least favourable phase (the first window is p
    waited on an empty stdin (for the tap), and its CPU time and time waiting for a CPU (the price of sharing);
 3. the tap's peak memory, hydrated at 2,000 to 20,000 and search-only at 10,000 to 200,000 conversations (the
    tap alone into a file: a slower loader only blocks its writes);
-4. an incremental run when nothing changed: API calls and wall time.
+4. an incremental run when nothing changed: API calls and wall time;
+5. (`--only latency`, not in the default set) figure 1 swept: latency 50, 150, 450 and 1,000 ms (± 20 %) x
+   R = 1,000, 1,667 and 4,167 per 10 s, default settings, one run each (9 windows' worth of conversations, stopped
+   after 100 s if slower). From the simulator's count of calls per window: the share of R used in the run's full
+   windows (all but the first and the last), conversations/s in them, the most requests it answered at once; the
+   tap's 429s, peak RSS and CPU seconds (os.wait4), and its CPU per hydrated conversation.
 
 Medians of --runs runs (3 by default, figure 2's 5) are printed as markdown, with the machine they ran on and
 its load average (the simulator, the tap, target-postgres and PostgreSQL share the machine: a busy one lowers
@@ -55,12 +62,19 @@ from pathlib import Path
 
 import psycopg
 import yaml
-from bench_report import report_hydrated, report_incremental, report_memory, report_search, report_sweep
+from bench_report import (
+    report_hydrated,
+    report_incremental,
+    report_latency_sweep,
+    report_memory,
+    report_search,
+    report_sweep,
+)
 from loader_watch import LoaderWatch, watched_median
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venvs" / "dev" / "bin"
-TAP = str(BIN / "tap-intercom-conversation")
+TAP = os.environ.get("TAP_BIN") or str(BIN / "tap-intercom-conversation")  # another build of the tap: a before
 TABLE = str(BIN / "intercom-conversation-table")
 PYTHON = str(BIN / "python")
 TARGET = os.environ.get("TARGET_POSTGRES_BIN") or str(REPO / ".venvs" / "target-postgres" / "bin" / "target-postgres")
@@ -73,6 +87,10 @@ SEARCH_ONLY = 50000  # conversations in figure 2's runs
 SEARCH_RUNS = 5  # figure 2's runs: its ratio divides two times that each drift from run to run
 HYDRATED = 10000  # figure 1's: the loader commits its last batch (5,000 rows) after the tap's last record
 INTERCOM_LIMIT = 1667  # 10,000 calls per minute per app, counted in 10-second windows
+SWEEP_LATENCIES = (50, 150, 450, 1000)  # ms, ± 20 %: from a nearby region to a long conversation far away
+SWEEP_LIMITS = (1000, INTERCOM_LIMIT, 4167)  # per 10 s; 4,167 is the workspace's 25,000 per minute
+SWEEP_WINDOWS = 9  # conversations per run: 9 windows' worth at the limit, so at least 6 full windows in each run
+SWEEP_SECONDS = 100  # a tap slower than the limit is stopped then: 8 or more full windows measured
 
 
 # ---- the simulator, as a subprocess ----------------------------------------------------------------------------
@@ -172,18 +190,47 @@ class Run:
     last_state: dict | None = None
     rows: int | None = None
     loader: dict = field(default_factory=dict)  # LoaderWatch.stop()
+    tap_cpu_s: float = 0.0  # the tap's user + system CPU seconds
+    stopped: bool = False  # stopped by SIGTERM after stop_after seconds (the sweep's bound on a run's length)
+    stats: dict = field(default_factory=dict)  # the simulator's counters after the run
+    machine_busy: float | None = None  # share of all CPUs busy (anyone's work) from the tap's start to its end
 
 
-def wait_rusage(process: subprocess.Popen) -> float:
-    """Reap the process; its peak RSS in MB (ru_maxrss, KB on Linux)."""
+def machine_cpu() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all CPUs since boot (Linux /proc/stat), or None."""
+    try:
+        ticks = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # less idle and iowait
+
+
+def busy_share(before: tuple[int, int] | None) -> float | None:
+    after = machine_cpu()
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) of a running process so far (Linux /proc), or 0."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_usage(process: subprocess.Popen) -> tuple[float, float]:
+    """Reap the process; its peak RSS in MB (ru_maxrss, KB on Linux) and its CPU seconds (user + system)."""
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024
+    return usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, out: Path | None = None,
-            state: dict | None = None, align: bool = False) -> Run:
-    """tap | target-postgres into `schema`, or the tap alone into the file `out`."""
+            state: dict | None = None, align: bool = False, stop_after: float | None = None) -> Run:
+    """tap | target-postgres into `schema`, or the tap alone into the file `out`; stop_after: SIGTERM then."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         folder = Path(tmp)
         config = folder / "tap.json"
@@ -195,13 +242,14 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
         if align:  # start on a window boundary: the first window is partly spent starting up
             time.sleep(WINDOW - time.time() % WINDOW + 0.01)
         before = sim.stats()
+        machine_before = machine_cpu()
         tap_err = (folder / "tap.err").open("w+")
         if schema is None:
             assert out is not None
             with out.open("w") as sink:
                 started = time.perf_counter()
                 tap = subprocess.Popen(argv, stdout=sink, stderr=tap_err)
-                rss = wait_rusage(tap)
+                rss, cpu = wait_usage(tap)
                 seconds = tap_seconds = time.perf_counter() - started
             last_state = None
         else:
@@ -214,22 +262,30 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
             watch = LoaderWatch(target.pid)
             result: dict = {}
             reaper = threading.Thread(target=lambda: result.update(
-                rss=wait_rusage(tap), tap_seconds=time.perf_counter() - started))
+                zip(("rss", "cpu"), wait_usage(tap), strict=True), tap_seconds=time.perf_counter() - started))
             reaper.start()
+            if stop_after is not None:
+                reaper.join(timeout=stop_after)
+                if reaper.is_alive():
+                    result["stopped"] = True
+                    tap.send_signal(signal.SIGTERM)
             target_out, target_err = target.communicate(timeout=1800)
             seconds = time.perf_counter() - started
             loader = watch.stop()
             reaper.join()
-            rss, tap_seconds = result["rss"], result["tap_seconds"]
+            rss, tap_seconds, cpu = result["rss"], result["tap_seconds"], result["cpu"]
             if target.returncode != 0:
                 sys.exit(f"target-postgres failed:\n{target_err[-3000:]}")
             states = [line for line in target_out.splitlines() if line.strip()]
             last_state = json.loads(states[-1]) if states else None
         tap_err.seek(0)
-        if tap.returncode != 0:
+        stopped = schema is not None and result.get("stopped", False)
+        if tap.returncode != 0 and not (stopped and tap.returncode == 128 + signal.SIGTERM):
             sys.exit(f"the tap failed ({tap.returncode}):\n{tap_err.read()[-3000:]}")
         tap_err.close()
-    run = Run(seconds, rss, tap_seconds, delta(before, sim.stats()), last_state)
+    stats = sim.stats()
+    run = Run(seconds, rss, tap_seconds, delta(before, stats), last_state, tap_cpu_s=cpu, stopped=stopped,
+              stats=stats, machine_busy=busy_share(machine_before))
     if schema is not None:
         run.loader, run.rows = loader, row_count(schema)
     return run
@@ -356,6 +412,40 @@ def incremental(conversations: int, runs: int) -> dict:
             "max_calls": max(r.calls["calls"] for r in results), "seconds": median([r.seconds for r in results])}
 
 
+def full_windows(stats: dict) -> list[int]:
+    """Calls the simulator counted in each rate-limit window of a run, less its first and last (partial) windows."""
+    counts = [count for _, count in sorted((int(reset), count) for reset, count in stats["windows"].items())]
+    return counts[1:-1]
+
+
+def latency_cell(limit: int, latency_ms: float) -> dict:
+    """Figure 1 at one latency (± 20 %) and one limit, default settings: how much of the limit its full windows use.
+
+    The run holds enough conversations for SWEEP_WINDOWS windows at the limit, and is stopped (SIGTERM) after
+    SWEEP_SECONDS when the tap is slower than that; only the windows between its first and its last count.
+    """
+    conversations = limit * SWEEP_WINDOWS
+    with simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=limit) as sim, \
+            scratch_schema() as schema:
+        simulator_cpu = process_cpu(sim.process.pid)
+        run = run_tap(sim, {}, schema=schema, align=True, stop_after=SWEEP_SECONDS)
+        simulator_cpu = process_cpu(sim.process.pid) - simulator_cpu
+    if not run.stopped and run.rows != conversations:
+        sys.exit(f"latency sweep loaded {run.rows} rows of {conversations}")
+    windows = full_windows(run.stats)
+    gets = run.calls["gets"]
+    row = {"limit": limit, "latency_ms": latency_ms, "conversations": run.rows, "stopped": run.stopped,
+           "windows": len(windows), "share": sum(windows) / (limit * len(windows)) if windows else 0.0,
+           "min_share": min(windows) / limit if windows else 0.0,
+           "per_second": sum(windows) / (WINDOW * len(windows)) * gets / max(run.calls["calls"], 1) if windows else 0,
+           "429": run.calls["429"], "peak_in_flight": run.stats["max_in_flight"], "rss_mb": run.tap_rss_mb,
+           "cpu_s": run.tap_cpu_s, "cpu_ms_per_get": 1000 * run.tap_cpu_s / max(gets, 1), "seconds": run.seconds,
+           "tap_seconds": run.tap_seconds, "simulator_cpu_s": simulator_cpu, "loader_cpu_s": run.loader.get("cpu_s"),
+           "machine_busy": run.machine_busy}
+    print(f"  sweep R={limit} latency={latency_ms:.0f}ms: {row}", file=sys.stderr, flush=True)
+    return row
+
+
 def tap_default_concurrency() -> int:
     from tap_intercom_conversation.tap import TapIntercomConversation
 
@@ -390,7 +480,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="runs per measurement, the median is reported "
                         f"(default 3, figure 2 {SEARCH_RUNS}; quick 1)")
     parser.add_argument("--only", default="hydrated,search,memory,incremental",
-                        help="comma-separated: hydrated, search, memory, incremental")
+                        help="comma-separated: hydrated, search, memory, incremental, latency (figure 1 swept over "
+                        "latency x rate limit; not in the default set: ~25 min)")
+    parser.add_argument("--search-latencies", help="ms, comma-separated, for figure 2 (default 0,150; ± 20 %%)")
+    parser.add_argument("--latencies", default=",".join(map(str, SWEEP_LATENCIES)), help="ms, for --only latency")
+    parser.add_argument("--limits", default=",".join(map(str, SWEEP_LIMITS)), help="per 10 s, for --only latency")
     parser.add_argument("--sweep", help="comma-separated max_concurrent_requests values: hydrated throughput "
                         "without a rate limit and at R = 1,667, instead of the benchmark")
     parser.add_argument("--sweep-conversations", type=int, default=3000)
@@ -418,10 +512,15 @@ def main() -> None:
         n = 1500 if args.quick else HYDRATED
         limits = [1000] if args.quick else [1000, INTERCOM_LIMIT]
         report_hydrated([hydrated(n, limit, runs) for limit in limits], concurrency, LATENCY_MS, JITTER_MS)
+    if "latency" in only:
+        cells = [latency_cell(limit, float(latency)) for limit in map(int, args.limits.split(","))
+                 for latency in args.latencies.split(",")]
+        report_latency_sweep(cells, concurrency, load_before, load())
     if "search" in only:
-        rows = [search_only(10000 if args.quick else SEARCH_ONLY, search_runs, 0, 0)]
-        if not args.quick:
-            rows.append(search_only(SEARCH_ONLY, search_runs, LATENCY_MS, JITTER_MS))
+        latencies = [float(ms) for ms in args.search_latencies.split(",")] if args.search_latencies else \
+            [0.0] if args.quick else [0.0, LATENCY_MS]
+        rows = [search_only(10000 if args.quick else SEARCH_ONLY, search_runs, ms, ms * JITTER_MS / LATENCY_MS)
+                for ms in latencies]
         report_search(rows)
     if "memory" in only:
         sizes = [(1000, True), (5000, True), (20000, False)] if args.quick else \

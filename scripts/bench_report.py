@@ -71,3 +71,24 @@ def report_sweep(rows: list[dict]) -> None:
         print(f"| {r['settings']['max_concurrent_requests']} | {r['conversations']:,} | {limit} | "
               f"{r['seconds']:.1f} ({r['tap_seconds']:.1f}) | {r['per_second']:.1f} | {frac} | {r['429']} | "
               f"{r['rss_mb']:.0f} | {r['runs']} |")
+
+
+def report_latency_sweep(rows: list[dict], concurrency: object, load_before: str, load_after: str) -> None:
+    print(f"\n### 5. Hydrated backfill by latency and rate limit (default settings: max_concurrent_requests "
+          f"{concurrency}; load average {load_before} before, {load_after} after)\n")
+    print("| R per 10 s | latency ms (± 20 %) | full windows | share of R used (lowest window) | conversations/s | "
+          "429s | peak in flight | tap peak RSS MB | tap CPU s (ms per conversation) | CPU s: simulator, "
+          "target-postgres | machine busy | conversations (wall s) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def cpu(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
+    for r in rows:
+        stopped = ", stopped" if r["stopped"] else ""
+        busy = "n/a" if r["machine_busy"] is None else f"{r['machine_busy']:.0%}"
+        print(f"| {r['limit']:,} | {r['latency_ms']:.0f} | {r['windows']} | "
+              f"**{r['share']:.2f}** ({r['min_share']:.2f}) | "
+              f"{r['per_second']:.1f} | {r['429']} | {r['peak_in_flight']} | {r['rss_mb']:.0f} | "
+              f"{r['cpu_s']:.1f} ({r['cpu_ms_per_get']:.2f}) | {cpu(r['simulator_cpu_s'])}, {cpu(r['loader_cpu_s'])} | "
+              f"{busy} | {r['conversations']:,} ({r['seconds']:.0f}{stopped}) |")

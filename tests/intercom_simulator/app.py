@@ -52,6 +52,9 @@ class Stats:
             self.faults = dict.fromkeys(("error", "html", "drop", "reset", "slow", "bad_json"), 0)
             self.intercepted = 0
             self.changes = 0
+            self.windows: dict[int, int] = {}  # rate-limit window (its reset) -> calls the limiter counted in it
+            self.in_flight = 0  # requests being answered (latency included), and the most at once
+            self.max_in_flight = 0
 
     def add(self, what: str, key: Any = None, n: int = 1) -> None:
         with self.lock:
@@ -65,7 +68,13 @@ class Stats:
         with self.lock:
             return {"requests": self.requests, "by_route": dict(self.by_route),
                     "by_status": dict(self.by_status), "rate_limited": self.rate_limited,
-                    "faults": dict(self.faults), "changes": self.changes, "intercepted": self.intercepted}
+                    "faults": dict(self.faults), "changes": self.changes, "intercepted": self.intercepted,
+                    "windows": dict(self.windows), "max_in_flight": self.max_in_flight}
+
+    def enter(self, n: int) -> None:
+        with self.lock:
+            self.in_flight += n
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
 
 def version_key(value: str | None) -> tuple[int, int]:
@@ -154,8 +163,12 @@ class App:
             route, arg = "retrieve", path.rsplit("/", 1)[1]
         if route:
             self.stats.add("by_route", route)
-        self._latency()
-        resp = self._handle(route, arg, parse_qs(url.query), headers, body, method, path)
+        self.stats.enter(1)
+        try:
+            self._latency()
+            resp = self._handle(route, arg, parse_qs(url.query), headers, body, method, path)
+        finally:
+            self.stats.enter(-1)
         if resp is not None and resp is not RESET:
             self.stats.add("by_status", resp.status)
         return resp
@@ -194,6 +207,7 @@ class App:
         if not token or token != self.token:
             return self._error(ApiError(401, *UNAUTHORIZED), {})  # no rate-limit headers without valid credentials
         allowed, rl = self.limiter.hit(token)
+        self.stats.add("windows", int(rl["X-RateLimit-Reset"]))
         if not allowed:
             self.stats.add("rate_limited")
             return self._error(ApiError(429, "rate_limit_exceeded",

@@ -59,7 +59,7 @@ class SimServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024  # hundreds of connections open at once when a client's concurrency follows latency
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         super().__init__(address, Handler)
