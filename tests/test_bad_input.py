@@ -55,7 +55,7 @@ CONFIG_CASES = {
     "lookback-text": ({"lookback_window_seconds": "600"}, ["lookback_window_seconds '600' is not an integer"]),
     "lookback-negative": ({"lookback_window_seconds": -1}, ["lookback_window_seconds -1 is out of range"]),
     "lookback-absurd": ({"lookback_window_seconds": 10**12}, ["lookback_window_seconds 1000000000000 is out of range"]),
-    "concurrency-zero": ({"max_concurrent_requests": 0}, ["max_concurrent_requests 0 is out of range (1 to 64)"]),
+    "concurrency-zero": ({"max_concurrent_requests": 0}, ["max_concurrent_requests 0 is out of range (1 to 1000)"]),
     "concurrency-absurd": ({"max_concurrent_requests": 100000}, ["max_concurrent_requests 100000 is out of range"]),
     "concurrency-fraction": ({"max_concurrent_requests": 2.5}, ["max_concurrent_requests 2.5 is not an integer"]),
     "timeout-zero": ({"request_timeout_seconds": 0}, ["request_timeout_seconds 0 is out of range (1 to 600)"]),

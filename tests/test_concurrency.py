@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tap_intercom_conversation.concurrency import HEADROOM, SPARE, START, UNLIMITED, Concurrency
 from tap_intercom_conversation.freshness import ServerClock, complete_through
 from tap_intercom_conversation.governor import LAG_MARGIN, STALE_SECONDS, WAKE_JITTER, RateGovernor
 from tap_intercom_conversation.hydration import ordered_map
@@ -83,6 +84,24 @@ def test_a_tight_rate_limit_is_never_exceeded_in_any_window():
     assert max(probe.per_window.values()) <= limit - 1  # the governor keeps one call in reserve
 
 
+def test_with_default_settings_the_requests_in_flight_follow_the_latency():
+    peaks = {}
+    for latency_ms in (100, 600):
+        with IntercomSimulator(conversations=400, seed=3, latency_ms=latency_ms) as sim:  # reports 1,667 per 10 s
+            probe = ServerProbe(sim)
+
+            run = run_tap(tap_config(sim))
+
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert [record["intercom_id"] for record in run.records] == sim.ids()
+        assert max(probe.per_window.values()) <= 1666
+        peaks[latency_ms] = probe.max_in_flight
+
+    # 166.7 calls/s need about 17 in flight at 100 ms and 100 at 600 ms: the old fixed pool (48, at most 64)
+    # was too many for the first and too few for the second
+    assert peaks[100] < 48 < 64 < peaks[600]
+
+
 # ---- ordered_map ----------------------------------------------------------------------------------------------
 
 
@@ -112,6 +131,49 @@ def test_ordered_map_yields_in_input_order_with_bounded_read_ahead_and_full_conc
 
     assert out == [(i, i * i) for i in range(40)]
     assert peak == workers
+
+
+def test_ordered_map_follows_the_allowed_concurrency_and_reads_ahead_at_most_twice_it():
+    allowed, consumed, out = [3], [], []
+    running, peaks, lock = 0, Counter(), threading.Lock()
+
+    def items() -> Iterator[int]:
+        for i in range(150):
+            consumed.append(i)
+            yield i
+
+    def work(i: int) -> int:
+        nonlocal running
+        with lock:
+            running += 1
+            peaks[allowed[0]] = max(peaks[allowed[0]], running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+        return i
+
+    for item, _ in ordered_map(work, items(), workers=12, concurrency=lambda: allowed[0]):
+        assert len(consumed) - len(out) <= 2 * max(allowed[0], 3)  # read ahead follows the allowed number
+        out.append(item)
+        if item == 50:
+            allowed[0] = 10  # latency went up
+        elif item == 100:
+            allowed[0] = 40  # beyond the upper bound: workers (12) caps it
+
+    assert out == list(range(150))
+    assert peaks[3] == 3 and peaks[10] == 10 and peaks[40] == 12
+
+
+def test_ordered_map_starts_threads_only_as_calls_need_them():
+    threads = set()
+
+    def work(i: int) -> int:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.005)
+        return i
+
+    list(ordered_map(work, range(60), workers=500, concurrency=lambda: 4))
+    assert len(threads) <= 4  # not 500: the pool grows with the calls in flight
 
 
 def test_ordered_map_replaces_its_threads_without_exceeding_the_bound():
@@ -350,6 +412,28 @@ def test_a_call_that_failed_without_an_answer_frees_its_place():
     assert governor.in_flight == 2
     governor.acquire()
     assert governor.in_flight == 1
+
+
+def test_the_concurrency_wanted_is_the_limit_rate_times_latency_with_headroom():
+    clock = FakeClock()
+    governor = RateGovernor(clock=clock, sleep=clock.sleep)
+    wanted = Concurrency(governor)
+    assert wanted.target() == START  # nothing answered yet
+
+    governor.acquire()
+    governor.observe(window(4167, 4000, clock.now + 5))
+    for _ in range(200):
+        wanted.observe(1.0)
+    assert wanted.target() == pytest.approx(416.7 * 1.0 * HEADROOM + SPARE, abs=1)
+
+    for _ in range(200):  # answers speed up: fewer in flight
+        wanted.observe(0.05)
+    assert wanted.latency == pytest.approx(0.05, rel=0.01)
+    assert wanted.target() == pytest.approx(416.7 * 0.05 * HEADROOM + SPARE, abs=1)
+
+    silent = Concurrency(RateGovernor(clock=clock, sleep=clock.sleep))
+    silent.observe(0.2)
+    assert silent.target() == UNLIMITED  # no limit reported: only max_concurrent_requests bounds it
 
 
 # ---- Intercom's clock, from its Date headers ------------------------------------------------------------------

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from tap_intercom_conversation.concurrency import SEARCHES_IN_FLIGHT
 from tap_intercom_conversation.spans import SPAN_ROWS, Span, Split, ordered_pages, split_span
-from tap_intercom_conversation.streams import SEARCHES_IN_FLIGHT
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import run_tap, tap_config
 from tests.test_concurrency import ServerProbe

@@ -133,7 +133,7 @@ def check_settings(config: t.Mapping[str, t.Any]) -> None:
         )
     bounds = {
         "lookback_window_seconds": (0, 30 * 86400),
-        "max_concurrent_requests": (1, 64),
+        "max_concurrent_requests": (1, 1000),  # 1,000: Intercom's highest limit at 2.4 s per request
         "request_timeout_seconds": (1, 600),
     }
     for name, (low, high) in bounds.items():

@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 import threading
+import time
 import typing as t
 from functools import cached_property
 
@@ -17,6 +18,7 @@ from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.streams import RESTStream
 
+from tap_intercom_conversation.concurrency import CONCURRENCY
 from tap_intercom_conversation.freshness import SERVER_CLOCK
 from tap_intercom_conversation.governor import GOVERNOR
 
@@ -31,6 +33,7 @@ REGION_URLS = {
 SEARCH = "POST /conversations/search"
 _CONVERSATION_ID = re.compile(r"/\d+$")
 MAX_TRIES = 8  # first try + 7 retries, about two minutes of backoff at most
+SEARCH_CONNECTIONS = 16  # kept beside the hydration's: the search thread(s) and the deleted list
 MAX_RATE_LIMITED = 60  # 429s in a row for one request (ten minutes of windows) before giving up
 # What is retried with backoff: Intercom's 5xx/408 and unparsable 200s (RetriableAPIError), timeouts,
 # connections refused, reset or dropped, and bodies cut short.
@@ -158,10 +161,14 @@ class IntercomStream(RESTStream):
 
     @property
     def requests_session(self) -> requests.Session:
-        """A session whose connection pool fits the hydration pool (the SDK makes a default one first)."""
+        """A session whose connection pool fits the requests in flight (the SDK makes a default one first).
+
+        Connections are opened as calls need them, so their number follows the calls in flight; the pool
+        keeps up to max_concurrent_requests of them (and the searches') for reuse.
+        """
         session = super().requests_session
         if not getattr(session, "_intercom_pool", False):
-            size = max(10, int(self.config.get("max_concurrent_requests", 1)) * 2)
+            size = int(self.config.get("max_concurrent_requests", 1)) + SEARCH_CONNECTIONS
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
@@ -196,7 +203,9 @@ class IntercomStream(RESTStream):
         for _ in range(MAX_RATE_LIMITED):
             GOVERNOR.acquire()
             sent_after = SERVER_CLOCK.floor()
+            sent = time.monotonic()
             response = self.requests_session.send(authenticated, timeout=self.timeout, allow_redirects=False)
+            CONCURRENCY.observe(time.monotonic() - sent)
             response.sent_after = sent_after  # type: ignore[attr-defined]  # see freshness.py
             GOVERNOR.observe(response.headers)
             SERVER_CLOCK.observe(response.headers)

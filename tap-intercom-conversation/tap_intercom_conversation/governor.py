@@ -66,6 +66,11 @@ class RateGovernor:
     def lag(self) -> float:
         return self._lag
 
+    @property
+    def limit(self) -> int | None:
+        """Calls per window, as Intercom last reported it (None before the first answer that says)."""
+        return self._limit
+
     def acquire(self) -> None:
         """Block until a call fits in the current window, then count it as in flight."""
         me = threading.get_ident()

@@ -77,12 +77,14 @@ _END = object()
 Fetch = t.Callable[[Span, t.Callable[[object], None]], None]
 
 
-def ordered_pages(root: Span, fetch: Fetch, *, workers: int) -> t.Iterator[object]:
+def ordered_pages(root: Span, fetch: Fetch, *, workers: int | t.Callable[[], int]) -> t.Iterator[object]:
     """Everything `fetch` puts for `root` and the spans it is split into, in span order.
 
     The first `workers` spans not yet read are searched at once (the span being read is always among
-    them). A failure is raised when its span's turn comes, after every page before it.
+    them; a callable is asked again at each page). A failure is raised when its span's turn comes,
+    after every page before it.
     """
+    spans_at_once = workers if callable(workers) else lambda: workers
     stop = threading.Event()
     spans: deque[Span | queue.Queue] = deque([root])  # a span not started yet, or the pages of one that is
 
@@ -113,7 +115,7 @@ def ordered_pages(root: Span, fetch: Fetch, *, workers: int) -> t.Iterator[objec
 
     try:
         while spans:
-            for index in range(min(len(spans), max(1, workers))):
+            for index in range(min(len(spans), max(1, spans_at_once()))):
                 entry = spans[index]
                 if isinstance(entry, Span):
                     spans[index] = start(entry)

@@ -14,6 +14,7 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
+from tap_intercom_conversation.concurrency import CONCURRENCY
 from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.progress import Progress
@@ -25,7 +26,6 @@ from tap_intercom_conversation.spans import SPAN_ROWS, SearchRows, Span, Split, 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
-SEARCHES_IN_FLIGHT = 16  # spans searched at once when nothing is hydrated (see the benchmark in the README)
 MAX_PASSES = 5  # the first window, then catch-up windows for what changed while it ran
 RECENT_LIMIT = 5000  # conversations remembered in STATE as already loaded at the bookmark's tail
 
@@ -99,15 +99,15 @@ class ConversationsStream(IntercomStream):
 
     @property
     def _searches_in_flight(self) -> int:
-        """Spans searched at once; 1 when hydrating (GETs are the bottleneck), and then spans are not cut."""
+        """Spans searched at once, following latency; 1 when hydrating (GETs are the bottleneck): no span is cut."""
         if self.config["include_conversation_parts"]:
             return 1
-        return min(SEARCHES_IN_FLIGHT, int(self.config["max_concurrent_requests"]))
+        return min(CONCURRENCY.searches(), int(self.config["max_concurrent_requests"]))
 
     def _search_rows(self) -> t.Iterator[Fetched]:
         """The window's rows in `updated_at` order, its spans searched concurrently when nothing is hydrated."""
         root = Span(self._lower, self._through)
-        for page in ordered_pages(root, self._search_span, workers=self._searches_in_flight):
+        for page in ordered_pages(root, self._search_span, workers=lambda: self._searches_in_flight):
             assert isinstance(page, SearchRows)
             if page.cut:
                 self._search_cut = True
@@ -175,8 +175,11 @@ class ConversationsStream(IntercomStream):
     def _one_window(self, context: Context | None) -> t.Iterator[dict]:
         found = (row for row in self._search_rows() if self._first_sight(row.payload))
         if self.config["include_conversation_parts"]:
-            workers = int(self.config["max_concurrent_requests"])
-            pairs = ordered_map(lambda row: self._request_conversation(row.payload["id"]), found, workers=workers)
+            workers = int(self.config["max_concurrent_requests"])  # the upper bound; below it, the latency decides
+            pairs = ordered_map(
+                lambda row: self._request_conversation(row.payload["id"]), found, workers=workers,
+                concurrency=CONCURRENCY.target,
+            )
         else:
             pairs = ((row, row) for row in found)
         for (row, _), fetched in pairs:

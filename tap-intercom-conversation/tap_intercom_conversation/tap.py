@@ -33,6 +33,7 @@ from tap_intercom_conversation.schema_files import STREAM_NAME
 from tap_intercom_conversation.streams import ConversationsStream
 
 DEFAULT_LOOKBACK_SECONDS = 600
+DEFAULT_MAX_CONCURRENT_REQUESTS = 500  # 4,167 calls per 10 s (25,000 a minute) x 1 s latency x 1.2
 
 
 class WholeLineWriter(MsgSpecWriter):
@@ -128,10 +129,12 @@ class TapIntercomConversation(Tap):
             "False: data is the search payload (one request per 150 conversations).",
         ),
         th.Property(
-            "max_concurrent_requests", th.IntegerType, default=48,
-            description="Requests in flight at once: conversations hydrated concurrently (GET /conversations/{id}), "
-            "or, with include_conversation_parts false, up to 16 searches over disjoint updated_at spans; all under "
-            "one rate governor.",
+            "max_concurrent_requests", th.IntegerType, default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+            description="Upper bound of the requests in flight at once (1-1000). Below it, the tap keeps as many "
+            "conversations hydrating (GET /conversations/{id}) as the rate limit needs at the latency it observes "
+            "(calls per second x latency x 1.5, plus 4); 500 covers Intercom's highest limit, 25,000 calls a "
+            "minute, at 1 s per request. With include_conversation_parts false: up to 16 searches over disjoint "
+            "updated_at spans. One rate governor keeps every 10-second window under the limit.",
         ),
         th.Property(
             "request_timeout_seconds", th.NumberType, default=60,
