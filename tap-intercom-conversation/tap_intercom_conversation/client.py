@@ -9,11 +9,13 @@ import threading
 import time
 import typing as t
 from functools import cached_property
+from urllib.parse import urlsplit
 
 import backoff
 import msgspec
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import resolve_proxies
 from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.streams import RESTStream
@@ -77,6 +79,7 @@ class RequestStats:
 
 
 REQUEST_STATS = RequestStats()
+_PROXIES: dict[tuple[str, str], dict] = {}  # (scheme, host) -> the proxies requests would resolve for it
 
 
 def describe(method: str, path: str) -> str:
@@ -175,6 +178,18 @@ class IntercomStream(RESTStream):
             session._intercom_pool = True  # type: ignore[attr-defined]
         return session
 
+    def _proxies(self, request: requests.PreparedRequest) -> dict:
+        """The proxies for Intercom's host, resolved from the environment once, not on every request.
+
+        requests resolves them on each send (NO_PROXY matching): 4 % of the tap's CPU when hydrating.
+        """
+        host = urlsplit(request.url or "")[:2]
+        proxies = _PROXIES.get(host)
+        if proxies is None:
+            session = self.requests_session
+            proxies = _PROXIES[host] = resolve_proxies(request, session.proxies, session.trust_env)
+        return proxies
+
     # Retries: exponential with full jitter, bounded; waiting for the rate limit is not a retry.
 
     def backoff_wait_generator(self) -> t.Generator[float, None, None]:
@@ -204,8 +219,10 @@ class IntercomStream(RESTStream):
             GOVERNOR.acquire()
             sent_after = SERVER_CLOCK.floor()
             sent = time.monotonic()
-            response = self.requests_session.send(authenticated, timeout=self.timeout, allow_redirects=False)
-            CONCURRENCY.observe(time.monotonic() - sent)
+            response = self.requests_session.send(
+                authenticated, timeout=self.timeout, allow_redirects=False, proxies=self._proxies(authenticated)
+            )
+            CONCURRENCY.observe(time.monotonic() - sent, search=where == SEARCH)
             response.sent_after = sent_after  # type: ignore[attr-defined]  # see freshness.py
             GOVERNOR.observe(response.headers)
             SERVER_CLOCK.observe(response.headers)

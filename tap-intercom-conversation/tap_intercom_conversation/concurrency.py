@@ -7,6 +7,9 @@ so that slower answers (jitter, a long conversation) do not leave the window's b
 rate governor, not this number, keeps every window under the limit: with more in flight than needed,
 a window's budget is spent before it ends and the calls wait for its reset.
 
+At the start it ramps up from START, two more calls per answer (doubling each round trip), so one
+slow first answer (a new connection) does not send hundreds at once.
+
 `max_concurrent_requests` is the upper bound (the pool of threads and connections never grows past
 it); below it, the number follows latency, up as answers slow down and down as they speed up.
 
@@ -24,9 +27,8 @@ from tap_intercom_conversation.governor import GOVERNOR, WINDOW_SECONDS, RateGov
 
 HEADROOM = 1.5  # in flight, as a multiple of limit rate x latency
 SPARE = 4  # and a few more: at low latency, the sync thread's own pauses
-START = 16  # before any answer has told the latency
+START = 16  # before any GET has told the latency
 SMOOTHING = 0.05  # weight of each new answer in the average latency (about the last 20 answers)
-UNLIMITED = 1 << 30  # no rate limit reported: only the upper bound applies
 SEARCHES_IN_FLIGHT = 16  # spans searched at once when nothing is hydrated, at least (see the README's benchmark)
 MAX_SEARCHES_IN_FLIGHT = 64  # and at most: each holds up to 4 pages (150 rows, about 400 KB each) ahead
 SEARCH_ROWS_PER_SECOND = 8000  # what the spans in flight aim at: twice what target-postgres loads (README)
@@ -39,31 +41,51 @@ class Concurrency:
     def __init__(self, governor: RateGovernor = GOVERNOR) -> None:
         self._governor = governor
         self._lock = threading.Lock()
-        self._latency: float | None = None
+        self._averages: dict[bool, float] = {}  # a search page (150 rows) or not -> its average latency
+        self._answers: dict[bool, int] = {}
 
     @property
     def latency(self) -> float | None:
-        """Seconds from sending a request to its answer, averaged over the latest answers."""
-        return self._latency
+        """Seconds from sending a GET to its answer, averaged over the latest answers."""
+        return self._averages.get(False)
 
-    def observe(self, seconds: float) -> None:
-        """An answer came `seconds` after its request was sent (waits for the rate limit not included)."""
+    @property
+    def search_latency(self) -> float | None:
+        return self._averages.get(True)
+
+    def observe(self, seconds: float, *, search: bool = False) -> None:
+        """An answer came `seconds` after its request was sent (waits for the rate limit not included).
+
+        Searches are averaged apart: a page of 150 rows takes longer than one conversation.
+        """
         with self._lock:
-            previous = self._latency
-            self._latency = seconds if previous is None else previous + SMOOTHING * (seconds - previous)
+            answers = self._answers[search] = self._answers.get(search, 0) + 1
+            weight = max(SMOOTHING, 1 / answers)  # the plain mean of the first answers (the first is often slow)
+            previous = self._averages.get(search, seconds)
+            self._averages[search] = previous + weight * (seconds - previous)
 
     def target(self) -> int:
-        """Requests to keep in flight (the caller caps it at max_concurrent_requests)."""
-        latency, limit = self._latency, self._governor.limit
+        """GETs to keep in flight (the caller caps it at max_concurrent_requests)."""
+        latency, limit = self.latency, self._governor.limit
         if latency is None:
             return START
+        ramp = START + 2 * self._answers.get(False, 0)  # each answer lets two more go: doubling per round trip
         if limit is None:
-            return UNLIMITED
-        return math.ceil(limit / WINDOW_SECONDS * latency * HEADROOM) + SPARE
+            return ramp
+        return min(ramp, math.ceil(limit / WINDOW_SECONDS * latency * HEADROOM) + SPARE)
+
+    def summary(self, ceiling: int) -> str:
+        """One log line: what the run kept in flight, and why."""
+        limit = f"{self._governor.limit:,}" if self._governor.limit else "unknown"
+        latency = self.latency or self.search_latency or 0.0
+        return (
+            f"Requests in flight: at most {self._governor.max_in_flight} (max_concurrent_requests {ceiling}), "
+            f"latency {latency:.2f} s lately, limit {limit} per 10 s"
+        )
 
     def searches(self) -> int:
         """Spans to search at once in a search-only run (the caller caps it at max_concurrent_requests)."""
-        wanted = math.ceil(SEARCH_ROWS_PER_SECOND * (self._latency or 0.0) / ROWS_PER_PAGE)
+        wanted = math.ceil(SEARCH_ROWS_PER_SECOND * (self.search_latency or 0.0) / ROWS_PER_PAGE)
         return min(MAX_SEARCHES_IN_FLIGHT, max(SEARCHES_IN_FLIGHT, wanted))
 
 

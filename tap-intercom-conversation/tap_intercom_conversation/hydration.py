@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 T = t.TypeVar("T")
 R = t.TypeVar("R")
 RECYCLE_EVERY = 1000  # items per generation of worker threads, at least
-ITEMS_PER_THREAD = 20  # and at least this many per call allowed in flight
+ITEMS_PER_THREAD = 50  # and at least this many per call allowed in flight
 RECHECK_SECONDS = 0.5  # the allowed number can grow without a call ending: look again this often
 _END = object()
 

@@ -156,6 +156,7 @@ class ConversationsStream(IntercomStream):
                 break
         self._remember_recent(context, lookback)
         self.logger.info(self.progress.line())
+        self.logger.info(CONCURRENCY.summary(int(self.config["max_concurrent_requests"])))
 
     def _catch_up_through(self) -> int:
         """Where the next window ends: after every second in which the last one read anything.
