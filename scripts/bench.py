@@ -383,18 +383,21 @@ def search_only(conversations: int, runs: int, latency_ms: float, jitter_ms: flo
             "loader_alone": watched_median(watched_alone), "loader_piped": watched_median(watched_both)}
 
 
-def memory(conversations: int, parts: bool) -> dict:
-    """The tap's peak RSS, the tap alone into a file (a slower loader only blocks the tap's writes), no latency."""
-    with simulator(conversations, latency_ms=0, jitter_ms=0) as sim, \
+def memory(conversations: int, parts: bool, latency_ms: float = 0.0, rate_limit: int | None = None) -> dict:
+    """The tap's peak RSS, the tap alone into a file (a slower loader only blocks the tap's writes), no latency.
+
+    With a latency (± 20 %) and a limit: as many calls in flight as that latency needs (hydrated, default settings).
+    """
+    with simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=rate_limit) as sim, \
             tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         run = run_tap(sim, {"include_conversation_parts": parts}, out=Path(tmp) / "messages.jsonl")
         rows = sum(1 for line in (Path(tmp) / "messages.jsonl").open() if line.startswith('{"type":"RECORD"'))
     if rows != conversations:
         sys.exit(f"memory run emitted {rows} records of {conversations}")
-    print(f"  memory n={conversations} parts={parts}: {run.tap_rss_mb:.1f} MB, {run.seconds:.1f}s",
-          file=sys.stderr, flush=True)
+    print(f"  memory n={conversations} parts={parts} latency={latency_ms} R={rate_limit}: {run.tap_rss_mb:.1f} MB, "
+          f"{run.seconds:.1f}s", file=sys.stderr, flush=True)
     return {"conversations": conversations, "parts": parts, "runs": 1, "rss_mb": run.tap_rss_mb,
-            "seconds": run.seconds}
+            "seconds": run.seconds, "latency_ms": latency_ms, "rate_limit": rate_limit}
 
 
 def incremental(conversations: int, runs: int) -> dict:
@@ -480,10 +483,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="runs per measurement, the median is reported "
                         f"(default 3, figure 2 {SEARCH_RUNS}; quick 1)")
     parser.add_argument("--only", default="hydrated,search,memory,incremental",
-                        help="comma-separated: hydrated, search, memory, incremental, latency (figure 1 swept over "
-                        "latency x rate limit; not in the default set: ~25 min)")
+                        help="comma-separated: hydrated, search, memory, incremental; not in the default set: latency "
+                        "(figure 1 swept over latency x rate limit, ~25 min), memory-latency (figure 3 hydrated at "
+                        "10,000 and 100,000 conversations for each of --latencies, R = 4,167)")
     parser.add_argument("--search-latencies", help="ms, comma-separated, for figure 2 (default 0,150; ± 20 %%)")
-    parser.add_argument("--latencies", default=",".join(map(str, SWEEP_LATENCIES)), help="ms, for --only latency")
+    parser.add_argument("--latencies", default=",".join(map(str, SWEEP_LATENCIES)),
+                        help="ms, for --only latency and memory-latency")
     parser.add_argument("--limits", default=",".join(map(str, SWEEP_LIMITS)), help="per 10 s, for --only latency")
     parser.add_argument("--sweep", help="comma-separated max_concurrent_requests values: hydrated throughput "
                         "without a rate limit and at R = 1,667, instead of the benchmark")
@@ -526,6 +531,9 @@ def main() -> None:
         sizes = [(1000, True), (5000, True), (20000, False)] if args.quick else \
             [(2000, True), (10000, True), (20000, True), (10000, False), (100000, False), (200000, False)]
         report_memory([memory(n, parts) for n, parts in sizes])  # peak RSS barely varies: one run each
+    if "memory-latency" in only:  # hydrated at R = 4,167: the most in flight each latency calls for
+        cells = [(n, float(ms)) for ms in args.latencies.split(",") for n in (10000, 100000)]
+        report_memory([memory(n, True, ms, SWEEP_LIMITS[-1]) for n, ms in cells])
     if "incremental" in only:
         report_incremental(incremental(1000 if args.quick else 2000, runs))
     print(f"\nTotal benchmark time {time.time() - started:.0f} s; load average {load_before} before, "

@@ -44,12 +44,14 @@ def report_search(rows: list[dict]) -> None:
 
 
 def report_memory(rows: list[dict]) -> None:
-    print("\n### 3. The tap's peak memory (ru_maxrss), the tap alone into a file, no latency\n")
-    print("| conversations | include_conversation_parts | tap peak RSS MB | wall s | runs |")
-    print("|---:|---|---:|---:|---:|")
+    print("\n### 3. The tap's peak memory (ru_maxrss), the tap alone into a file\n")
+    print("| conversations | include_conversation_parts | latency ms | rate limit R | tap peak RSS MB | wall s | "
+          "runs |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['conversations']:,} | {str(r['parts']).lower()} | {r['rss_mb']:.1f} | {r['seconds']:.1f} | "
-              f"{r['runs']} |")
+        limit = r.get("rate_limit") or "none"
+        print(f"| {r['conversations']:,} | {str(r['parts']).lower()} | {r.get('latency_ms', 0):.0f} | {limit} | "
+              f"{r['rss_mb']:.1f} | {r['seconds']:.1f} | {r['runs']} |")
 
 
 def report_incremental(row: dict) -> None:
