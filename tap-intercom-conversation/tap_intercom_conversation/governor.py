@@ -63,13 +63,13 @@ class RateGovernor:
         return len(self._in_flight)
 
     @property
-    def lag(self) -> float:
-        return self._lag
-
-    @property
     def limit(self) -> int | None:
         """Calls per window, as Intercom last reported it (None before the first answer that says)."""
         return self._limit
+
+    @property
+    def lag(self) -> float:
+        return self._lag
 
     def acquire(self) -> None:
         """Block until a call fits in the current window, then count it as in flight."""
