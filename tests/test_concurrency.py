@@ -214,6 +214,18 @@ def test_ordered_map_stops_reading_when_the_consumer_stops():
     assert len(consumed) <= 3 + 2 * 4
 
 
+def test_ordered_map_yields_what_it_read_before_its_input_failed_then_raises():
+    def items() -> Iterator[int]:
+        yield from range(10)
+        raise ValueError("the search failed")
+
+    seen = []
+    with pytest.raises(ValueError, match="the search failed"):
+        for item, _ in ordered_map(lambda i: time.sleep(0.01), items(), workers=100):  # reads all ten at once
+            seen.append(item)
+    assert seen == list(range(10))
+
+
 def test_ordered_map_raises_the_first_failure_in_order():
     def fail_on_five(i: int) -> int:
         if i == 5:

@@ -44,7 +44,8 @@ def ordered_map(
     concurrency: how many calls to allow in flight now (asked again as calls end), capped at `workers`;
     without it, `workers`. At most twice the allowed calls are read ahead, so memory does not grow with
     the input. A failure is raised when its item's turn comes; the items after it are cancelled or
-    awaited, never yielded. recycle_every: items per generation of threads (default: see the module).
+    awaited, never yielded. A failure of `items` itself is raised after every item read before it.
+    recycle_every: items per generation of threads (default: see the module).
     """
     if workers <= 1:
         for item in items:
@@ -68,6 +69,7 @@ def ordered_map(
 
     source = iter(items)
     more = True
+    failure: Exception | None = None
     pending: deque[tuple[T, Future[R]]] = deque()
     pools: list[ThreadPoolExecutor] = []
     generation_left = 0
@@ -75,7 +77,10 @@ def ordered_map(
         while True:
             limit = allowed()
             while more and room(limit):
-                item = next(source, _END)
+                try:
+                    item = next(source, _END)
+                except Exception as err:  # the input failed: the items read before it still go out first
+                    failure, item = err, _END
                 if item is _END:
                     more = False
                     break
@@ -95,6 +100,8 @@ def ordered_map(
                 pending.append((t.cast(T, item), future))
                 generation_left -= 1
             if not pending:
+                if failure is not None:
+                    raise failure
                 return
             first, future = pending[0]
             with changed:
