@@ -442,6 +442,8 @@ def test_the_concurrency_wanted_is_the_limit_rate_times_latency_with_headroom():
         wanted.observe(1.0)
     assert wanted.target() == pytest.approx(416.7 * 1.0 * HEADROOM + SPARE, abs=1)
 
+    wanted.observe(1.0, search=True)  # hydrating: one query's 150 rows a second cannot feed 417 GETs a second
+    assert wanted.searches(hydrating=True) == 5
     for _ in range(200):  # answers speed up: fewer in flight
         wanted.observe(0.05)
     assert wanted.latency == pytest.approx(0.05, rel=0.01)

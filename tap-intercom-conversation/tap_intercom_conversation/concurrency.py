@@ -83,9 +83,18 @@ class Concurrency:
             f"latency {latency:.2f} s lately, limit {limit} per 10 s"
         )
 
-    def searches(self) -> int:
-        """Spans to search at once in a search-only run (the caller caps it at max_concurrent_requests)."""
-        wanted = math.ceil(SEARCH_ROWS_PER_SECOND * (self.search_latency or 0.0) / ROWS_PER_PAGE)
+    def searches(self, *, hydrating: bool = False) -> int:
+        """Spans to search at once (the caller caps it at max_concurrent_requests).
+
+        Hydrating, one query's 150 rows per round trip can be fewer than the limit lets the GETs fetch
+        (at 1 s, 150 a second of 417): then as many spans as the limit's rate needs, with headroom.
+        """
+        latency = self.search_latency or 0.0
+        if hydrating:
+            limit = self._governor.limit or 0
+            wanted = math.ceil(limit / WINDOW_SECONDS * latency * HEADROOM / ROWS_PER_PAGE)
+            return min(SEARCHES_IN_FLIGHT, max(1, wanted))
+        wanted = math.ceil(SEARCH_ROWS_PER_SECOND * latency / ROWS_PER_PAGE)
         return min(MAX_SEARCHES_IN_FLIGHT, max(SEARCHES_IN_FLIGHT, wanted))
 
 

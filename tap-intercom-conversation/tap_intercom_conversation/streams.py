@@ -99,10 +99,9 @@ class ConversationsStream(IntercomStream):
 
     @property
     def _searches_in_flight(self) -> int:
-        """Spans searched at once, following latency; 1 when hydrating (GETs are the bottleneck): no span is cut."""
-        if self.config["include_conversation_parts"]:
-            return 1
-        return min(CONCURRENCY.searches(), int(self.config["max_concurrent_requests"]))
+        """Spans searched at once, following latency; when hydrating, usually 1 (GETs are the bottleneck)."""
+        hydrating = bool(self.config["include_conversation_parts"])
+        return min(CONCURRENCY.searches(hydrating=hydrating), int(self.config["max_concurrent_requests"]))
 
     def _search_rows(self) -> t.Iterator[Fetched]:
         """The window's rows in `updated_at` order, its spans searched concurrently when nothing is hydrated."""
