@@ -125,7 +125,7 @@ def fast_ack_project(tmp_path_factory) -> Path:
         (root / name).symlink_to(REPO / name)
     wrapper = root / "fast-ack-target-postgres"
     config = (REPO / "meltano.yml").read_text()
-    loader_executable = "    executable: target-postgres\n"
+    loader_executable = "    executable: target-intercom-postgres\n"
     assert loader_executable in config
     (root / "meltano.yml").write_text(config.replace(loader_executable, f"    executable: {wrapper}\n"))
     done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)

@@ -53,7 +53,9 @@ class RateGovernor:
         self._lag = 0.0  # how long after a reported reset Intercom is seen in the next window
         self._in_flight: dict[int, float] = {}  # thread -> when its call was admitted, until answered
         self._blocked_until = 0.0  # after a 429: no call before then (plus the lag)
-        self.waited_seconds = 0.0
+        self._waited = 0.0  # wall time during which at least one request waited for the limit, waits over
+        self._waiting = 0  # requests waiting now
+        self._waiting_since = 0.0
         self.limit_waits = 0  # times a request waited for a window to reset, 429s included
         self.rate_limited = 0  # 429 answers seen
         self.max_in_flight = 0
@@ -61,6 +63,13 @@ class RateGovernor:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    @property
+    def waited_seconds(self) -> float:
+        """Wall time during which at least one request waited for the limit (not summed over threads)."""
+        with self._lock:
+            ongoing = self._clock() - self._waiting_since if self._waiting else 0.0
+            return self._waited + ongoing
 
     @property
     def lag(self) -> float:
@@ -76,9 +85,17 @@ class RateGovernor:
                 wait = self._admit_or_wait(me, now)
                 if wait is None:
                     return
-                self.waited_seconds += wait
                 self.limit_waits += 1
-            self._sleep(wait)
+                if not self._waiting:
+                    self._waiting_since = now
+                self._waiting += 1
+            try:
+                self._sleep(wait)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+                    if not self._waiting:
+                        self._waited += self._clock() - self._waiting_since
 
     def _admit_or_wait(self, me: int, now: float) -> float | None:
         """None when the call is admitted (and counted), else the seconds to wait before asking again."""

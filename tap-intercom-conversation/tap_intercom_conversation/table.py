@@ -15,9 +15,12 @@ import sys
 from collections.abc import Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+except ModuleNotFoundError as missing:  # installed without the [postgres] extra: one line, not a traceback
+    sys.exit(f"intercom-conversation-table: {missing.name} is missing: install tap-intercom-conversation[postgres]")
 
 from tap_intercom_conversation.schema_files import STREAM_NAME, table_sql
 
