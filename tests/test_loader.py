@@ -90,3 +90,16 @@ def test_settings_the_documented_table_cannot_take_are_refused_in_one_line(pg_ur
         "target-intercom-postgres: error: configuration: add_record_metadata must be false for the documented "
         "tables (it is True); remove the setting or set it to false"
     )
+
+
+def test_without_the_postgres_extra_the_loader_and_the_utility_say_so_in_one_line():
+    python = venv_bin("dev", "python")
+    for module, program in (("loader", "target-intercom-postgres"), ("table", "intercom-conversation-table")):
+        done = subprocess.run(
+            [python, "-c", f"import sys; sys.modules['psycopg'] = None; import tap_intercom_conversation.{module}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1
+        assert done.stderr == f"{program}: psycopg is missing: install tap-intercom-conversation[postgres]\n"
