@@ -17,11 +17,16 @@ from tests.test_meltano import assert_table_is_the_truth, assert_the_documented_
 LOADER = venv_bin("dev", "target-intercom-postgres")
 
 
-def tap_into_loader(tmp_path: Path, sim: IntercomSimulator, loader_config: dict) -> subprocess.CompletedProcess:
+def tap_into_loader(
+    tmp_path: Path, sim: IntercomSimulator, loader_config: dict, state: str = ""
+) -> subprocess.CompletedProcess:
     (tmp_path / "tap.json").write_text(json.dumps(tap_config(sim)))
     (tmp_path / "loader.json").write_text(json.dumps(loader_config))
+    (tmp_path / "state.json").write_text(state or "{}")
     tap = subprocess.Popen(
-        [TAP, "--config", str(tmp_path / "tap.json")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        [TAP, "--config", str(tmp_path / "tap.json"), "--state", str(tmp_path / "state.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     done = subprocess.run(
         [LOADER, "--config", str(tmp_path / "loader.json")],
@@ -103,3 +108,24 @@ def test_without_the_postgres_extra_the_loader_and_the_utility_say_so_in_one_lin
         )
         assert done.returncode == 1
         assert done.stderr == f"{program}: psycopg is missing: install tap-intercom-conversation[postgres]\n"
+
+
+def test_an_empty_workspace_resumes_but_an_emptied_table_with_a_bookmark_stops(pg_url, pg_schema, tmp_path):
+    config = {"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": pg_schema}
+    with IntercomSimulator(conversations=0, seed=33) as empty:
+        first = tap_into_loader(tmp_path, empty, config)
+        assert first.returncode == 0, first.stderr[-3000:]
+        state = first.stdout.strip().splitlines()[-1]
+        assert json.loads(state)["bookmarks"][STREAM]["replication_key_value"]
+        again = tap_into_loader(tmp_path, empty, config, state)  # nothing there: a bookmark and an empty table
+        assert again.returncode == 0, again.stderr[-3000:]
+
+    with IntercomSimulator(conversations=40, seed=34) as sim:
+        loaded = tap_into_loader(tmp_path, sim, config)
+        assert loaded.returncode == 0 and len(table_rows(pg_url, pg_schema)) == 40
+        with psycopg.connect(pg_url) as conn:
+            conn.execute(f'TRUNCATE "{pg_schema}".{STREAM}')
+        stopped = tap_into_loader(tmp_path, sim, config, loaded.stdout.strip().splitlines()[-1])
+    assert stopped.returncode == 1
+    assert "is empty, but the tap resumes from a bookmark" in stopped.stderr and "--full-refresh" in stopped.stderr
+    assert table_rows(pg_url, pg_schema) == {}
