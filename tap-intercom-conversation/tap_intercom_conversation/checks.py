@@ -75,15 +75,14 @@ def schema_problem(schema: dict, config: t.Mapping[str, t.Any], secrets: frozens
     return f"{name} is invalid" if not shown else f"{name}{shown} is invalid ({error.validator})"
 
 
-_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
 def coerce_strings(config: dict[str, t.Any], schema: dict) -> None:
     """Numbers and booleans written as text ("64", "false"), as a Meltano string setting passes them, made typed.
 
     Meltano's own integer and boolean kinds cannot be used: it answers "abc" for an integer with a
-    100-line traceback and takes "maybe" for a boolean as false. Text that is not a number or a
-    boolean is left as it is, for the schema check to name.
+    100-line traceback and takes "maybe" for a boolean as false. Only plain digits and true/false
+    are typed; any other text ("yes", "ten minutes") is left for the schema check to name.
     """
     for name, value in list(config.items()):
         kinds = schema.get("properties", {}).get(name, {}).get("type", [])
@@ -91,8 +90,8 @@ def coerce_strings(config: dict[str, t.Any], schema: dict) -> None:
         if not isinstance(value, str):
             continue
         text = value.strip().lower()
-        if "boolean" in kinds and text in _TRUE | _FALSE:
-            config[name] = text in _TRUE
+        if "boolean" in kinds and text in {"true", "false"}:
+            config[name] = text == "true"
         elif "integer" in kinds and re.fullmatch(r"[+-]?\d+", text):
             config[name] = int(text)
         elif "number" in kinds and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)", text):
