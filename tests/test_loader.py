@@ -129,3 +129,15 @@ def test_an_empty_workspace_resumes_but_an_emptied_table_with_a_bookmark_stops(p
     assert stopped.returncode == 1
     assert "is empty, but the tap resumes from a bookmark" in stopped.stderr and "--full-refresh" in stopped.stderr
     assert table_rows(pg_url, pg_schema) == {}
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_without_the_password(tmp_path):
+    config = {"sqlalchemy_url": "postgresql+psycopg://loader:s3cr%40t-pw@127.0.0.1:1/db", "default_target_schema": "x"}
+    (tmp_path / "loader.json").write_text(json.dumps(config))
+    done = subprocess.run(
+        [LOADER, "--config", str(tmp_path / "loader.json")], input="", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("target-intercom-postgres: error: cannot connect to postgresql://loader:***@127.0.0.1:1/db")
+    assert "s3cr" not in done.stderr and "Traceback" not in done.stderr

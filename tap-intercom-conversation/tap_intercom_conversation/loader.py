@@ -34,6 +34,8 @@ from singer_sdk.exceptions import ConfigValidationError
 from tap_intercom_conversation.checks import coerce_strings, schema_problem
 from tap_intercom_conversation.schema_files import STREAM_NAME
 from tap_intercom_conversation.table import InputError, apply, check_schema, libpq_url
+from tap_intercom_conversation.table import _scrub as scrub
+from tap_intercom_conversation.table import _secrets as secrets
 
 PROG = "target-intercom-postgres"
 PREFIX = "intercom_conversation"  # every table (and stream) of the product starts with it
@@ -91,13 +93,16 @@ class TargetIntercomPostgres(TargetPostgres):
                 )
         self.target_schema = str(self.config.get("default_target_schema") or DEFAULTS["default_target_schema"])
         self._seen_schema = False
-        self._url = self._libpq_url()
+        # The database this loader writes to, as its own connector resolves it (sqlalchemy_url, or
+        # host/port/user/password/database, through an SSH tunnel if configured).
+        url = make_url(self.target_connector.sqlalchemy_url).render_as_string(hide_password=False)
         try:
+            self._url = libpq_url(url)
             check_schema(self.target_schema)
             self.logger.info(apply(self._url, self.target_schema))
             self.tables, empty, self._marked = self._inspect()
         except InputError as error:
-            raise LoaderError(str(error)) from None
+            raise LoaderError(scrub(str(error), secrets(url))) from None
         self._was_empty = empty and not self._marked
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -108,14 +113,6 @@ class TargetIntercomPostgres(TargetPostgres):
         except ConfigValidationError:
             problem = schema_problem(self.config_jsonschema, self._config, secrets=SECRET_SETTINGS)
             raise LoaderError(f"configuration: {problem}") from None
-
-    def _libpq_url(self) -> str:
-        """The database this loader writes to, as its own connector resolves it (URL or host/port/user, SSH tunnel)."""
-        url = make_url(self.target_connector.sqlalchemy_url)
-        try:
-            return libpq_url(url.render_as_string(hide_password=False))
-        except InputError as error:
-            raise LoaderError(str(error).replace(url.password or "\0", "***")) from None
 
     def _inspect(self) -> tuple[set[str], bool, bool]:
         """The product's tables in the target schema; whether the conversation table is empty, and marked so."""
