@@ -61,6 +61,7 @@ class ConversationsStream(IntercomStream):
         self.progress = Progress(self.logger, self.name)
         self.counts = {
             "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "search_rows": 0, "passes": 0,
+            "parts": 0,
         }
 
     # Search requests
@@ -235,6 +236,26 @@ class ConversationsStream(IntercomStream):
     def _reads_inside_data(self) -> bool:
         maps = self.config.get("stream_maps") or self.config.get("flattening_enabled")
         return bool(maps) or self._selects_inside_columns
+
+    # The conversation parts (parts.py): written from the payload, right before the conversation
+
+    @cached_property
+    def _parts_selected(self) -> bool:
+        return bool(self.config["include_conversation_parts"]) and any(c.selected for c in self.child_streams)
+
+    def get_child_context(self, record: dict, context: Context | None) -> Context | None:
+        """The hydrated payload, for its parts; None (nothing to do) without parts or when they are deselected."""
+        if not self._parts_selected or not isinstance(record["data"], dict):
+            return None
+        return {"conversation": record["data"]}
+
+    def _sync_children(self, child_context: Context | None) -> None:
+        """Each selected child writes this conversation's records at once (see parts.py), not a sync per context."""
+        if child_context is None:
+            return
+        for child in self.child_streams:
+            if child.selected:
+                self.counts["parts"] += child.write_parts(child_context)  # type: ignore[attr-defined]
 
     def _warn_if_truncated(self, payload: dict) -> None:
         """Intercom returns at most the 500 most recent parts; `data` stays as sent, the gap is reported."""
