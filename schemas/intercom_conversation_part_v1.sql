@@ -1,0 +1,116 @@
+-- intercom_conversation_part_v1: every part of every conversation, kept across runs.
+--
+-- Intercom returns only the 500 most recent parts of a conversation; this table keeps every part it
+-- has ever returned, so a long conversation's older parts stay here after they drop out of the API.
+-- The tap's stream intercom_conversation_part_v1 fills it (one record per part of each conversation
+-- it emits), loaded by target-postgres like the conversation table, with the same trigger approach.
+--
+-- Apply AFTER intercom_conversation_v1.sql (its deletions table decides what a deleted conversation's
+-- parts become): `intercom-conversation-table` applies both, in that order, in one transaction; or
+-- `psql -1 -v ON_ERROR_STOP=1 -f schemas/intercom_conversation_v1.sql -f schemas/intercom_conversation_part_v1.sql`
+-- (plain `psql -f` works too: every statement is idempotent). Object names are unqualified: everything
+-- lands in current_schema(). No BEGIN/COMMIT, no CONCURRENTLY, no VACUUM. Running it again changes nothing.
+
+DO $check$
+DECLARE
+  rel regclass;
+  sequence text;
+BEGIN
+  IF current_schema() IS NULL THEN
+    RAISE EXCEPTION 'intercom_conversation_part_v1: search_path (%) names no existing schema',
+      current_setting('search_path');
+  END IF;
+  IF to_regclass(format('%I.%I', current_schema(), 'intercom_conversation_v1_deletion')) IS NULL THEN
+    RAISE EXCEPTION 'intercom_conversation_part_v1: apply intercom_conversation_v1.sql to schema % first '
+      '(intercom_conversation_v1_deletion is missing)', current_schema();
+  END IF;
+  -- A table target-postgres created itself (no pk, timestamp without time zone) cannot take the
+  -- triggers below; say so rather than fail on the first load.
+  rel := to_regclass(format('%I.%I', current_schema(), 'intercom_conversation_part_v1'));
+  IF rel IS NOT NULL THEN
+    SELECT pg_get_serial_sequence(rel::text, attname) INTO sequence
+    FROM pg_attribute WHERE attrelid = rel AND attname = 'pk' AND NOT attisdropped;
+    IF sequence IS NULL THEN
+      RAISE EXCEPTION '%: has no bigserial pk (did target-postgres create it?): rename it, apply this file, '
+        'and copy its rows into the new table', rel;
+    END IF;
+  END IF;
+END
+$check$;
+
+CREATE TABLE IF NOT EXISTS intercom_conversation_part_v1 (
+  pk bigserial PRIMARY KEY,
+  intercom_id text UNIQUE NOT NULL,           -- the part's id
+  conversation_intercom_id text NOT NULL,     -- intercom_conversation_v1.intercom_id
+  part_type text,                             -- comment, note, assignment, close, open, snoozed, ...
+  author_type text,                           -- author.type: admin, user, lead, bot, team
+  author_id text,                             -- author.id
+  assigned_to_type text,                      -- assigned_to.type on an assignment: admin, team, nobody_admin
+  assigned_to_id text,                        -- assigned_to.id on an assignment
+  body text,                                  -- HTML as sent
+  redacted boolean,
+  created_at timestamptz,
+  updated_at timestamptz,                     -- a newer one replaces the row: an edited or redacted part
+  data jsonb NOT NULL                         -- the part exactly as sent
+);
+-- A conversation's parts in order: its parts, its first admin reply, its reopens.
+CREATE INDEX IF NOT EXISTS intercom_conversation_part_v1_conversation
+  ON intercom_conversation_part_v1 (conversation_intercom_id, created_at);
+
+-- BEFORE INSERT: pk from the table's own sequence (target-postgres copies its staged pk, 1, 2, 3, ...
+-- per batch, see intercom_conversation_v1.sql), and a part of a conversation already known to be
+-- deleted (the loader drains its tables in no particular order) is inserted marked, or not at all
+-- when deletions remove rows.
+CREATE OR REPLACE FUNCTION intercom_conversation_part_v1_insert_pk() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  deletion record;
+BEGIN
+  NEW.pk := pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(
+    pg_catalog.format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), 'pk'));
+  EXECUTE pg_catalog.format('SELECT deleted_at, remove_row FROM %I.intercom_conversation_v1_deletion '
+                            'WHERE intercom_id = $1', TG_TABLE_SCHEMA)
+    INTO deletion USING NEW.conversation_intercom_id;
+  IF deletion.remove_row THEN
+    RETURN NULL;
+  ELSIF deletion.remove_row IS NOT NULL THEN
+    NEW.data := NEW.data || pg_catalog.jsonb_build_object(
+      'deleted', true, 'deleted_at', extract(epoch FROM deletion.deleted_at)::bigint);
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+-- The triggers. BEFORE UPDATE is the conversation table's own rule, shared (intercom_conversation_v1.sql):
+-- a row keeps its pk, a part with an older updated_at never replaces a newer one (an equal one may),
+-- a deleted mark stays, and an update that changes nothing is skipped.
+CREATE OR REPLACE TRIGGER intercom_conversation_part_v1_insert_pk
+  BEFORE INSERT ON intercom_conversation_part_v1
+  FOR EACH ROW EXECUTE FUNCTION intercom_conversation_part_v1_insert_pk();
+CREATE OR REPLACE TRIGGER intercom_conversation_part_v1_keep_pk_and_newest
+  BEFORE UPDATE ON intercom_conversation_part_v1
+  FOR EACH ROW EXECUTE FUNCTION intercom_conversation_v1_keep_pk_and_newest();
+
+-- A deletion loaded after the parts: the conversation's parts follow its rule, like its row
+-- (deleted_conversations: mark adds "deleted": true and "deleted_at" to each part's data; remove
+-- deletes them).
+CREATE OR REPLACE FUNCTION intercom_conversation_part_v1_apply_deletion() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.remove_row THEN
+    EXECUTE pg_catalog.format('DELETE FROM %I.intercom_conversation_part_v1 WHERE conversation_intercom_id = $1',
+                              TG_TABLE_SCHEMA)
+      USING NEW.intercom_id;
+  ELSE
+    EXECUTE pg_catalog.format('UPDATE %I.intercom_conversation_part_v1 SET data = data || $2 '
+                              'WHERE conversation_intercom_id = $1 AND NOT data ? %L', TG_TABLE_SCHEMA, 'deleted')
+      USING NEW.intercom_id, pg_catalog.jsonb_build_object(
+        'deleted', true, 'deleted_at', extract(epoch FROM NEW.deleted_at)::bigint);
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER intercom_conversation_part_v1_apply_deletion
+  AFTER INSERT OR UPDATE ON intercom_conversation_v1_deletion
+  FOR EACH ROW EXECUTE FUNCTION intercom_conversation_part_v1_apply_deletion();
