@@ -160,7 +160,8 @@ def test_an_older_part_never_replaces_a_newer_one(pg_url, pg_schema):
         # target-postgres's upsert: INSERT with its staged pk (1 in every batch), then UPDATE of every row.
         for part_id in ("p1", "p2"):
             conn.execute(
-                "INSERT INTO intercom_conversation_part_v1 (pk, intercom_id, conversation_intercom_id, updated_at, data)"
+                "INSERT INTO intercom_conversation_part_v1"
+                " (pk, intercom_id, conversation_intercom_id, updated_at, data)"
                 """ VALUES (1, %s, 'c1', '2026-01-02T00:00:00Z', '{"v": "newer"}')""", [part_id])
         pk, _, _ = _part_row(conn, "p1")
         conn.execute("""UPDATE intercom_conversation_part_v1 SET updated_at = '2026-01-01T00:00:00Z',

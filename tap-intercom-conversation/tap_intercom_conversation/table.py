@@ -1,4 +1,4 @@
-"""intercom-conversation-table: make intercom_conversation_v1 and intercom_conversation_part_v1 ready for target-postgres.
+"""intercom-conversation-table: make intercom_conversation_v1 and its parts table ready for target-postgres.
 
 target-postgres 0.8.1 can neither create these tables correctly (it makes timestamp without time
 zone and no pk) nor load the documented ones (it copies its staged pk values, so the second batch
