@@ -17,19 +17,29 @@ from tests.pipeline import PARTS, REPO, STREAM, apply_table, load, run_tap, tabl
 from tests.postgres import sqlalchemy_url
 
 PART_COLUMNS = {
-    "pk": ("bigint", True), "intercom_id": ("text", True), "conversation_intercom_id": ("text", True),
-    "part_type": ("text", False), "author_type": ("text", False), "author_id": ("text", False),
-    "assigned_to_type": ("text", False), "assigned_to_id": ("text", False), "body": ("text", False),
-    "redacted": ("boolean", False), "created_at": ("timestamp with time zone", False),
-    "updated_at": ("timestamp with time zone", False), "data": ("jsonb", True),
+    "pk": ("bigint", True),
+    "intercom_id": ("text", True),
+    "conversation_intercom_id": ("text", True),
+    "part_type": ("text", False),
+    "author_type": ("text", False),
+    "author_id": ("text", False),
+    "assigned_to_type": ("text", False),
+    "assigned_to_id": ("text", False),
+    "body": ("text", False),
+    "redacted": ("boolean", False),
+    "created_at": ("timestamp with time zone", False),
+    "updated_at": ("timestamp with time zone", False),
+    "data": ("jsonb", True),
 }
 
 
 def truth_parts(sim: IntercomSimulator) -> dict[str, tuple[str, dict]]:
     """Every part Intercom returns now: part id -> (conversation id, the part as sent)."""
-    return {part["id"]: (conversation_id, part)
-            for conversation_id, payload in sim.truth().items()
-            for part in payload["conversation_parts"]["conversation_parts"]}
+    return {
+        part["id"]: (conversation_id, part)
+        for conversation_id, payload in sim.truth().items()
+        for part in payload["conversation_parts"]["conversation_parts"]
+    }
 
 
 def deselecting(catalog: dict, stream: str) -> dict:
@@ -114,8 +124,9 @@ def test_discovery_and_stream_maps_treat_the_parts_stream_like_any_other():
 
 
 def _part_row(conn: psycopg.Connection, part_id: str) -> tuple | None:
-    return conn.execute("SELECT pk, updated_at, data FROM intercom_conversation_part_v1 WHERE intercom_id = %s",
-                        [part_id]).fetchone()
+    return conn.execute(
+        "SELECT pk, updated_at, data FROM intercom_conversation_part_v1 WHERE intercom_id = %s", [part_id]
+    ).fetchone()
 
 
 def test_psql_f_applies_both_files_into_public_twice(pg_url):
@@ -130,18 +141,24 @@ def test_psql_f_applies_both_files_into_public_twice(pg_url):
         admin.execute(f'CREATE DATABASE "{database}"')
         try:
             for _ in range(2):  # the second run must succeed and change nothing
-                done = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *files,
-                                       make_conninfo(pg_url, dbname=database)],
-                                      capture_output=True, text=True, timeout=60, check=False)
+                done = subprocess.run(
+                    [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *files, make_conninfo(pg_url, dbname=database)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
                 assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
             with psycopg.connect(make_conninfo(pg_url, dbname=database)) as conn:
                 columns = conn.execute(
                     "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute"
                     " WHERE attrelid = 'public.intercom_conversation_part_v1'::regclass AND attnum > 0"
-                    " AND NOT attisdropped").fetchall()
+                    " AND NOT attisdropped"
+                ).fetchall()
                 constraints = conn.execute(
                     "SELECT contype, pg_get_constraintdef(oid) FROM pg_constraint"
-                    " WHERE conrelid = 'public.intercom_conversation_part_v1'::regclass").fetchall()
+                    " WHERE conrelid = 'public.intercom_conversation_part_v1'::regclass"
+                ).fetchall()
                 triggers = conn.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1").fetchall()
                 indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", [PARTS]).fetchall()
         finally:
@@ -149,7 +166,10 @@ def test_psql_f_applies_both_files_into_public_twice(pg_url):
     assert {name: (kind, notnull) for name, kind, notnull in columns} == PART_COLUMNS
     assert sorted(constraints) == [("p", "PRIMARY KEY (pk)"), ("u", "UNIQUE (intercom_id)")]
     assert [name for (name,) in triggers if name.startswith(PARTS)] == [
-        f"{PARTS}_apply_deletion", f"{PARTS}_insert_pk", f"{PARTS}_keep_pk_and_newest"]
+        f"{PARTS}_apply_deletion",
+        f"{PARTS}_insert_pk",
+        f"{PARTS}_keep_pk_and_newest",
+    ]
     assert any("(conversation_intercom_id, created_at)" in definition for (definition,) in indexes)
 
 
@@ -162,7 +182,9 @@ def test_an_older_part_never_replaces_a_newer_one(pg_url, pg_schema):
             conn.execute(
                 "INSERT INTO intercom_conversation_part_v1"
                 " (pk, intercom_id, conversation_intercom_id, updated_at, data)"
-                """ VALUES (1, %s, 'c1', '2026-01-02T00:00:00Z', '{"v": "newer"}')""", [part_id])
+                """ VALUES (1, %s, 'c1', '2026-01-02T00:00:00Z', '{"v": "newer"}')""",
+                [part_id],
+            )
         pk, _, _ = _part_row(conn, "p1")
         conn.execute("""UPDATE intercom_conversation_part_v1 SET updated_at = '2026-01-01T00:00:00Z',
                         data = '{"v": "older"}', pk = 1 WHERE intercom_id = 'p1'""")
@@ -177,14 +199,18 @@ def test_an_older_part_never_replaces_a_newer_one(pg_url, pg_schema):
 def test_a_deleted_conversations_parts_follow_its_rule_in_either_drain_order(pg_url, pg_schema, remove_row):
     """The loader drains its tables in no particular order: the deletion may land before or after the parts."""
     apply_table(pg_url, pg_schema)
-    insert_part = ("INSERT INTO intercom_conversation_part_v1 (intercom_id, conversation_intercom_id, updated_at, data)"
-                   " VALUES (%s, %s, '2025-12-31T00:00:00Z', %s)")
+    insert_part = (
+        "INSERT INTO intercom_conversation_part_v1 (intercom_id, conversation_intercom_id, updated_at, data)"
+        " VALUES (%s, %s, '2025-12-31T00:00:00Z', %s)"
+    )
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"SET search_path TO {pg_schema}")
         conn.execute(insert_part, ["before-1", "42", json.dumps({"id": "before-1"})])
         conn.execute(insert_part, ["other", "43", json.dumps({"id": "other"})])
-        conn.execute("INSERT INTO intercom_conversation_v1_deletion VALUES ('42', '2026-01-01T00:00:00Z', false, %s)",
-                     [remove_row])
+        conn.execute(
+            "INSERT INTO intercom_conversation_v1_deletion VALUES ('42', '2026-01-01T00:00:00Z', false, %s)",
+            [remove_row],
+        )
         conn.execute(insert_part, ["after-1", "42", json.dumps({"id": "after-1"})])
         conn.execute("""UPDATE intercom_conversation_part_v1 SET data = data || '{"again": true}'""")
         rows = dict(conn.execute("SELECT intercom_id, data FROM intercom_conversation_part_v1").fetchall())
@@ -192,17 +218,29 @@ def test_a_deleted_conversations_parts_follow_its_rule_in_either_drain_order(pg_
     if remove_row:
         assert rows == {"other": {"id": "other", "again": True}}
     else:
-        assert rows == {"before-1": {"id": "before-1", "again": True, **mark},
-                        "after-1": {"id": "after-1", "again": True, **mark},
-                        "other": {"id": "other", "again": True}}
+        assert rows == {
+            "before-1": {"id": "before-1", "again": True, **mark},
+            "after-1": {"id": "after-1", "again": True, **mark},
+            "other": {"id": "other", "again": True},
+        }
 
 
 def test_a_parts_table_without_pk_is_refused_in_one_line(pg_url, pg_schema):
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'CREATE TABLE "{pg_schema}".intercom_conversation_part_v1 (intercom_id text PRIMARY KEY)')
     done = subprocess.run(
-        [str(REPO / ".venvs/dev/bin/intercom-conversation-table"), "--sqlalchemy-url", sqlalchemy_url(pg_url),
-         "--schema", pg_schema], capture_output=True, text=True, timeout=60, check=False)
+        [
+            str(REPO / ".venvs/dev/bin/intercom-conversation-table"),
+            "--sqlalchemy-url",
+            sqlalchemy_url(pg_url),
+            "--schema",
+            pg_schema,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "intercom_conversation_part_v1: has no bigserial pk (did target-postgres create it?)" in done.stderr
 
@@ -212,8 +250,11 @@ def test_through_target_postgres_removed_conversations_take_their_parts(pg_url, 
         config = tap_config(sim, deleted_conversations="remove")
         _, state = load(pg_url, pg_schema, config)
         assert set(table_rows(pg_url, pg_schema, PARTS)) == set(truth_parts(sim))
-        gone = [conversation_id for conversation_id in sim.ids() if sim.conversation(conversation_id)[
-            "conversation_parts"]["total_count"]][:3]
+        gone = [
+            conversation_id
+            for conversation_id in sim.ids()
+            if sim.conversation(conversation_id)["conversation_parts"]["total_count"]
+        ][:3]
         for conversation_id in gone:
             sim.delete(conversation_id)
         load(pg_url, pg_schema, config, json.loads(state))

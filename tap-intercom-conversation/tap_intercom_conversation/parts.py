@@ -19,6 +19,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_intercom_conversation.client import IntercomStream
+from tap_intercom_conversation.messages import QuickRecordMessages
 from tap_intercom_conversation.records import BadPayload, show, to_iso
 from tap_intercom_conversation.records import _is_unix_seconds as is_unix_seconds
 from tap_intercom_conversation.schema_files import PARTS_STREAM, schema_path
@@ -77,7 +78,7 @@ def part_record(conversation_id: str, part: object) -> dict:
     }
 
 
-class ConversationPartsStream(IntercomStream):
+class ConversationPartsStream(QuickRecordMessages, IntercomStream):
     """`intercom_conversation_part_v1`: one record per part of each conversation the parent emits.
 
     Nothing with `include_conversation_parts: false` (a search row has no parts). Intercom returns a
