@@ -12,9 +12,6 @@
 -- lands in current_schema(). No BEGIN/COMMIT, no CONCURRENTLY, no VACUUM. Running it again changes nothing.
 
 DO $check$
-DECLARE
-  rel regclass;
-  sequence text;
 BEGIN
   IF current_schema() IS NULL THEN
     RAISE EXCEPTION 'intercom_conversation_part_v1: search_path (%) names no existing schema',
@@ -23,17 +20,6 @@ BEGIN
   IF to_regclass(format('%I.%I', current_schema(), 'intercom_conversation_v1_deletion')) IS NULL THEN
     RAISE EXCEPTION 'intercom_conversation_part_v1: apply intercom_conversation_v1.sql to schema % first '
       '(intercom_conversation_v1_deletion is missing)', current_schema();
-  END IF;
-  -- A table target-postgres created itself (no pk, timestamp without time zone) cannot take the
-  -- triggers below; say so rather than fail on the first load.
-  rel := to_regclass(format('%I.%I', current_schema(), 'intercom_conversation_part_v1'));
-  IF rel IS NOT NULL THEN
-    SELECT pg_get_serial_sequence(rel::text, attname) INTO sequence
-    FROM pg_attribute WHERE attrelid = rel AND attname = 'pk' AND NOT attisdropped;
-    IF sequence IS NULL THEN
-      RAISE EXCEPTION '%: has no bigserial pk (did target-postgres create it?): rename it, apply this file, '
-        'and copy its rows into the new table', rel;
-    END IF;
   END IF;
 END
 $check$;
@@ -53,6 +39,67 @@ CREATE TABLE IF NOT EXISTS intercom_conversation_part_v1 (
   updated_at timestamptz,                     -- a newer one replaces the row: an edited or redacted part
   data jsonb NOT NULL                         -- the part exactly as sent
 );
+
+-- A table target-postgres created itself (a run without this file first: intercom_id its primary
+-- key, no pk, timestamp without time zone holding UTC wall-clock time, _sdc_* columns) is brought to
+-- the shape above without losing a row, in one ALTER TABLE (one rewrite). Its rows may be parts that
+-- Intercom no longer returns: they are kept. Columns nobody documented are refused, not dropped.
+DO $migrate$
+DECLARE
+  rel constant regclass := format('%I.%I', current_schema(), 'intercom_conversation_part_v1')::regclass;
+  documented constant text[] := ARRAY['pk', 'intercom_id', 'conversation_intercom_id', 'part_type', 'author_type',
+    'author_id', 'assigned_to_type', 'assigned_to_id', 'body', 'redacted', 'created_at', 'updated_at', 'data'];
+  column_types constant text[] := ARRAY['bigint', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text',
+    'boolean', 'timestamp with time zone', 'timestamp with time zone', 'jsonb'];
+  have    text;
+  changes text[] := '{}';
+  unknown text;
+BEGIN
+  SELECT string_agg(quote_ident(attname), ', ') INTO unknown FROM pg_attribute
+  WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped AND attname <> ALL (documented)
+    AND attname NOT LIKE '\_sdc\_%';
+  IF unknown IS NOT NULL THEN
+    RAISE EXCEPTION '%: undocumented columns %; move their data elsewhere and drop them first', rel, unknown;
+  END IF;
+  SELECT coalesce(array_agg(format('DROP COLUMN %I', attname)), '{}') INTO changes FROM pg_attribute
+  WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped AND attname LIKE '\_sdc\_%';
+  SELECT changes || array_agg(format('DROP CONSTRAINT %I', conname)) INTO changes FROM pg_constraint
+  WHERE conrelid = rel AND contype = 'p' AND conkey IS DISTINCT FROM ARRAY[(SELECT attnum FROM pg_attribute
+                                                                            WHERE attrelid = rel AND attname = 'pk')];
+  FOR i IN 1 .. array_length(documented, 1) LOOP
+    SELECT format_type(atttypid, atttypmod) INTO have FROM pg_attribute
+    WHERE attrelid = rel AND attname = documented[i] AND NOT attisdropped;
+    IF have IS NULL THEN
+      changes := changes || format('ADD COLUMN %I %s', documented[i],
+                                   CASE documented[i] WHEN 'pk' THEN 'bigserial' ELSE column_types[i] END);
+    ELSIF have = 'timestamp without time zone' AND column_types[i] = 'timestamp with time zone' THEN
+      changes := changes || format('ALTER COLUMN %1$I TYPE timestamptz USING %1$I AT TIME ZONE %2$L', documented[i],
+                                   'UTC');
+    ELSIF have <> column_types[i] THEN
+      changes := changes || format('ALTER COLUMN %1$I TYPE %2$s USING %1$I::text::%2$s', documented[i],
+                                   column_types[i]);
+    END IF;
+  END LOOP;
+  IF cardinality(changes) = 0 THEN
+    RETURN;  -- already as documented
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = rel AND contype = 'p'
+                 AND conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = rel AND attname = 'pk')]) THEN
+    changes := changes || 'ADD PRIMARY KEY (pk)'::text;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = rel AND contype = 'u'
+                 AND conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = rel AND attname = 'intercom_id')])
+  THEN
+    changes := changes || 'ADD UNIQUE (intercom_id)'::text;
+  END IF;
+  EXECUTE format('UPDATE %s SET data = %L WHERE data IS NULL', rel, '{}');
+  EXECUTE format('ALTER TABLE %s %s', rel, array_to_string(changes, ', '));
+  EXECUTE format('ALTER TABLE %s ALTER COLUMN intercom_id SET NOT NULL, ALTER COLUMN conversation_intercom_id '
+                 'SET NOT NULL, ALTER COLUMN data SET NOT NULL', rel);
+  RAISE NOTICE 'intercom_conversation_part_v1: migrated %: %', rel, array_to_string(changes, '; ');
+END
+$migrate$;
+
 -- A conversation's parts in order: its parts, its first admin reply, its reopens.
 CREATE INDEX IF NOT EXISTS intercom_conversation_part_v1_conversation
   ON intercom_conversation_part_v1 (conversation_intercom_id, created_at);

@@ -98,9 +98,12 @@ def apply_table(pg_url: str, schema: str) -> subprocess.CompletedProcess:
     )
 
 
-def load(pg_url: str, schema: str, config: dict, state: dict | None = None, **target_settings) -> tuple[TapRun, str]:
-    """tap | target-postgres into the applied table; returns the tap run and the target's last STATE line."""
-    apply_table(pg_url, schema)
+def load(pg_url: str, schema: str, config: dict, state: dict | None = None, *, applied: bool = True,
+         **target_settings) -> tuple[TapRun, str]:
+    """tap | target-postgres into the applied tables (not applied first: `applied=False`, a careless run);
+    returns the tap run and the target's last STATE line."""
+    if applied:
+        apply_table(pg_url, schema)
     with tempfile.TemporaryDirectory() as folder:
         target_cfg = Path(folder) / "target.json"
         target_cfg.write_text(json.dumps(target_config(pg_url, schema, **target_settings)))

@@ -14,7 +14,6 @@ from psycopg.conninfo import make_conninfo
 
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import PARTS, REPO, STREAM, apply_table, load, run_tap, table_rows, tap_config
-from tests.postgres import sqlalchemy_url
 
 PART_COLUMNS = {
     "pk": ("bigint", True),
@@ -225,24 +224,32 @@ def test_a_deleted_conversations_parts_follow_its_rule_in_either_drain_order(pg_
         }
 
 
-def test_a_parts_table_without_pk_is_refused_in_one_line(pg_url, pg_schema):
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'CREATE TABLE "{pg_schema}".intercom_conversation_part_v1 (intercom_id text PRIMARY KEY)')
-    done = subprocess.run(
-        [
-            str(REPO / ".venvs/dev/bin/intercom-conversation-table"),
-            "--sqlalchemy-url",
-            sqlalchemy_url(pg_url),
-            "--schema",
-            pg_schema,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_a_parts_table_target_postgres_created_itself_is_migrated_keeping_its_rows(pg_url, pg_schema):
+    with IntercomSimulator(conversations=80, seed=35) as sim:
+        # A careless run: no table step, target-postgres's own metadata columns, its own table.
+        load(pg_url, pg_schema, tap_config(sim), applied=False, add_record_metadata=True)
+        with psycopg.connect(pg_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            careless = cur.execute(f'SELECT * FROM "{pg_schema}".{PARTS}').fetchall()
+        assert "pk" not in careless[0] and "_sdc_batched_at" in careless[0]
+
+        line = apply_table(pg_url, pg_schema).stdout
+        assert f"with {PARTS} (migrated " in line and "_sdc_batched_at" in line, line
+        migrated = table_rows(pg_url, pg_schema, PARTS)
+        assert sorted(row["pk"] for row in migrated.values()) == list(range(1, len(careless) + 1))
+        assert {i: (r["conversation_intercom_id"], r["data"]) for i, r in migrated.items()} == truth_parts(sim)
+        for part_id, row in migrated.items():  # UTC wall-clock time became the same instant
+            assert int(row["updated_at"].timestamp()) == row["data"]["updated_at"], part_id
+        assert apply_table(pg_url, pg_schema).stdout.endswith(f"with {PARTS} (already there)\n")
+
+        for conversation_id in sim.ids()[-5:]:
+            sim.touch(conversation_id)
+        load(pg_url, pg_schema, tap_config(sim))  # and now target-postgres loads the migrated table
+        loaded = table_rows(pg_url, pg_schema, PARTS)
+    assert {i: (r["conversation_intercom_id"], r["data"]) for i, r in loaded.items()} == truth_parts(sim)
+    assert {i: r["pk"] for i, r in loaded.items() if i in migrated} == {i: r["pk"] for i, r in migrated.items()}
+    assert sorted(r["pk"] for i, r in loaded.items() if i not in migrated) == list(
+        range(len(migrated) + 1, len(loaded) + 1)
     )
-    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
-    assert "intercom_conversation_part_v1: has no bigserial pk (did target-postgres create it?)" in done.stderr
 
 
 def test_through_target_postgres_removed_conversations_take_their_parts(pg_url, pg_schema):

@@ -28,8 +28,6 @@ SCHEMA_ENV = "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"
 CONNECT_TIMEOUT_SECONDS = 10
 # postgresql://, postgres://, postgresql+psycopg://, postgresql+psycopg2://, ...
 _SCHEME = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://", re.IGNORECASE)
-# What the SQL's migration block says (RAISE NOTICE) when it reshaped a careless table.
-_MIGRATED = f"{STREAM_NAME}: migrated "
 
 
 class InputError(Exception):
@@ -95,11 +93,13 @@ def apply(url: str, schema: str) -> str:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     except psycopg.Error as error:
         raise InputError(f"cannot connect to {url}: {_one_line(error)}") from None
-    migrations: list[str] = []
+    migrations: dict[str, str] = {}
 
     def note_migration(diag: psycopg.errors.Diagnostic) -> None:
-        if (diag.message_primary or "").startswith(_MIGRATED):
-            migrations.append(diag.message_primary or "")
+        """A table's migration block says `<table>: migrated ...` (RAISE NOTICE) when it reshaped a careless table."""
+        for name in TABLES:
+            if (diag.message_primary or "").startswith(f"{name}: migrated "):
+                migrations[name] = (diag.message_primary or "").removeprefix(f"{name}: ")
 
     conn.add_notice_handler(note_migration)
     applying = STREAM_NAME
@@ -123,12 +123,12 @@ def apply(url: str, schema: str) -> str:
         raise InputError(
             f"cannot apply {applying}.sql in schema {schema!r} of {where}: {_one_line(error)}"
         ) from None
-    if migrations:
-        state = migrations[-1].removeprefix(f"{STREAM_NAME}: ")
-    else:
-        state = "already in the documented shape" if STREAM_NAME in existed else "created"
-    parts = ", ".join(f"{name} ({'already there' if name in existed else 'created'})" for name in TABLES[1:])
-    return f"{STREAM_NAME} in schema {schema!r} of {where} is ready ({state}), with {parts}"
+    def state(name: str, unchanged: str) -> str:
+        return migrations.get(name) or (unchanged if name in existed else "created")
+
+    conversations = state(STREAM_NAME, "already in the documented shape")
+    others = ", ".join(f"{name} ({state(name, 'already there')})" for name in TABLES[1:])
+    return f"{STREAM_NAME} in schema {schema!r} of {where} is ready ({conversations}), with {others}"
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
