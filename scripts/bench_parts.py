@@ -24,6 +24,7 @@ import time
 
 import psycopg
 from bench import DATABASE_URL, REPO, TAP, load, machine, run_tap, scratch_schema, simulator
+from loader_watch import watched_median
 
 PARTS = "intercom_conversation_part_v1"
 
@@ -54,6 +55,10 @@ def rows(schema: str) -> tuple[int, int]:
                 f' (SELECT count(*) FROM "{schema}".{PARTS})'
             ).fetchone()
         )
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def main() -> None:
@@ -91,16 +96,20 @@ def main() -> None:
         f"{args.conversations:,} conversations, hydrated, latency {args.latency_ms:.0f} ms, "
         f"rate limit {args.rate_limit or 'none'}\n"
     )
-    print("| run | conversation rows | part rows | API calls | end to end (s) | tap (s) | target-postgres CPU (s) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| run | conversation rows | part rows | API calls | end to end (s) | tap (s) | target-postgres CPU (s) "
+        "| target-postgres waiting for the tap | target-postgres waiting for a CPU (s) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, runs in results.items():
         seconds = [run.seconds for run, _ in runs]
-        cpu = [run.loader["cpu_s"] for run, _ in runs if run.loader.get("cpu_s") is not None]
+        watched = watched_median([run.loader for run, _ in runs])
         print(
-            f"| {label} | {runs[0][1][0]:,} | {runs[0][1][1]:,} | {runs[0][0].calls['calls']:,} | "
+            f"| {label} | {runs[0][1][0]:,} | {runs[0][1][1]:,} | "
+            f"{statistics.median([run.calls['calls'] for run, _ in runs]):,.0f} | "
             f"{statistics.median(seconds):.1f} ({', '.join(f'{s:.1f}' for s in seconds)}) | "
-            f"{statistics.median([run.tap_seconds for run, _ in runs]):.1f} | "
-            f"{statistics.median(cpu) if cpu else float('nan'):.1f} |"
+            f"{statistics.median([run.tap_seconds for run, _ in runs]):.1f} | {_figure(watched['cpu_s'], '.1f')} | "
+            f"{_figure(watched['pipe_wait'], '.0%')} | {_figure(watched['queue_s'], '.1f')} |"
         )
     print(
         f"\nTotal {time.time() - started:.0f} s; load average {load_before} before, {load()} after "

@@ -204,7 +204,8 @@ def test_meltano_run_keeps_every_part_across_runs_and_a_deleted_conversations_pa
         # Three new parts push the three oldest returned out of Intercom's 500; one part is redacted.
         for _ in range(3):
             sim.touch(long_id)
-        edited_id = next(i for i, r in before.items() if r["part_type"] == "comment" and r["body"])
+        edited_id = next(i for i, r in before.items()
+                         if r["part_type"] == "comment" and r["body"] and r["conversation_intercom_id"] != long_id)
         sim.edit_part(before[edited_id]["conversation_intercom_id"], edited_id)
         sim.reset_stats()
         second = meltano_run(project, env)
@@ -231,6 +232,26 @@ def test_meltano_run_keeps_every_part_across_runs_and_a_deleted_conversations_pa
         gone_at = int(time.time()) - 5
         sim.delete(long_id, at=gone_at)
         meltano_run(project, env)
-    rows = table_rows(pg_url, pg_schema, PARTS).values()
-    marked = [r["data"] for r in rows if r["conversation_intercom_id"] == long_id]
-    assert len(marked) == 503 and all(d["deleted"] is True and d["deleted_at"] == gone_at for d in marked)
+        rows = table_rows(pg_url, pg_schema, PARTS).values()
+        marked = [r["data"] for r in rows if r["conversation_intercom_id"] == long_id]
+        assert len(marked) == 503 and all(d["deleted"] is True and d["deleted_at"] == gone_at for d in marked)
+
+        removed = edited["conversation_intercom_id"]
+        sim.delete(removed)
+        meltano_run(project, {**env, "TAP_INTERCOM_CONVERSATION_DELETED_CONVERSATIONS": "remove"})
+        left = {r["conversation_intercom_id"] for r in table_rows(pg_url, pg_schema, PARTS).values()}
+        assert not left & {long_id, removed} and left == {c for c, _ in truth_parts(sim).values()}
+
+
+def test_meltano_select_without_the_parts_stream_loads_no_part_and_makes_the_same_calls(
+    project, pg_url, pg_schema, tmp_path
+):
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=150, seed=15) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema))
+        env["TAP_INTERCOM_CONVERSATION__SELECT"] = json.dumps(["*.*", f"!{PARTS}.*"])
+        first = meltano_run(project, env)
+        assert sim.stats["by_route"]["retrieve"] == emitted(first) == 150
+        assert_table_is_the_truth(pg_url, pg_schema, sim)
+        assert table_rows(pg_url, pg_schema, PARTS) == {}
+        assert "0 parts" in first.stderr
