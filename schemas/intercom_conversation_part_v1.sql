@@ -104,36 +104,15 @@ $migrate$;
 CREATE INDEX IF NOT EXISTS intercom_conversation_part_v1_conversation
   ON intercom_conversation_part_v1 (conversation_intercom_id, created_at);
 
--- BEFORE INSERT: pk from the table's own sequence (target-postgres copies its staged pk, 1, 2, 3, ...
--- per batch, see intercom_conversation_v1.sql), and a part of a conversation already known to be
--- deleted (the loader drains its tables in no particular order) is inserted marked, or not at all
--- when deletions remove rows.
-CREATE OR REPLACE FUNCTION intercom_conversation_part_v1_insert_pk() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-  deletion record;
-BEGIN
-  NEW.pk := pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(
-    pg_catalog.format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), 'pk'));
-  EXECUTE pg_catalog.format('SELECT deleted_at, remove_row FROM %I.intercom_conversation_v1_deletion '
-                            'WHERE intercom_id = $1', TG_TABLE_SCHEMA)
-    INTO deletion USING NEW.conversation_intercom_id;
-  IF deletion.remove_row THEN
-    RETURN NULL;
-  ELSIF deletion.remove_row IS NOT NULL THEN
-    NEW.data := NEW.data || pg_catalog.jsonb_build_object(
-      'deleted', true, 'deleted_at', extract(epoch FROM deletion.deleted_at)::bigint);
-  END IF;
-  RETURN NEW;
-END
-$$;
-
--- The triggers. BEFORE UPDATE is the conversation table's own rule, shared (intercom_conversation_v1.sql):
--- a row keeps its pk, a part with an older updated_at never replaces a newer one (an equal one may),
--- a deleted mark stays, and an update that changes nothing is skipped.
+-- The triggers, with the conversation table's own functions (intercom_conversation_v1.sql), so the two
+-- tables follow one rule. BEFORE INSERT: pk from the table's own sequence (target-postgres copies its
+-- staged pk, 1, 2, 3, ... per batch), and a part of a conversation already known to be deleted (the
+-- loader drains its tables in no particular order) is inserted marked, or not at all when deletions
+-- remove rows. BEFORE UPDATE: a row keeps its pk, a part with an older updated_at never replaces a
+-- newer one (an equal one may), a deleted mark stays, and an update that changes nothing is skipped.
 CREATE OR REPLACE TRIGGER intercom_conversation_part_v1_insert_pk
   BEFORE INSERT ON intercom_conversation_part_v1
-  FOR EACH ROW EXECUTE FUNCTION intercom_conversation_part_v1_insert_pk();
+  FOR EACH ROW EXECUTE FUNCTION intercom_conversation_v1_insert_pk('conversation_intercom_id');
 CREATE OR REPLACE TRIGGER intercom_conversation_part_v1_keep_pk_and_newest
   BEFORE UPDATE ON intercom_conversation_part_v1
   FOR EACH ROW EXECUTE FUNCTION intercom_conversation_v1_keep_pk_and_newest();
@@ -141,23 +120,7 @@ CREATE OR REPLACE TRIGGER intercom_conversation_part_v1_keep_pk_and_newest
 -- A deletion loaded after the parts: the conversation's parts follow its rule, like its row
 -- (deleted_conversations: mark adds "deleted": true and "deleted_at" to each part's data; remove
 -- deletes them).
-CREATE OR REPLACE FUNCTION intercom_conversation_part_v1_apply_deletion() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.remove_row THEN
-    EXECUTE pg_catalog.format('DELETE FROM %I.intercom_conversation_part_v1 WHERE conversation_intercom_id = $1',
-                              TG_TABLE_SCHEMA)
-      USING NEW.intercom_id;
-  ELSE
-    EXECUTE pg_catalog.format('UPDATE %I.intercom_conversation_part_v1 SET data = data || $2 '
-                              'WHERE conversation_intercom_id = $1 AND NOT data ? %L', TG_TABLE_SCHEMA, 'deleted')
-      USING NEW.intercom_id, pg_catalog.jsonb_build_object(
-        'deleted', true, 'deleted_at', extract(epoch FROM NEW.deleted_at)::bigint);
-  END IF;
-  RETURN NULL;
-END
-$$;
-
 CREATE OR REPLACE TRIGGER intercom_conversation_part_v1_apply_deletion
   AFTER INSERT OR UPDATE ON intercom_conversation_v1_deletion
-  FOR EACH ROW EXECUTE FUNCTION intercom_conversation_part_v1_apply_deletion();
+  FOR EACH ROW EXECUTE FUNCTION intercom_conversation_v1_apply_deletion('intercom_conversation_part_v1',
+                                                                         'conversation_intercom_id');
