@@ -13,8 +13,9 @@ from singer_sdk.helpers._typing import conform_record_data_types
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from tap_intercom_conversation.bodies import decoded_json, describe
 from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
-from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through
+from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through, date_seconds
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
@@ -58,9 +59,11 @@ class ConversationsStream(IntercomStream):
         self._bookmark: int | None = None
         self._seen: dict[str, int] = {}
         self._search_cut = False  # a search stopped early: the bookmark must not pass it
+        self._first_date: int | None = None  # the Date of the window's first search answer
         self.progress = Progress(self.logger, self.name)
         self.counts = {
-            "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "search_rows": 0, "passes": 0,
+            "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "replaced": 0, "search_rows": 0,
+            "passes": 0,
         }
 
     # Search requests
@@ -79,6 +82,7 @@ class ConversationsStream(IntercomStream):
                 json=search_body(paginator.current_value, span.through),
             )
             response = self.send(prepared)
+            self._note_date(response.headers)
             body = response.json_body  # type: ignore[attr-defined]  # checked by validate_response
             rows = body["conversations"]
             if paginator.accept(body):
@@ -138,24 +142,47 @@ class ConversationsStream(IntercomStream):
         lower = None if self._bookmark is None else self._bookmark - lookback
         if start is not None:
             lower = start if lower is None else max(lower, start)
-        through = int(time.time()) - 1  # a second's margin: this machine's clock may run ahead of Intercom's
+        started = time.time()
+        through = int(started) - 1  # Intercom's clock is not known before its first answer: see _window_end
         for _ in range(MAX_PASSES):
-            self._lower, self._through = lower, through
+            self._lower, self._through, self._first_date = lower, through, None
             self.counts["passes"] += 1
             emitted_before = self.counts["emitted"]
             yield from self._one_window(context)
             if self._search_cut:
                 break
-            self._position = self._through  # the whole window is in: the bookmark may move to its end
+            covered, short = self._window_end(started)
+            self._position = covered  # the whole window is in: the bookmark may move to its end
             self._increment_bookmark(context)
             self._write_state_message()  # before the catch-up waits: the target gets every record and their STATE
-            if self.counts["emitted"] == emitted_before:
+            if self.counts["emitted"] == emitted_before and not short:
                 break
-            lower, through = self._through, self._catch_up_through()
+            lower, through = covered, self._catch_up_through()
             if through <= lower:  # Intercom's clock is behind ours: what changed meanwhile is inside that window
                 break
         self._remember_recent(context, lookback)
         self.logger.info(self.progress.line())
+
+    def _window_end(self, started: float) -> tuple[int, bool]:
+        """Where the window just read ends by Intercom's clock, and whether a catch-up window must follow.
+
+        The first window ends by this machine's clock, before any answer told Intercom's. If Intercom's is
+        behind, that end lies in Intercom's future, and only the seconds before the window's first answer
+        (its Date) are known complete: the bookmark stops there and a catch-up window reads on. If
+        Intercom's is ahead, the window ended before the second the run started in at Intercom, and a
+        catch-up window reads the changes made just before the run. Catch-up windows end by Intercom's
+        clock already, so neither applies to them.
+        """
+        covered = self._through if self._first_date is None else min(self._through, self._first_date)
+        offset = SERVER_CLOCK.offset()
+        ahead = offset is not None and self._through < int(started + offset) - 1
+        return covered, covered < self._through or (self.counts["passes"] == 1 and ahead)
+
+    def _note_date(self, headers: t.Mapping[str, str]) -> None:
+        """The earliest `Date` among the window's search answers (the first, unless threads race)."""
+        second = date_seconds(headers.get("Date"))
+        if second is not None and (self._first_date is None or second < self._first_date):
+            self._first_date = second
 
     def _catch_up_through(self) -> int:
         """Where the next window ends: after every second in which the last one read anything.
@@ -188,6 +215,7 @@ class ConversationsStream(IntercomStream):
             if payload is not row:
                 self.counts["hydrated"] += 1
                 self._warn_if_truncated(payload)
+            self._warn_if_replaced(payload)
             record = as_record(payload)
             newest = max(int(payload["updated_at"]), int(row["updated_at"]))
             self._seen[record["intercom_id"]] = complete_through(newest, fetched.sent_after)
@@ -205,7 +233,7 @@ class ConversationsStream(IntercomStream):
         stream maps or flattening.
         """
         if self._reads_inside_data and isinstance(record["data"], msgspec.Raw):
-            record["data"] = msgspec.json.decode(record["data"])
+            record["data"] = decoded_json(bytes(record["data"]))
         if self._selects_inside_columns:
             yield from super()._generate_record_messages(record)
             return
@@ -247,6 +275,16 @@ class ConversationsStream(IntercomStream):
             self.logger.warning(
                 "Conversation %s has %d parts; Intercom returned only the %d most recent",
                 payload["id"], total, returned,
+            )
+
+    def _warn_if_replaced(self, payload: dict) -> None:
+        """One warning per conversation in which what PostgreSQL cannot store was replaced (bodies.py)."""
+        replaced = getattr(payload, "replaced", None)
+        if replaced:
+            self.counts["replaced"] += 1
+            self.logger.warning(
+                "Conversation %s: replaced %s with U+FFFD (PostgreSQL cannot store them)",
+                payload["id"], describe(replaced),
             )
 
     def _first_sight(self, row: dict) -> bool:
