@@ -20,8 +20,13 @@ from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import STREAM, load, run_tap, tap_config
 
 _STORABLE = re.compile("[\x00\ud800-\udfff]")  # json joins a valid pair into one character first
-REPLACED_WHEN_HYDRATED = {"nul_in_title", "nul_in_part_body", "nul_in_custom_attribute_key", "lone_high_surrogate",
-                          "lone_low_surrogate"}
+REPLACED_WHEN_HYDRATED = {
+    "nul_in_title",
+    "nul_in_part_body",
+    "nul_in_custom_attribute_key",
+    "lone_high_surrogate",
+    "lone_low_surrogate",
+}
 REPLACED_IN_SEARCH_ROWS = REPLACED_WHEN_HYDRATED - {"nul_in_part_body"}  # search rows have no parts
 
 
@@ -65,7 +70,8 @@ def test_every_case_is_read_replaced_and_warned_once_and_the_rest_is_as_sent(bad
     assert "Retrying" not in run.stderr
     records = {
         message["record"]["intercom_id"]: message["record"]
-        for message in map(exact, run.stdout.splitlines()) if message["type"] == "RECORD"
+        for message in map(exact, run.stdout.splitlines())
+        if message["type"] == "RECORD"
     }
     assert set(records) == set(bad_sim.ids())
     for conversation_id, record in records.items():
@@ -81,8 +87,9 @@ def test_every_case_is_read_replaced_and_warned_once_and_the_rest_is_as_sent(bad
 
     warnings = [line for line in run.stderr.splitlines() if "with U+FFFD" in line]
     changed = REPLACED_WHEN_HYDRATED if hydrated else REPLACED_IN_SEARCH_ROWS
-    assert sorted(warnings) == sorted(line for line in warnings if any(f"Conversation {cases[d]}:" in line
-                                                                       for d in changed))
+    assert sorted(warnings) == sorted(
+        line for line in warnings if any(f"Conversation {cases[d]}:" in line for d in changed)
+    )
     assert len(warnings) == len(changed)
     assert f"Conversation {cases['nul_in_title']}: replaced 1 x U+0000 with U+FFFD" in run.stderr
     assert f"Conversation {cases['lone_high_surrogate']}: replaced 1 x lone surrogate with U+FFFD" in run.stderr
@@ -124,8 +131,11 @@ def test_bodies_only_pythons_json_reads_are_read(bad_sim):
     """NaN, surrogates as UTF-8 bytes and a byte order mark: msgspec refuses them, json does not."""
     conversation_id = bad_sim.ids()[0]
     sent = bad_sim.sent(conversation_id)
-    odd = b"\xef\xbb\xbf" + sent.replace(b'"custom_attributes": {', b'"custom_attributes": {"Score": NaN, '
-                                         b'"Half": "\xed\xa0\xbd", "Whole": "\xed\xa0\xbd\xed\xb8\x80", ', 1)
+    odd = b"\xef\xbb\xbf" + sent.replace(
+        b'"custom_attributes": {',
+        b'"custom_attributes": {"Score": NaN, "Half": "\xed\xa0\xbd", "Whole": "\xed\xa0\xbd\xed\xb8\x80", ',
+        1,
+    )
     with pytest.raises(msgspec.DecodeError):
         msgspec.json.decode(odd)
     bad_sim.on_request = lambda method, path, body: (200, odd) if path == f"/conversations/{conversation_id}" else None

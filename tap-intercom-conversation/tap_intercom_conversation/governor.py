@@ -56,7 +56,7 @@ class RateGovernor:
         self._reset_at: float | None = None  # end of the latest window Intercom reported
         self._used = 0  # the highest count Intercom reported for that window
         self._lag = 0.0  # how long after a reported reset Intercom is seen in the next window
-        self._in_flight: dict[int, float] = {}  # thread -> when its call was admitted, until answered
+        self._in_flight: dict[int, float] = {}  # thread -> when its call was admitted (our clock), until answered
         self._blocked_until = 0.0  # after a 429: no call before then (plus the lag)
         self._intercom = ClockOffset()  # Intercom's clock minus self._clock, from Date headers
         self.waited_seconds = 0.0
@@ -100,23 +100,24 @@ class RateGovernor:
         if now < self._blocked_until + self._lag:  # a 429: its window is spent, whatever we counted
             return self._blocked_until + self._lag - now + self._rng.uniform(*WAKE_JITTER)
         if self._limit is None:  # nothing heard yet: the first answer tells the limit
-            self._admit(me, now)
+            self._admit(me)
             return None
-        stale = [thread for thread, admitted in self._in_flight.items() if now - admitted > STALE_SECONDS]
+        local = self._clock()
+        stale = [thread for thread, admitted in self._in_flight.items() if local - admitted > STALE_SECONDS]
         for thread in stale:
             del self._in_flight[thread]
         window_over = self._reset_at is None or now >= self._reset_at + self._lag
         used = 0 if window_over else self._used
         if used + len(self._in_flight) + 1 <= max(self._limit - self._reserve, 1):
-            self._admit(me, now)
+            self._admit(me)
             return None
         if window_over:  # a new window that calls in flight fill (limits smaller than the pool)
             return POLL_SECONDS
         assert self._reset_at is not None
         return max(self._reset_at + self._lag - now, 0.0) + self._rng.uniform(*WAKE_JITTER)
 
-    def _admit(self, me: int, now: float) -> None:
-        self._in_flight[me] = now
+    def _admit(self, me: int) -> None:
+        self._in_flight[me] = self._clock()
         self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
 
     def observe(self, headers: Mapping[str, str]) -> None:
@@ -138,6 +139,8 @@ class RateGovernor:
                 self._reset_at, self._used = reset_at, used
             elif reset_at == self._reset_at:
                 self._used = max(self._used, used)
+            if admitted is not None:  # on Intercom's clock, as now known (the offset may be new since)
+                admitted += self._intercom.offset or 0.0
             if admitted is not None and admitted >= reset_at + self._lag:
                 # Sent after this window was over by our clock, yet counted in it: Intercom is behind us.
                 self._lag = min(admitted - reset_at + LAG_MARGIN, WINDOW_SECONDS)

@@ -157,7 +157,7 @@ class ConversationsStream(IntercomStream):
             self._write_state_message()  # before the catch-up waits: the target gets every record and their STATE
             if self.counts["emitted"] == emitted_before and not short:
                 break
-            lower, through = covered, self._catch_up_through()
+            lower, through = covered if lower is None else max(covered, lower), self._catch_up_through()
             if through <= lower:  # Intercom's clock is behind ours: what changed meanwhile is inside that window
                 break
         self._remember_recent(context, lookback)
