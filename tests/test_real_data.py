@@ -17,6 +17,7 @@ import pytest
 
 from tap_intercom_conversation.bodies import LONE_SURROGATE, NOT_A_NUMBER, NUL, readable, rewritten
 from tests.intercom_simulator import IntercomSimulator
+from tests.intercom_simulator.render import NUMBER
 from tests.pipeline import STREAM, load, run_tap, tap_config
 
 _STORABLE = re.compile("[\x00\ud800-\udfff]")  # json joins a valid pair into one character first
@@ -191,3 +192,25 @@ def test_what_used_to_stop_every_run_is_still_refused_below_the_tap(pg_url):
         conn.rollback()
         with pytest.raises(psycopg.DataError):
             conn.execute("SELECT %s::jsonb", ['{"t": "\\ud83d"}'])
+
+
+def test_the_deleted_list_is_read_whatever_it_holds_beside_what_the_tap_takes():
+    """Fields the deletion stream does not load may hold U+0000, half an emoji or 1e400: the run goes on."""
+
+    def odd_fields(route: str, payload: dict) -> dict:
+        if route == "deleted":
+            for row in payload["conversations"]:
+                row.update(note="Pasted\x00", cut="Half \ud83d", weight=NUMBER + "1e400")
+        return payload
+
+    with IntercomSimulator(conversations=40, seed=23) as sim:
+        gone = sim.ids()[:2]
+        for conversation_id in gone:
+            sim.delete(conversation_id)
+        sim.on_payload = odd_fields
+        run = run_tap(tap_config(sim))
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    deletions = [m["record"] for m in run.messages if m["type"] == "RECORD" and m["stream"] == f"{STREAM}_deletion"]
+    assert {r["intercom_id"] for r in deletions} == set(gone)
+    assert "Retrying" not in run.stderr
