@@ -18,7 +18,7 @@ import pytest
 from tap_intercom_conversation.bodies import LONE_SURROGATE, NOT_A_NUMBER, NUL, readable, rewritten
 from tests.intercom_simulator import IntercomSimulator
 from tests.intercom_simulator.render import NUMBER
-from tests.pipeline import STREAM, load, run_tap, tap_config
+from tests.pipeline import PARTS, STREAM, load, run_tap, tap_config
 
 _STORABLE = re.compile("[\x00\ud800-\udfff]")  # json joins a valid pair into one character first
 REPLACED_WHEN_HYDRATED = {
@@ -69,11 +69,11 @@ def test_every_case_is_read_replaced_and_warned_once_and_the_rest_is_as_sent(bad
 
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Retrying" not in run.stderr
+    messages = [exact(line) for line in run.stdout.splitlines()]
     records = {
-        message["record"]["intercom_id"]: message["record"]
-        for message in map(exact, run.stdout.splitlines())
-        if message["type"] == "RECORD"
+        m["record"]["intercom_id"]: m["record"] for m in messages if m["type"] == "RECORD" and m["stream"] == STREAM
     }
+    parts = [m["record"] for m in messages if m["type"] == "RECORD" and m["stream"] == PARTS]
     assert set(records) == set(bad_sim.ids())
     for conversation_id, record in records.items():
         assert record["data"] == expected_data(bad_sim, conversation_id, hydrated), conversation_id
@@ -85,6 +85,9 @@ def test_every_case_is_read_replaced_and_warned_once_and_the_rest_is_as_sent(bad
     assert custom["Lifetime value"] == Decimal("1e400")
     assert custom["Account number"] == 1234567890123456789012345678901234567890
     assert '"Lifetime value": 1e400' in run.stdout  # the digits as Intercom wrote them
+    if hydrated:  # the parts table's rows come from the same answer, replaced the same way
+        bodies = [p["body"] for p in parts if p["conversation_intercom_id"] == cases["nul_in_part_body"]]
+        assert "<p>Copied from a PDF\ufffd</p>" in bodies
 
     warnings = [line for line in run.stderr.splitlines() if "with U+FFFD" in line]
     changed = REPLACED_WHEN_HYDRATED if hydrated else REPLACED_IN_SEARCH_ROWS
