@@ -18,6 +18,7 @@ import pytest
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import STREAM, load, table_rows, tap_config, venv_bin
 from tests.postgres import sqlalchemy_url
+from tests.test_meltano import MELTANO, _env, project  # noqa: F401  # project: the Meltano project fixture
 
 VERIFY = venv_bin("dev", "intercom-conversation-verify")
 PROG = "intercom-conversation-verify"
@@ -223,3 +224,35 @@ def test_bad_input_is_one_line_and_exit_2(pg_url, pg_schema, tmp_path, config, d
     errors = [line for line in done.stderr.splitlines() if line.startswith(f"{PROG}: error: ")]
     assert len(errors) == 1 and expected in errors[0], done.stderr
     assert "Traceback" not in done.stderr and "s3cr" not in done.stderr and "sekrit" not in done.stderr
+
+
+def test_meltano_invoke_verify_uses_the_projects_settings(project, pg_url, pg_schema, tmp_path):  # noqa: F811
+    """`meltano invoke intercom-conversation-table:verify [--repair]`: the token set for the tap (.env) reaches it."""
+    with IntercomSimulator(conversations=400, seed=24) as sim:
+        load(pg_url, pg_schema, tap_config(sim))
+        lost = sim.ids()[7]
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DELETE FROM "{pg_schema}".{STREAM} WHERE intercom_id = %s', (lost,))
+        env = _env(
+            MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
+            TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
+            TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
+            TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
+        )
+
+        def meltano(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([MELTANO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+        assert meltano("config", "set", "tap-intercom-conversation", "access_token", sim.token).returncode == 0
+        try:
+            found = meltano("invoke", "intercom-conversation-table:verify")
+            assert found.returncode == 1, found.stdout + found.stderr[-3000:]
+            assert classes(found.stdout)["Missing"] == {lost}
+            repaired = meltano("invoke", "intercom-conversation-table:verify", "--repair")
+            assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
+            assert totals(repaired.stdout).endswith("the table matches")
+            assert table_rows(pg_url, pg_schema)[lost]["data"] == sim.conversation(lost)
+            for done in (found, repaired):
+                assert_no_secret(done, sim)
+        finally:
+            (project / ".env").unlink(missing_ok=True)
