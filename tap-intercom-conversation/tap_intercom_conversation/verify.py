@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 import typing as t
 from collections.abc import Sequence
 
@@ -222,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: error: interrupted; nothing more was written", file=sys.stderr)
         return 130
+    except Exception:  # a bug: its traceback, and still exit 2 (1 means "the table differs")
+        traceback.print_exc()
+        print(f"{PROG}: error: unexpected failure (the traceback above)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
