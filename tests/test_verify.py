@@ -98,6 +98,7 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
         clean = run_verify(tmp_path, config, pg_url, pg_schema)
         assert clean.returncode == 0, clean.stderr[-3000:]
         assert totals(clean.stdout).endswith("the table matches"), clean.stdout
+        assert "Progress verify listing: 1,000 of 1,000 conversations (100.0 %)" in clean.stderr
         assert sim.stats["by_route"]["retrieve"] == 0
         clean_searches = sim.stats["by_route"]["search"]
         assert math.ceil(1000 / 150) <= clean_searches <= math.ceil(1000 / 150) + 8, sim.stats

@@ -15,6 +15,7 @@ import msgspec
 
 from tap_intercom_conversation.client import IntercomError
 from tap_intercom_conversation.hydration import ordered_map
+from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.search import PER_PAGE
 from tap_intercom_conversation.spans import Span, ordered_pages
 from tap_intercom_conversation.streams import SEARCHES_IN_FLIGHT, ConversationsStream
@@ -47,6 +48,10 @@ def parts_count(row: SearchRow) -> int | None:
 class ListingStream(ConversationsStream):
     """The conversations stream's search, its spans searched at once even when the tap hydrates."""
 
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress = Progress(self.logger, "verify listing")
+
     @property
     def _searches_in_flight(self) -> int:
         return min(SEARCHES_IN_FLIGHT, int(self.config["max_concurrent_requests"]))
@@ -66,6 +71,7 @@ class ListingStream(ConversationsStream):
             self.progress.page()
             for row in page.rows:
                 yield str(row["id"]), int(row["updated_at"]), parts_count(row)
+        self.logger.info(self.progress.line())
 
     def by_ids(self, ids: t.Sequence[str]) -> t.Iterator[SearchRow]:
         """The search rows of these conversations (those Intercom still has), searched 150 ids at a time."""
