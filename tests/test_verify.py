@@ -10,6 +10,7 @@ import json
 import math
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import psycopg
@@ -257,3 +258,16 @@ def test_meltano_invoke_verify_uses_the_projects_settings(project, pg_url, pg_sc
                 assert_no_secret(done, sim)
         finally:
             (project / ".env").unlink(missing_ok=True)
+
+
+def test_verify_searches_under_the_taps_rate_governor(pg_url, pg_schema, tmp_path):
+    """Intercom's limit is waited for, never exceeded: the same conversations, served 3 calls per 10 s."""
+    now = int(time.time()) - 60
+    with IntercomSimulator(conversations=700, seed=25, now=now) as fast:
+        load(pg_url, pg_schema, tap_config(fast, include_conversation_parts=False))
+    with IntercomSimulator(conversations=700, seed=25, now=now, rate_limit=4) as sim:
+        done = run_verify(tmp_path, tap_config(sim, include_conversation_parts=False), pg_url, pg_schema)
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        assert sim.stats["rate_limited"] == 0 and sim.stats["by_route"]["search"] > 4, sim.stats
+    waited = re.findall(r"Progress verify listing: .* ([\d.]+) s waiting for the rate limit", done.stderr)
+    assert waited and float(waited[-1]) > 0, done.stderr[-2000:]
