@@ -183,8 +183,8 @@ def wait_rusage(process: subprocess.Popen) -> float:
 
 
 def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, out: Path | None = None,
-            state: dict | None = None, align: bool = False) -> Run:
-    """tap | target-postgres into `schema`, or the tap alone into the file `out`."""
+            state: dict | None = None, align: bool = False, catalog: dict | None = None) -> Run:
+    """tap | target-postgres into `schema`, or the tap alone into the file `out`; with `catalog`, its selection."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         folder = Path(tmp)
         config = folder / "tap.json"
@@ -193,6 +193,9 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
         if state is not None:
             (folder / "state.json").write_text(json.dumps(state))
             argv += ["--state", str(folder / "state.json")]
+        if catalog is not None:
+            (folder / "catalog.json").write_text(json.dumps(catalog))
+            argv += ["--catalog", str(folder / "catalog.json")]
         if align:  # start on a window boundary: the first window is partly spent starting up
             time.sleep(WINDOW - time.time() % WINDOW + 0.01)
         before = sim.stats()

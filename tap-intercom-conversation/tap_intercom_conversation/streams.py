@@ -6,16 +6,13 @@ import time
 import typing as t
 from functools import cached_property
 
-import msgspec
-import singer_sdk.singerlib as singer
 from singer_sdk import SchemaDirectory, StreamSchema
-from singer_sdk.helpers._typing import conform_record_data_types
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
 from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through
 from tap_intercom_conversation.hydration import ordered_map
+from tap_intercom_conversation.messages import QuickRecordMessages
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME, schema_path
@@ -30,7 +27,7 @@ MAX_PASSES = 5  # the first window, then catch-up windows for what changed while
 RECENT_LIMIT = 5000  # conversations remembered in STATE as already loaded at the bookmark's tail
 
 
-class ConversationsStream(IntercomStream):
+class ConversationsStream(QuickRecordMessages, IntercomStream):
     """Every conversation, found by search in `updated_at` order and hydrated with its parts.
 
     A run covers windows of `updated_at` seconds: the first from the bookmark minus the lookback (or
@@ -61,6 +58,7 @@ class ConversationsStream(IntercomStream):
         self.progress = Progress(self.logger, self.name)
         self.counts = {
             "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "search_rows": 0, "passes": 0,
+            "parts": 0,
         }
 
     # Search requests
@@ -195,46 +193,25 @@ class ConversationsStream(IntercomStream):
             self.counts["emitted"] += 1
             yield record
 
-    def _generate_record_messages(self, record: dict) -> t.Iterator[singer.RecordMessage]:
-        """The SDK's (singer-sdk 0.54.9), but deselected columns are dropped without a walk through `data`.
+    # The conversation parts (parts.py): written from the payload, right before the conversation
 
-        The SDK looks up every key at every depth of the record in the selection mask: about a quarter
-        of the tap's CPU with `data` (hundreds of keys per conversation), while the schema lists no key
-        inside `data` that a catalog could deselect. A catalog that does name one gets the SDK's walk.
-        `data` as sent (a search row's bytes) is decoded only for what reads inside it: that walk,
-        stream maps or flattening.
-        """
-        if self._reads_inside_data and isinstance(record["data"], msgspec.Raw):
-            record["data"] = msgspec.json.decode(record["data"])
-        if self._selects_inside_columns:
-            yield from super()._generate_record_messages(record)
+    @cached_property
+    def _parts_selected(self) -> bool:
+        return bool(self.config["include_conversation_parts"]) and any(c.selected for c in self.child_streams)
+
+    def get_child_context(self, record: dict, context: Context | None) -> Context | None:
+        """The hydrated payload, for its parts; None (nothing to do) without parts or when they are deselected."""
+        if not self._parts_selected or not isinstance(record["data"], dict):
+            return None
+        return {"conversation": record["data"]}
+
+    def _sync_children(self, child_context: Context | None) -> None:
+        """Each selected child writes this conversation's records at once (see parts.py), not a sync per context."""
+        if child_context is None:
             return
-        for column in self._deselected_columns:
-            record.pop(column, None)
-        record = conform_record_data_types(
-            stream_name=self.name, record=record, schema=self.effective_schema,
-            level=self.TYPE_CONFORMANCE_LEVEL, logger=self.logger,
-        )
-        for stream_map in self.stream_maps:
-            mapped = stream_map.transform(record)
-            if mapped is not None:
-                yield singer.RecordMessage(
-                    stream=stream_map.stream_alias, record=mapped, version=self._stream_version,
-                    time_extracted=utc_now(),
-                )
-
-    @cached_property
-    def _deselected_columns(self) -> tuple[str, ...]:
-        return tuple(column for column in self.schema["properties"] if not self.mask[("properties", column)])
-
-    @cached_property
-    def _selects_inside_columns(self) -> bool:
-        return any(len(breadcrumb) > 2 and not selected for breadcrumb, selected in self.mask.items())
-
-    @cached_property
-    def _reads_inside_data(self) -> bool:
-        maps = self.config.get("stream_maps") or self.config.get("flattening_enabled")
-        return bool(maps) or self._selects_inside_columns
+        for child in self.child_streams:
+            if child.selected:
+                self.counts["parts"] += child.write_parts(child_context)  # type: ignore[attr-defined]
 
     def _warn_if_truncated(self, payload: dict) -> None:
         """Intercom returns at most the 500 most recent parts; `data` stays as sent, the gap is reported."""

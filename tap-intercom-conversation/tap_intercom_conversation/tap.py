@@ -28,6 +28,7 @@ from singer_sdk.singerlib import RecordMessage
 from tap_intercom_conversation.checks import check_settings, check_state, parse_json, read_json, schema_problem
 from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomError, IntercomStream
 from tap_intercom_conversation.deletions import DELETION_STREAM, DeletedConversationsStream
+from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.schema_files import STREAM_NAME
 from tap_intercom_conversation.streams import ConversationsStream
@@ -145,7 +146,7 @@ class TapIntercomConversation(Tap):
     ).to_dict()
 
     def discover_streams(self) -> list[IntercomStream]:
-        return [ConversationsStream(tap=self), DeletedConversationsStream(tap=self)]
+        return [ConversationsStream(tap=self), ConversationPartsStream(tap=self), DeletedConversationsStream(tap=self)]
 
     def sync_all(self) -> None:
         """The sync, then one summary line (also when it stops on an error)."""

@@ -38,6 +38,7 @@ class Rec(NamedTuple):
     version: int = 0
     deleted_at: int | None = None
     metrics_retained: bool = False
+    edits: tuple[tuple[int, int], ...] = ()  # (part index, when): parts edited (redacted) since they were made
 
     @property
     def n_parts(self) -> int:
@@ -206,6 +207,14 @@ def touched(rec: Rec, seed: int, at: int) -> Rec:
         updated_at=at, state=state, read=read, waiting_since=waiting, snoozed_until=snoozed,
         touches=(*rec.touches, touch), version=rec.version + 1,
     )
+
+
+def part_edited(rec: Rec, k: int, at: int) -> Rec:
+    """`rec` after its part `k` was edited (redacted) at `at`: the part and the conversation are updated then."""
+    if not 0 <= k < rec.n_parts:
+        raise KeyError(f"conversation {rec.id} has no part {k}")
+    at = max(at, rec.updated_at)
+    return rec._replace(updated_at=at, edits=(*rec.edits, (k, at)), version=rec.version + 1)
 
 
 def new_record(seed: int, cid: int, at: int) -> Rec:

@@ -163,6 +163,9 @@ def _part(seed: int, rec: Rec, st: Static, k: int) -> dict[str, Any]:
         "event_details": None,
         "app_package_code": None,
     }
+    edited = max((at for index, at in rec.edits if index == k), default=None)
+    if edited is not None:  # a redaction: the body goes, the part says so
+        part.update(body=None, redacted=True, updated_at=edited)
     if kind in ("assignment", "away_mode_assignment"):
         part["assigned_to"] = {"type": "admin", "id": str(rng.choice(ADMINS)[0])}
     elif kind == "conversation_attribute_updated_by_admin":

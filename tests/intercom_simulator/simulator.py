@@ -117,6 +117,10 @@ class IntercomSimulator:
     def touch(self, cid: str | int, at: int | None = None) -> int:
         return self._store.touch(int(cid), at)
 
+    def edit_part(self, cid: str | int, part_id: str, at: int | None = None) -> int:
+        """Edit (redact) one part of a conversation: its body goes, `redacted` and both updated_at change."""
+        return self._store.edit_part(int(cid), part_id, at)
+
     def delete(self, cid: str | int, at: int | None = None) -> None:
         self._store.delete(int(cid), at)
 

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from .data import Rec, generate, new_record, touched
+from .data import Rec, generate, new_record, part_edited, touched
 from .query import Compiled
 
 Key = tuple[int, int]
@@ -95,6 +95,15 @@ class Store:
             if old is None:
                 raise KeyError(f"no live conversation {cid}")
             new = touched(old, self.seed, int(time.time()) if at is None else int(at))
+            self._replace(old, new)
+            return new.updated_at
+
+    def edit_part(self, cid: int, part_id: str, at: int | None = None) -> int:
+        with self.lock:
+            old = self.records.get(cid)
+            if old is None:
+                raise KeyError(f"no live conversation {cid}")
+            new = part_edited(old, int(part_id) - cid * 1_000_000, int(time.time()) if at is None else int(at))
             self._replace(old, new)
             return new.updated_at
 
