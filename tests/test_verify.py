@@ -107,6 +107,9 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
         # A change after the last load is past the cut-off (the newest row the table holds): not stale.
         sim.touch(sim.ids()[100])
         damaged = damage(pg_url, pg_schema, sim)
+        parts_table = f'"{pg_schema}".intercom_conversation_part_v1'
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # the lost conversations' parts go too
+            conn.execute(f"DELETE FROM {parts_table} WHERE conversation_intercom_id = ANY(%s)", (damaged["Missing"],))
         with_parts = sim.ids()[200]
         assert sim.conversation(with_parts)["statistics"]["count_conversation_parts"] >= 1
         drop_parts(pg_url, pg_schema, with_parts)
@@ -139,6 +142,19 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
             assert rows[conversation_id]["pk"] == before[conversation_id]["pk"]  # updated in place
         newest_pk = max(row["pk"] for row in before.values())
         assert all(rows[i]["pk"] > newest_pk for i in damaged["Missing"])  # drawn from the sequence
+        with psycopg.connect(pg_url) as conn:  # their parts are back in the parts table, from the same GETs
+            stored_parts = dict(
+                conn.execute(
+                    f"SELECT intercom_id, data FROM {parts_table} WHERE conversation_intercom_id = ANY(%s)",
+                    (damaged["Missing"],),
+                ).fetchall()
+            )
+        expected_parts = {
+            part["id"]: part
+            for i in damaged["Missing"]
+            for part in truth[i]["conversation_parts"]["conversation_parts"]
+        }
+        assert stored_parts == expected_parts and expected_parts
         for bogus in damaged["Not in Intercom"]:  # deleted_conversations: mark (the default)
             assert rows[bogus]["data"]["deleted"] is True and isinstance(rows[bogus]["data"]["deleted_at"], int)
 

@@ -29,6 +29,7 @@ from tap_intercom_conversation.client import IntercomError
 from tap_intercom_conversation.freshness import SERVER_CLOCK
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.listing import ListingStream, parts_count
+from tap_intercom_conversation.parts import part_record
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, to_unix
 
@@ -175,15 +176,21 @@ def repair(stream: ListingStream, check: TableCheck, *, hydrated: bool, remove: 
         payloads = stream.by_ids(ids)
     written: set[str] = set()
     batch: list[dict] = []
+    parts: list[dict] = []  # a hydrated conversation's parts, for the parts table (when it exists)
     for payload in payloads:
         batch.append(as_record(payload))
         written.add(batch[-1]["intercom_id"])
+        if hydrated and check.has_parts:
+            listed = (payload.get("conversation_parts") or {}).get("conversation_parts") or []
+            parts += [part_record(batch[-1]["intercom_id"], part) for part in listed]
         progress.done += 1
         if len(batch) >= WRITE_BATCH:
             check.upsert(batch)
-            batch = []
+            check.upsert_parts(parts)
+            batch, parts = [], []
             progress.page()
     check.upsert(batch)
+    check.upsert_parts(parts)
     vanished = [i for i in ids if i not in written]  # deleted since the listing
     gone = check.ids("gone") + vanished
     check.drop_from_listing(vanished)

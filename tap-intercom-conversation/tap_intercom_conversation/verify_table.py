@@ -30,6 +30,7 @@ if t.TYPE_CHECKING:
 
 TABLE = "intercom_conversation_v1"
 DELETIONS = "intercom_conversation_v1_deletion"
+PARTS = "intercom_conversation_part_v1"
 PART_CAP = 500  # Intercom returns at most the 500 most recent parts of a conversation
 SHOWN = 20  # ids shown per class
 KINDS = ("missing", "stale", "gone", "parts")
@@ -95,6 +96,29 @@ VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s::jsonb)
 ON CONFLICT (intercom_id) DO UPDATE SET title = EXCLUDED.title, state = EXCLUDED.state, open = EXCLUDED.open,
   read = EXCLUDED.read, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, data = EXCLUDED.data
 """
+# The parts of a repaired hydrated conversation (the parts table, when it exists), by the same rules.
+_PART_COLUMNS = (
+    "intercom_id",
+    "conversation_intercom_id",
+    "part_type",
+    "author_type",
+    "author_id",
+    "assigned_to_type",
+    "assigned_to_id",
+    "body",
+    "redacted",
+    "created_at",
+    "updated_at",
+    "data",
+)
+_UPSERT_PART = (
+    "INSERT INTO {parts} ("
+    + ", ".join(_PART_COLUMNS)
+    + ") VALUES ("
+    + ", ".join(["%s"] * 9)
+    + ", %s::timestamptz, %s::timestamptz, %s::jsonb) ON CONFLICT (intercom_id) DO UPDATE SET "
+    + ", ".join(f"{column} = EXCLUDED.{column}" for column in _PART_COLUMNS[1:])
+)
 _DELETE = """
 INSERT INTO {deletions} (intercom_id, deleted_at, remove_row) VALUES (%s, to_timestamp(%s), %s)
 ON CONFLICT (intercom_id) DO UPDATE SET remove_row = EXCLUDED.remove_row
@@ -127,6 +151,7 @@ class TableCheck:
             raise InputError(f"cannot connect to {url}: {_one_line(error)}") from None
         self.table = sql.Identifier(schema, TABLE)
         self.deletions = sql.Identifier(schema, DELETIONS)
+        self.parts = sql.Identifier(schema, PARTS)
         with self._errors("look at"):
             found = self.conn.execute(
                 "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL",
@@ -137,6 +162,8 @@ class TableCheck:
                     f"schema {schema!r} has no {TABLE} (or no {DELETIONS}): apply the table first "
                     "(intercom-conversation-table) and load it"
                 )
+            has_parts = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (self.parts.as_string(self.conn),))
+            self.has_parts = bool((has_parts.fetchone() or (False,))[0])
             self.conn.execute("SET TIME ZONE 'UTC'")
             self.conn.execute(_CREATE)
 
@@ -149,7 +176,9 @@ class TableCheck:
             raise InputError(f"cannot {doing} {TABLE} in schema {self.schema!r}: {_one_line(error)}") from None
 
     def _q(self, query: str) -> sql.Composed:
-        return sql.SQL(query).format(table=self.table, deletions=self.deletions, cap=sql.Literal(PART_CAP))
+        return sql.SQL(query).format(
+            table=self.table, deletions=self.deletions, parts=self.parts, cap=sql.Literal(PART_CAP)
+        )
 
     def newest_updated_at(self) -> int | None:
         with self._errors("read"):
@@ -242,6 +271,12 @@ class TableCheck:
         ]
         with self._errors("write to"):
             self.conn.cursor().executemany(self._q(_UPSERT), rows)
+
+    def upsert_parts(self, records: list[dict]) -> None:
+        """Rows built by parts.part_record, into the parts table (its triggers rule as for conversations)."""
+        rows = [(*(r[c] for c in _PART_COLUMNS[:-1]), msgspec.json.encode(r["data"]).decode()) for r in records]
+        with self._errors("write to"):
+            self.conn.cursor().executemany(self._q(_UPSERT_PART), rows)
 
     def delete(self, ids: list[str], deleted_at: int, *, remove: bool) -> None:
         """The deletion rule, through intercom_conversation_v1_deletion: its trigger marks or removes each row."""
