@@ -19,6 +19,7 @@ from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import PARTS, REPO, STREAM, table_rows, venv_bin
 from tests.postgres import scratch_schema, sqlalchemy_url
 from tests.test_parts import truth_parts
+from tests.test_real_data import REPLACED_WHEN_HYDRATED, assert_table_holds_what_was_sent, defects
 from tests.test_table import DOCUMENTED_DDL, shape
 
 MELTANO = venv_bin("meltano", "meltano")
@@ -117,6 +118,26 @@ def test_meltano_run_backfills_then_updates_exactly_what_changed(project, pg_url
         for conversation_id in set(rows_before) - set(changed):
             assert rows_after[conversation_id] == rows_before[conversation_id]
         assert stored_state(project, env)["replication_key"] == "updated_at"
+
+
+def test_meltano_run_loads_what_real_workspaces_hold_with_intercoms_clock_ahead(project, pg_url, pg_schema, tmp_path):
+    """U+0000, half emojis and 1e400 (bad_data), Intercom's clock 5 s ahead: every row, then an incremental run."""
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=300, seed=13, bad_data=True, clock_offset=5) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema))
+        first = meltano_run(project, env)
+        assert_table_holds_what_was_sent(pg_url, pg_schema, sim, hydrated=True)
+        assert emitted(first) == len(sim.ids())
+        assert first.stderr.count("with U+FFFD (PostgreSQL cannot store them)") == len(REPLACED_WHEN_HYDRATED)
+
+        changed_at = sim.touch(defects(sim)["lone_high_surrogate"])
+        while sim.clock() < changed_at + 2:  # made before the next run starts, by Intercom's clock
+            time.sleep(0.1)
+        second = meltano_run(project, env)
+
+        assert emitted(second) == 1
+        assert second.stderr.count("with U+FFFD (PostgreSQL cannot store them)") == 1
+        assert_table_holds_what_was_sent(pg_url, pg_schema, sim, hydrated=True)
 
 
 @pytest.fixture(scope="module")

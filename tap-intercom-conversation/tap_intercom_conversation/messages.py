@@ -11,6 +11,8 @@ from singer_sdk import Stream
 from singer_sdk.helpers._typing import conform_record_data_types
 from singer_sdk.helpers._util import utc_now
 
+from tap_intercom_conversation.bodies import decoded_json
+
 
 class QuickRecordMessages(Stream):
     """For a stream whose records carry a payload as `data`: the conversations and their parts."""
@@ -26,7 +28,7 @@ class QuickRecordMessages(Stream):
         stream maps or flattening.
         """
         if self._reads_inside_data and isinstance(record["data"], msgspec.Raw):
-            record["data"] = msgspec.json.decode(record["data"])
+            record["data"] = decoded_json(bytes(record["data"]))
         if self._selects_inside_columns:
             yield from super()._generate_record_messages(record)
             return

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import typing as t
 
+import msgspec
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from tap_intercom_conversation.bodies import plain
 from tap_intercom_conversation.client import IntercomStream
 from tap_intercom_conversation.messages import QuickRecordMessages
-from tap_intercom_conversation.records import BadPayload, show, to_iso
-from tap_intercom_conversation.records import _is_unix_seconds as is_unix_seconds
+from tap_intercom_conversation.records import BadPayload, SearchRow, is_unix_seconds, show, to_iso
 from tap_intercom_conversation.schema_files import PARTS_STREAM, schema_path
 from tap_intercom_conversation.streams import ConversationsStream
 
@@ -37,6 +38,20 @@ def _text_id(value: object) -> str | None:
     if value is None or value == "":
         return None
     return str(value)
+
+
+def decoded_part(part: object) -> object:
+    """A part as the conversation's answer keeps it (msgspec.Raw): its fields decoded, `raw` kept for `data`.
+
+    What PostgreSQL cannot store was already replaced in the answer's bytes (bodies.py).
+    """
+    if not isinstance(part, msgspec.Raw):
+        return part
+    try:
+        fields = msgspec.json.decode(part)
+    except ValueError:  # 1e400, which msgspec will not make a float: `data` keeps it as sent
+        fields = plain(part)
+    return SearchRow(fields, part) if isinstance(fields, dict) else fields
 
 
 def part_record(conversation_id: str, part: object) -> dict:
@@ -74,7 +89,7 @@ def part_record(conversation_id: str, part: object) -> dict:
         "redacted": part.get("redacted"),
         "created_at": None if created_at is None else to_iso(created_at),
         "updated_at": None if updated_at is None else to_iso(updated_at),
-        "data": part,
+        "data": getattr(part, "raw", part),
     }
 
 
@@ -103,7 +118,7 @@ class ConversationPartsStream(QuickRecordMessages, IntercomStream):
         listed = conversation.get("conversation_parts") or {}
         conversation_id = str(conversation.get("id"))
         for part in listed.get("conversation_parts") or []:
-            yield part_record(conversation_id, part)
+            yield part_record(conversation_id, decoded_part(part))
 
     def write_parts(self, context: Context) -> int:
         """Write the parts of one conversation (its context from the parent); how many records they were.

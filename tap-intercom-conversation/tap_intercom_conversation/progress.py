@@ -56,7 +56,7 @@ def run_summary(counts: dict[str, int], deletions: int, retries: int, rate_limit
     return (
         f"Run summary: {counts['emitted']:,} emitted, {counts['hydrated']:,} hydrated, "
         f"{counts['skipped_deleted']:,} skipped (404), {counts['truncated']:,} truncated, {counts['parts']:,} parts, "
-        f"{deletions:,} deletions, "
+        f"{counts['replaced']:,} with characters replaced, {deletions:,} deletions, "
         f"{retries:,} retries, {GOVERNOR.limit_waits:,} waits for the rate limit ({rate_limited:,} answered 429, "
         f"{GOVERNOR.waited_seconds:.1f} s), {seconds:.1f} s"
     )

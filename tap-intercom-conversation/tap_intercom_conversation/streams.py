@@ -9,8 +9,9 @@ from functools import cached_property
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from tap_intercom_conversation.bodies import describe
 from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
-from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through
+from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through, date_seconds
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.messages import QuickRecordMessages
 from tap_intercom_conversation.progress import Progress
@@ -55,10 +56,12 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
         self._bookmark: int | None = None
         self._seen: dict[str, int] = {}
         self._search_cut = False  # a search stopped early: the bookmark must not pass it
+        self._first_date: int | None = None  # the Date of the window's first search answer
+        self._emitting: dict | None = None  # the payload of the record being emitted
         self.progress = Progress(self.logger, self.name)
         self.counts = {
-            "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "search_rows": 0, "passes": 0,
-            "parts": 0,
+            "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "replaced": 0, "search_rows": 0,
+            "passes": 0, "parts": 0,
         }
 
     # Search requests
@@ -77,6 +80,7 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
                 json=search_body(paginator.current_value, span.through),
             )
             response = self.send(prepared)
+            self._note_date(response.headers)
             body = response.json_body  # type: ignore[attr-defined]  # checked by validate_response
             rows = body["conversations"]
             if paginator.accept(body):
@@ -136,24 +140,47 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
         lower = None if self._bookmark is None else self._bookmark - lookback
         if start is not None:
             lower = start if lower is None else max(lower, start)
-        through = int(time.time()) - 1  # a second's margin: this machine's clock may run ahead of Intercom's
+        started = time.time()
+        through = int(started) - 1  # Intercom's clock is not known before its first answer: see _window_end
         for _ in range(MAX_PASSES):
-            self._lower, self._through = lower, through
+            self._lower, self._through, self._first_date = lower, through, None
             self.counts["passes"] += 1
             emitted_before = self.counts["emitted"]
             yield from self._one_window(context)
             if self._search_cut:
                 break
-            self._position = self._through  # the whole window is in: the bookmark may move to its end
+            covered, short = self._window_end(started)
+            self._position = covered  # the whole window is in: the bookmark may move to its end
             self._increment_bookmark(context)
             self._write_state_message()  # before the catch-up waits: the target gets every record and their STATE
-            if self.counts["emitted"] == emitted_before:
+            if self.counts["emitted"] == emitted_before and not short:
                 break
-            lower, through = self._through, self._catch_up_through()
+            lower, through = covered if lower is None else max(covered, lower), self._catch_up_through()
             if through <= lower:  # Intercom's clock is behind ours: what changed meanwhile is inside that window
                 break
         self._remember_recent(context, lookback)
         self.logger.info(self.progress.line())
+
+    def _window_end(self, started: float) -> tuple[int, bool]:
+        """Where the window just read ends by Intercom's clock, and whether a catch-up window must follow.
+
+        The first window ends by this machine's clock, before any answer told Intercom's. If Intercom's is
+        behind, that end lies in Intercom's future, and only the seconds before the window's first answer
+        (its Date) are known complete: the bookmark stops there and a catch-up window reads on. If
+        Intercom's is ahead, the window ended before the second the run started in at Intercom, and a
+        catch-up window reads the changes made just before the run. Catch-up windows end by Intercom's
+        clock already, so neither applies to them.
+        """
+        covered = self._through if self._first_date is None else min(self._through, self._first_date)
+        offset = SERVER_CLOCK.offset()
+        ahead = offset is not None and self._through < int(started + offset) - 1
+        return covered, covered < self._through or (self.counts["passes"] == 1 and ahead)
+
+    def _note_date(self, headers: t.Mapping[str, str]) -> None:
+        """The earliest `Date` among the window's search answers (the first, unless threads race)."""
+        second = date_seconds(headers.get("Date"))
+        if second is not None and (self._first_date is None or second < self._first_date):
+            self._first_date = second
 
     def _catch_up_through(self) -> int:
         """Where the next window ends: after every second in which the last one read anything.
@@ -186,7 +213,9 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
             if payload is not row:
                 self.counts["hydrated"] += 1
                 self._warn_if_truncated(payload)
+            self._warn_if_replaced(payload)
             record = as_record(payload)
+            self._emitting = payload  # for get_child_context: the record's data is the answer's bytes
             newest = max(int(payload["updated_at"]), int(row["updated_at"]))
             self._seen[record["intercom_id"]] = complete_through(newest, fetched.sent_after)
             self._position = int(row["updated_at"])
@@ -200,10 +229,14 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
         return bool(self.config["include_conversation_parts"]) and any(c.selected for c in self.child_streams)
 
     def get_child_context(self, record: dict, context: Context | None) -> Context | None:
-        """The hydrated payload, for its parts; None (nothing to do) without parts or when they are deselected."""
-        if not self._parts_selected or not isinstance(record["data"], dict):
+        """The hydrated payload, for its parts; None (nothing to do) without parts or when they are deselected.
+
+        `data` is the answer's own bytes: the payload the record was made of has the parts (bodies.py).
+        """
+        payload = self._emitting
+        if not self._parts_selected or payload is None or payload.get("conversation_parts") is None:
             return None
-        return {"conversation": record["data"]}
+        return {"conversation": payload}
 
     def _sync_children(self, child_context: Context | None) -> None:
         """Each selected child writes this conversation's records at once (see parts.py), not a sync per context."""
@@ -224,6 +257,16 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
             self.logger.warning(
                 "Conversation %s has %d parts; Intercom returned only the %d most recent",
                 payload["id"], total, returned,
+            )
+
+    def _warn_if_replaced(self, payload: dict) -> None:
+        """One warning per conversation in which what PostgreSQL cannot store was replaced (bodies.py)."""
+        replaced = getattr(payload, "replaced", None)
+        if replaced:
+            self.counts["replaced"] += 1
+            self.logger.warning(
+                "Conversation %s: replaced %s with U+FFFD (PostgreSQL cannot store them)",
+                payload["id"], describe(replaced),
             )
 
     def _first_sight(self, row: dict) -> bool:
