@@ -29,7 +29,7 @@ from tap_intercom_conversation.client import IntercomError
 from tap_intercom_conversation.freshness import SERVER_CLOCK
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.listing import ListingStream, parts_count
-from tap_intercom_conversation.parts import part_record
+from tap_intercom_conversation.parts import decoded_part, part_record
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, to_unix
 
@@ -182,7 +182,7 @@ def repair(stream: ListingStream, check: TableCheck, *, hydrated: bool, remove: 
         written.add(batch[-1]["intercom_id"])
         if hydrated and check.has_parts:
             listed = (payload.get("conversation_parts") or {}).get("conversation_parts") or []
-            parts += [part_record(batch[-1]["intercom_id"], part) for part in listed]
+            parts += [part_record(batch[-1]["intercom_id"], decoded_part(part)) for part in listed]
         progress.done += 1
         if len(batch) >= WRITE_BATCH:
             check.upsert(batch)
