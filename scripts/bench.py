@@ -81,9 +81,10 @@ INTERCOM_LIMIT = 1667  # 10,000 calls per minute per app, counted in 10-second w
 class Simulator:
     """`python -m tests.intercom_simulator` on a free port; stats() reads its counters."""
 
-    def __init__(self, conversations: int, latency_ms: float, jitter_ms: float, rate_limit: int | None) -> None:
+    def __init__(self, conversations: int, latency_ms: float, jitter_ms: float, rate_limit: int | None,
+                 *extra: str) -> None:
         argv = [PYTHON, "-m", "tests.intercom_simulator", "--port", "0", "--conversations", str(conversations),
-                "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms)]
+                "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms), *extra]
         if rate_limit is not None:
             argv += ["--rate-limit", str(rate_limit)]
         self.conversations, self.rate_limit = conversations, rate_limit
@@ -109,8 +110,8 @@ class Simulator:
 
 @contextlib.contextmanager
 def simulator(conversations: int, *, latency_ms: float = LATENCY_MS, jitter_ms: float = JITTER_MS,
-              rate_limit: int | None = None) -> Iterator[Simulator]:
-    sim = Simulator(conversations, latency_ms, jitter_ms, rate_limit)
+              rate_limit: int | None = None, extra: tuple[str, ...] = ()) -> Iterator[Simulator]:
+    sim = Simulator(conversations, latency_ms, jitter_ms, rate_limit, *extra)
     try:
         yield sim
     finally:
