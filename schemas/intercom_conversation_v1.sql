@@ -23,14 +23,23 @@ CREATE OR REPLACE FUNCTION intercom_conversation_v1_insert_pk() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
   deletion record;
+  conversation_id text;
 BEGIN
   NEW.pk := pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(
     pg_catalog.format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), 'pk'));
   -- A conversation already known to be deleted in Intercom (the loader drains its tables in no
-  -- particular order) is inserted marked, or not at all when deletions remove rows.
+  -- particular order) is inserted marked, or not at all when deletions remove rows. The parts table
+  -- (intercom_conversation_part_v1.sql) shares this function: its trigger names the column that
+  -- holds its conversation's id (plpgsql compiles a trigger function per table, so the other
+  -- branch's column need not exist).
+  IF TG_NARGS > 0 AND TG_ARGV[0] = 'conversation_intercom_id' THEN
+    conversation_id := NEW.conversation_intercom_id;
+  ELSE
+    conversation_id := NEW.intercom_id;
+  END IF;
   EXECUTE pg_catalog.format('SELECT deleted_at, remove_row FROM %I.intercom_conversation_v1_deletion '
                             'WHERE intercom_id = $1', TG_TABLE_SCHEMA)
-    INTO deletion USING NEW.intercom_id;
+    INTO deletion USING conversation_id;
   IF deletion.remove_row THEN
     RETURN NULL;
   ELSIF deletion.remove_row IS NOT NULL THEN
@@ -246,16 +255,19 @@ CREATE TABLE IF NOT EXISTS intercom_conversation_v1_deletion (
   remove_row boolean NOT NULL DEFAULT false
 );
 
+-- The parts table's trigger shares it, naming its table and the column of its conversation's id.
 CREATE OR REPLACE FUNCTION intercom_conversation_v1_apply_deletion() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+  target text := CASE WHEN TG_NARGS > 0 THEN TG_ARGV[0] ELSE 'intercom_conversation_v1' END;
+  id_column text := CASE WHEN TG_NARGS > 1 THEN TG_ARGV[1] ELSE 'intercom_id' END;
 BEGIN
   IF NEW.remove_row THEN
-    EXECUTE pg_catalog.format('DELETE FROM %I.intercom_conversation_v1 WHERE intercom_id = $1',
-                              TG_TABLE_SCHEMA)
+    EXECUTE pg_catalog.format('DELETE FROM %I.%I WHERE %I = $1', TG_TABLE_SCHEMA, target, id_column)
       USING NEW.intercom_id;
   ELSE
-    EXECUTE pg_catalog.format('UPDATE %I.intercom_conversation_v1 SET data = data || $2 '
-                              'WHERE intercom_id = $1 AND NOT data ? %L', TG_TABLE_SCHEMA, 'deleted')
+    EXECUTE pg_catalog.format('UPDATE %I.%I SET data = data || $2 WHERE %I = $1 AND NOT data ? %L',
+                              TG_TABLE_SCHEMA, target, id_column, 'deleted')
       USING NEW.intercom_id, pg_catalog.jsonb_build_object(
         'deleted', true, 'deleted_at', extract(epoch FROM NEW.deleted_at)::bigint);
   END IF;

@@ -99,9 +99,10 @@ SWEEP_SECONDS = 100  # a tap slower than the limit is stopped then: 8 or more fu
 class Simulator:
     """`python -m tests.intercom_simulator` on a free port; stats() reads its counters."""
 
-    def __init__(self, conversations: int, latency_ms: float, jitter_ms: float, rate_limit: int | None) -> None:
+    def __init__(self, conversations: int, latency_ms: float, jitter_ms: float, rate_limit: int | None,
+                 *extra: str) -> None:
         argv = [PYTHON, "-m", "tests.intercom_simulator", "--port", "0", "--conversations", str(conversations),
-                "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms)]
+                "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms), *extra]
         if rate_limit is not None:
             argv += ["--rate-limit", str(rate_limit)]
         self.conversations, self.rate_limit = conversations, rate_limit
@@ -127,8 +128,8 @@ class Simulator:
 
 @contextlib.contextmanager
 def simulator(conversations: int, *, latency_ms: float = LATENCY_MS, jitter_ms: float = JITTER_MS,
-              rate_limit: int | None = None) -> Iterator[Simulator]:
-    sim = Simulator(conversations, latency_ms, jitter_ms, rate_limit)
+              rate_limit: int | None = None, extra: tuple[str, ...] = ()) -> Iterator[Simulator]:
+    sim = Simulator(conversations, latency_ms, jitter_ms, rate_limit, *extra)
     try:
         yield sim
     finally:
@@ -229,8 +230,10 @@ def wait_usage(process: subprocess.Popen) -> tuple[float, float]:
 
 
 def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, out: Path | None = None,
-            state: dict | None = None, align: bool = False, stop_after: float | None = None) -> Run:
-    """tap | target-postgres into `schema`, or the tap alone into the file `out`; stop_after: SIGTERM then."""
+            state: dict | None = None, align: bool = False, catalog: dict | None = None,
+            stop_after: float | None = None) -> Run:
+    """tap | target-postgres into `schema`, or the tap alone into the file `out`; with `catalog`, its selection;
+    stop_after: SIGTERM then."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         folder = Path(tmp)
         config = folder / "tap.json"
@@ -239,6 +242,9 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
         if state is not None:
             (folder / "state.json").write_text(json.dumps(state))
             argv += ["--state", str(folder / "state.json")]
+        if catalog is not None:
+            (folder / "catalog.json").write_text(json.dumps(catalog))
+            argv += ["--catalog", str(folder / "catalog.json")]
         if align:  # start on a window boundary: the first window is partly spent starting up
             time.sleep(WINDOW - time.time() % WINDOW + 0.01)
         before = sim.stats()

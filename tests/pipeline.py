@@ -15,6 +15,7 @@ from tests.postgres import sqlalchemy_url
 
 REPO = Path(__file__).resolve().parents[1]
 STREAM = "intercom_conversation_v1"
+PARTS = "intercom_conversation_part_v1"
 
 
 def venv_bin(env: str, executable: str) -> str:
@@ -36,7 +37,11 @@ class TapRun:
 
     @property
     def records(self) -> list[dict]:
-        return [m["record"] for m in self.messages if m["type"] == "RECORD"]
+        """The conversation stream's records."""
+        return self.records_of(STREAM)
+
+    def records_of(self, stream: str) -> list[dict]:
+        return [m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream]
 
     @property
     def states(self) -> list[dict]:
@@ -93,9 +98,12 @@ def apply_table(pg_url: str, schema: str) -> subprocess.CompletedProcess:
     )
 
 
-def load(pg_url: str, schema: str, config: dict, state: dict | None = None, **target_settings) -> tuple[TapRun, str]:
-    """tap | target-postgres into the applied table; returns the tap run and the target's last STATE line."""
-    apply_table(pg_url, schema)
+def load(pg_url: str, schema: str, config: dict, state: dict | None = None, *, applied: bool = True,
+         **target_settings) -> tuple[TapRun, str]:
+    """tap | target-postgres into the applied tables (not applied first: `applied=False`, a careless run);
+    returns the tap run and the target's last STATE line."""
+    if applied:
+        apply_table(pg_url, schema)
     with tempfile.TemporaryDirectory() as folder:
         target_cfg = Path(folder) / "target.json"
         target_cfg.write_text(json.dumps(target_config(pg_url, schema, **target_settings)))
@@ -116,7 +124,7 @@ def load(pg_url: str, schema: str, config: dict, state: dict | None = None, **ta
     return run, states[-1] if states else ""
 
 
-def table_rows(pg_url: str, schema: str) -> dict[str, dict]:
+def table_rows(pg_url: str, schema: str, table: str = STREAM) -> dict[str, dict]:
     with psycopg.connect(pg_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(f'SELECT * FROM "{schema}".{STREAM} ORDER BY pk')
+        cur.execute(f'SELECT * FROM "{schema}".{table} ORDER BY pk')
         return {row["intercom_id"]: row for row in cur.fetchall()}

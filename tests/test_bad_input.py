@@ -52,7 +52,8 @@ CONFIG_CASES = {
     "api_version-v-prefix": ({"api_version": "v2.16"}, ["api_version 'v2.16' is not an Intercom version"]),
     "api_version-number": ({"api_version": 2.16}, ["configuration: api_version 2.16 is not a string"]),
     "region-unknown": ({"region": "mars"}, ["configuration: region 'mars' is not one of us, eu, au"]),
-    "lookback-text": ({"lookback_window_seconds": "600"}, ["lookback_window_seconds '600' is not an integer"]),
+    # Plain digits and true/false written as text are typed (Meltano passes its string settings so); other text is not.
+    "lookback-text": ({"lookback_window_seconds": "10 min"}, ["lookback_window_seconds '10 min' is not an integer"]),
     "lookback-negative": ({"lookback_window_seconds": -1}, ["lookback_window_seconds -1 is out of range"]),
     "lookback-absurd": ({"lookback_window_seconds": 10**12}, ["lookback_window_seconds 1000000000000 is out of range"]),
     "concurrency-zero": ({"max_concurrent_requests": 0}, ["max_concurrent_requests 0 is out of range (1 to 1000)"]),
@@ -61,7 +62,7 @@ CONFIG_CASES = {
     "timeout-zero": ({"request_timeout_seconds": 0}, ["request_timeout_seconds 0 is out of range (1 to 600)"]),
     "timeout-negative": ({"request_timeout_seconds": -5}, ["request_timeout_seconds -5 is out of range"]),
     "timeout-absurd": ({"request_timeout_seconds": 1e9}, ["request_timeout_seconds 1000000000.0 is out of range"]),
-    "timeout-text": ({"request_timeout_seconds": "60"}, ["request_timeout_seconds '60' is not a number"]),
+    "timeout-text": ({"request_timeout_seconds": "60s"}, ["request_timeout_seconds '60s' is not a number"]),
     "parts-text": ({"include_conversation_parts": "yes"}, ["include_conversation_parts 'yes' is not true or false"]),
     "file-not-json": ('{"access_token": "tok_abc",', ["configuration:", "is not valid JSON"]),
     "file-a-list": ('["access_token", "tok_abc"]', ["configuration:", "is not a JSON object"]),

@@ -8,6 +8,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import textwrap
 import time
 from pathlib import Path
 
@@ -15,8 +16,10 @@ import psycopg
 import pytest
 
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import REPO, STREAM, table_rows, venv_bin
+from tests.pipeline import PARTS, REPO, STREAM, table_rows, venv_bin
 from tests.postgres import scratch_schema, sqlalchemy_url
+from tests.test_parts import truth_parts
+from tests.test_real_data import REPLACED_WHEN_HYDRATED, assert_table_holds_what_was_sent, defects
 from tests.test_table import DOCUMENTED_DDL, shape
 
 MELTANO = venv_bin("meltano", "meltano")
@@ -117,6 +120,26 @@ def test_meltano_run_backfills_then_updates_exactly_what_changed(project, pg_url
         assert stored_state(project, env)["replication_key"] == "updated_at"
 
 
+def test_meltano_run_loads_what_real_workspaces_hold_with_intercoms_clock_ahead(project, pg_url, pg_schema, tmp_path):
+    """U+0000, half emojis and 1e400 (bad_data), Intercom's clock 5 s ahead: every row, then an incremental run."""
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=300, seed=13, bad_data=True, clock_offset=5) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema))
+        first = meltano_run(project, env)
+        assert_table_holds_what_was_sent(pg_url, pg_schema, sim, hydrated=True)
+        assert emitted(first) == len(sim.ids())
+        assert first.stderr.count("with U+FFFD (PostgreSQL cannot store them)") == len(REPLACED_WHEN_HYDRATED)
+
+        changed_at = sim.touch(defects(sim)["lone_high_surrogate"])
+        while sim.clock() < changed_at + 2:  # made before the next run starts, by Intercom's clock
+            time.sleep(0.1)
+        second = meltano_run(project, env)
+
+        assert emitted(second) == 1
+        assert second.stderr.count("with U+FFFD (PostgreSQL cannot store them)") == 1
+        assert_table_holds_what_was_sent(pg_url, pg_schema, sim, hydrated=True)
+
+
 @pytest.fixture(scope="module")
 def fast_ack_project(tmp_path_factory) -> Path:
     """The same project, its loader acknowledging STATE every 3 s instead of every 5 minutes."""
@@ -125,7 +148,7 @@ def fast_ack_project(tmp_path_factory) -> Path:
         (root / name).symlink_to(REPO / name)
     wrapper = root / "fast-ack-target-postgres"
     config = (REPO / "meltano.yml").read_text()
-    loader_executable = "    executable: target-postgres\n"
+    loader_executable = "    executable: target-intercom-postgres\n"
     assert loader_executable in config
     (root / "meltano.yml").write_text(config.replace(loader_executable, f"    executable: {wrapper}\n"))
     done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
@@ -177,3 +200,79 @@ def _persisted_bookmark(tmp_path: Path) -> str | None:
 def _job_env_with_db(tmp_path: Path) -> dict[str, str]:
     """Each test keeps its own Meltano system database, so state never leaks between tests."""
     return {"MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
+
+
+def readme_sql_on_parts() -> list[str]:
+    """The README's SQL blocks that read the parts table: the truncation listing and the analytics queries."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in readme.split("```sql\n")[1:]]
+    return [textwrap.dedent(block) for block in blocks if PARTS in block]
+
+
+def test_meltano_run_keeps_every_part_across_runs_and_a_deleted_conversations_parts_follow_it(
+    project, pg_url, pg_schema, tmp_path
+):
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=200, seed=14, long_conversation_parts=620) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema))
+        first = meltano_run(project, env)
+        assert sim.stats["by_route"]["retrieve"] == emitted(first) == 201  # one GET per conversation, none for parts
+        before = table_rows(pg_url, pg_schema, PARTS)
+        assert {i: (r["conversation_intercom_id"], r["data"]) for i, r in before.items()} == truth_parts(sim)
+        [long_id] = [i for i, c in sim.truth().items() if c["conversation_parts"]["total_count"] > 500]
+        assert sum(r["conversation_intercom_id"] == long_id for r in before.values()) == 500
+
+        # Three new parts push the three oldest returned out of Intercom's 500; one part is redacted.
+        for _ in range(3):
+            sim.touch(long_id)
+        edited_id = next(i for i, r in before.items()
+                         if r["part_type"] == "comment" and r["body"] and r["conversation_intercom_id"] != long_id)
+        sim.edit_part(before[edited_id]["conversation_intercom_id"], edited_id)
+        sim.reset_stats()
+        second = meltano_run(project, env)
+        assert sim.stats["by_route"]["retrieve"] == emitted(second) == 2
+
+        after = table_rows(pg_url, pg_schema, PARTS)
+        truth = truth_parts(sim)
+        kept = set(after) - set(truth)
+        assert {i: (after[i]["conversation_intercom_id"], after[i]["data"]) for i in truth} == truth
+        assert len(kept) == 3 and all(after[i] == before[i] for i in kept)  # no longer returned, still here
+        assert sum(r["conversation_intercom_id"] == long_id for r in after.values()) == 503
+        assert {i: r["pk"] for i, r in after.items() if i in before} == {i: r["pk"] for i, r in before.items()}
+        edited = after[edited_id]
+        assert (edited["redacted"], edited["body"]) == (True, None) and edited["updated_at"] > before[edited_id][
+            "updated_at"]
+
+        with psycopg.connect(pg_url) as conn:
+            conn.execute(f'SET search_path TO "{pg_schema}"')
+            answers = [conn.execute(query).fetchall() for query in readme_sql_on_parts()]
+        assert len(answers) == 3
+        assert answers[0] == [(long_id, 623, 500, 503, 3, 120)]  # the truncation listing
+        assert answers[1] and sum(row[1] for row in answers[1]) > 50  # median first admin reply per team
+
+        gone_at = int(time.time()) - 5
+        sim.delete(long_id, at=gone_at)
+        meltano_run(project, env)
+        rows = table_rows(pg_url, pg_schema, PARTS).values()
+        marked = [r["data"] for r in rows if r["conversation_intercom_id"] == long_id]
+        assert len(marked) == 503 and all(d["deleted"] is True and d["deleted_at"] == gone_at for d in marked)
+
+        removed = edited["conversation_intercom_id"]
+        sim.delete(removed)
+        meltano_run(project, {**env, "TAP_INTERCOM_CONVERSATION_DELETED_CONVERSATIONS": "remove"})
+        left = {r["conversation_intercom_id"] for r in table_rows(pg_url, pg_schema, PARTS).values()}
+        assert not left & {long_id, removed} and left == {c for c, _ in truth_parts(sim).values()}
+
+
+def test_meltano_select_without_the_parts_stream_loads_no_part_and_makes_the_same_calls(
+    project, pg_url, pg_schema, tmp_path
+):
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=150, seed=15) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema))
+        env["TAP_INTERCOM_CONVERSATION__SELECT"] = json.dumps(["*.*", f"!{PARTS}.*"])
+        first = meltano_run(project, env)
+        assert sim.stats["by_route"]["retrieve"] == emitted(first) == 150
+        assert_table_is_the_truth(pg_url, pg_schema, sim)
+        assert table_rows(pg_url, pg_schema, PARTS) == {}
+        assert "0 parts" in first.stderr

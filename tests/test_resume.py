@@ -31,8 +31,23 @@ from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_intercom_conversation.tap import WholeLineWriter
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, TAP, TARGET_POSTGRES, TapRun, apply_table, start_tap, tap_config, target_config
+from tests.pipeline import (
+    PARTS,
+    STREAM,
+    TAP,
+    TARGET_POSTGRES,
+    TapRun,
+    apply_table,
+    start_tap,
+    table_rows,
+    tap_config,
+    target_config,
+)
 from tests.tapcli import ERROR_PREFIX, assert_fails_with_one_line, assert_state_never_ahead, unexpected_lines
+from tests.test_parts import truth_parts
+
+# A conversation's RECORD line (the parts stream's records come before it, see parts.py).
+CONVERSATION_RECORD = f'{{"type":"RECORD","stream":"{STREAM}"'.encode()
 
 
 @dataclass
@@ -47,7 +62,7 @@ def pipe_and_kill(pg_url: str, schema: str, config: dict, state: dict | None, *,
                   after_records: int | None = None) -> Interrupted:
     """tap | (this test) | target-postgres, killing one of them as `kill` says.
 
-    kill="tap": SIGKILL the tap when `after_records` records have been forwarded.
+    kill="tap": SIGKILL the tap when `after_records` conversation records have been forwarded.
     kill="target": SIGKILL the target at that point; the tap then finds its output closed.
     kill="tap-after-last-record": let the tap finish but forward nothing after its last record, as
     if it had been killed between that record and its final STATE.
@@ -86,7 +101,7 @@ def pipe_and_kill(pg_url: str, schema: str, config: dict, state: dict | None, *,
                     target.stdin.flush()
                 except BrokenPipeError:
                     break
-                forwarded += line.startswith(b'{"type":"RECORD"')
+                forwarded += line.startswith(CONVERSATION_RECORD)
             tap.stdout.close()  # a tap still writing now finds its output closed, as with a dead target
             if kill in {"tap", "tap-after-last-record"} and tap.poll() is None:
                 os.kill(tap.pid, signal.SIGKILL)
@@ -181,6 +196,8 @@ def test_kills_at_several_points_then_a_resumed_run_converge(pg_url, pg_schema):
         stale = [i for i, payload in truth.items() if rows[i]["data"] != payload
                  or int(rows[i]["updated_at"].timestamp()) != payload["updated_at"]]
         assert stale == []
+        parts = table_rows(pg_url, pg_schema, PARTS)  # and every part of every conversation, once
+        assert {i: (r["conversation_intercom_id"], r["data"]) for i, r in parts.items()} == truth_parts(sim)
 
 
 @pytest.mark.parametrize(("conversations", "settings"), [
@@ -247,7 +264,7 @@ def test_a_pipe_on_stdout_is_widened_so_the_tap_runs_ahead_while_the_target_comm
     assert json.loads(first)["type"] == "SCHEMA"
     assert capacity == WholeLineWriter.PIPE_BYTES
     assert tap.returncode == 0
-    assert rest.count(b'{"type":"RECORD"') == 20
+    assert rest.count(CONVERSATION_RECORD) == 20
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")

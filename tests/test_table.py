@@ -31,6 +31,7 @@ UTC = dt.timezone.utc
 # 04:00Z plus one minute per record crosses 05:00-07:00Z, the hour New York lives twice (DST ends).
 BASE = dt.datetime(2024, 11, 3, 4, 0, tzinfo=UTC)
 NEW_YORK = "America/New_York"
+ALREADY_READY = "is ready (already in the documented shape), with intercom_conversation_part_v1 (already there)"
 
 # The definition in WebhookDB's documentation (intercom_conversation_v1.md), unqualified.
 DOCUMENTED_DDL = """
@@ -133,7 +134,7 @@ def test_applied_table_is_the_documented_one_and_reapplying_changes_nothing(
 ) -> None:
     line = apply(pg_url, pg_schema, capsys)
     assert line.startswith(f"intercom_conversation_v1 in schema '{pg_schema}' of database ")
-    assert line.endswith(" is ready (created)")
+    assert line.endswith(" is ready (created), with intercom_conversation_part_v1 (created)")
     with psycopg.connect(pg_url, autocommit=True) as conn:
         assert shape(conn, pg_schema) == documented_shape
         assert documented_shape["columns"]["pk"] == ["bigint", True, True, "bigint"]
@@ -141,7 +142,7 @@ def test_applied_table_is_the_documented_one_and_reapplying_changes_nothing(
             ("intercom_conversation_v1_pkey", "p"), ("intercom_conversation_v1_intercom_id_key", "u")}
         conn.execute(f"""INSERT INTO "{pg_schema}".intercom_conversation_v1 (intercom_id, data) VALUES ('1', '{{}}')""")
         before = rows(conn, pg_schema), shape(conn, pg_schema)
-        assert apply(pg_url, pg_schema, capsys).endswith("is ready (already in the documented shape)")
+        assert apply(pg_url, pg_schema, capsys).endswith(ALREADY_READY)
         assert (rows(conn, pg_schema), shape(conn, pg_schema)) == before
         triggers = conn.execute(
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
@@ -233,7 +234,7 @@ def test_migrates_a_hand_made_careless_table(
         "2": ("no id", None, None, None, dt.datetime(2024, 3, 10, tzinfo=UTC), None, {"id": "2"}),
         "3": ("no data", None, False, None, at + dt.timedelta(seconds=0.5), at + dt.timedelta(seconds=0.5), {}),
     }
-    assert apply(pg_url, pg_schema, capsys).endswith("is ready (already in the documented shape)")
+    assert apply(pg_url, pg_schema, capsys).endswith(ALREADY_READY)
 
 
 @needs_target
@@ -296,7 +297,8 @@ def test_cli_prints_one_line_on_success(pg_url: str, pg_schema: str) -> None:
     done = run_cli(TARGET_POSTGRES_SQLALCHEMY_URL=url, TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.count("\n") == 1
-    assert f"in schema '{pg_schema}'" in done.stdout and done.stdout.endswith("is ready (created)\n")
+    assert f"in schema '{pg_schema}'" in done.stdout and done.stdout.endswith(
+        "is ready (created), with intercom_conversation_part_v1 (created)\n")
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def parse_json(text: str, name: str, what: str) -> dict:
     return value
 
 
-def schema_problem(schema: dict, config: t.Mapping[str, t.Any]) -> str:
+def schema_problem(schema: dict, config: t.Mapping[str, t.Any], secrets: frozenset[str] = SECRET_SETTINGS) -> str:
     """The first JSON-schema violation in the settings, naming the setting (a secret's value is never shown)."""
     validator = validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(dict(config)), key=lambda e: [str(p) for p in e.absolute_path])
@@ -65,7 +65,7 @@ def schema_problem(schema: dict, config: t.Mapping[str, t.Any]) -> str:
         if missing == "access_token":
             return "access_token is missing: set it (TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN)"
         return f"{missing} is missing"
-    shown = "" if name.split(".")[0] in SECRET_SETTINGS else f" {show(error.instance)}"
+    shown = "" if name.split(".")[0] in secrets else f" {show(error.instance)}"
     if error.validator == "type":
         kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         wanted = " or ".join(_JSON_KINDS.get(kind, kind) for kind in kinds if kind != "null")
@@ -73,6 +73,29 @@ def schema_problem(schema: dict, config: t.Mapping[str, t.Any]) -> str:
     if error.validator == "enum":
         return f"{name}{shown} is not one of {', '.join(str(v) for v in error.validator_value)}"
     return f"{name} is invalid" if not shown else f"{name}{shown} is invalid ({error.validator})"
+
+
+
+
+def coerce_strings(config: dict[str, t.Any], schema: dict) -> None:
+    """Numbers and booleans written as text ("64", "false"), as a Meltano string setting passes them, made typed.
+
+    Meltano's own integer and boolean kinds cannot be used: it answers "abc" for an integer with a
+    100-line traceback and takes "maybe" for a boolean as false. Only plain digits and true/false
+    are typed; any other text ("yes", "ten minutes") is left for the schema check to name.
+    """
+    for name, value in list(config.items()):
+        kinds = schema.get("properties", {}).get(name, {}).get("type", [])
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not isinstance(value, str):
+            continue
+        text = value.strip().lower()
+        if "boolean" in kinds and text in {"true", "false"}:
+            config[name] = text == "true"
+        elif "integer" in kinds and re.fullmatch(r"[+-]?\d+", text):
+            config[name] = int(text)
+        elif "number" in kinds and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)", text):
+            config[name] = float(text)
 
 
 def check_state(state: object) -> None:

@@ -12,7 +12,6 @@ from functools import cached_property
 from urllib.parse import urlsplit
 
 import backoff
-import msgspec
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import resolve_proxies
@@ -20,6 +19,7 @@ from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.streams import RESTStream
 
+from tap_intercom_conversation.bodies import decoded_json
 from tap_intercom_conversation.concurrency import CONCURRENCY
 from tap_intercom_conversation.freshness import SERVER_CLOCK
 from tap_intercom_conversation.governor import GOVERNOR
@@ -305,10 +305,15 @@ class IntercomStream(RESTStream):
         if 400 <= status < 500 or status < 200 or 300 <= status < 400:
             code, message = error_code(response)
             raise IntercomRefused(f"{where} answered {status} {code or response.reason} {message}".rstrip())
-        from tap_intercom_conversation.records import decoded_search_answer  # records imports this module
+        from tap_intercom_conversation.records import decoded_conversation, decoded_search_answer  # imports us
 
-        decode = decoded_search_answer if where == SEARCH else msgspec.json.decode
-        try:  # parsed once (msgspec is twice as fast as json); a search answer's envelope is checked here
+        if where == SEARCH:
+            decode = decoded_search_answer
+        elif _CONVERSATION_ID.search(where) and where.startswith("GET "):
+            decode = decoded_conversation
+        else:
+            decode = decoded_json
+        try:  # parsed once, by msgspec unless only Python's json reads it (bodies.py); envelopes checked here
             response.json_body = decode(response.content)
         except ValueError:
             raise RetriableAPIError(f"{where} answered {status} with a body that is not valid JSON", response) from None

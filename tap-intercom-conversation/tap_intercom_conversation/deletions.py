@@ -9,7 +9,8 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.pagination import PageNumberPaginator
 
 from tap_intercom_conversation.client import IntercomStream
-from tap_intercom_conversation.records import BadPayload, to_iso
+from tap_intercom_conversation.freshness import SERVER_CLOCK
+from tap_intercom_conversation.records import BadPayload, is_unix_seconds, to_iso
 from tap_intercom_conversation.schema_files import schema_path
 
 if t.TYPE_CHECKING:
@@ -61,6 +62,7 @@ class DeletedConversationsStream(IntercomStream):
         self.found_every_new_one = False
         self.emitted = 0
         self._total: int | None = None
+        self._read_at: int | None = None
 
     def get_new_paginator(self) -> _DeletedPages:
         return _DeletedPages(self)
@@ -75,8 +77,9 @@ class DeletedConversationsStream(IntercomStream):
             raise BadPayload("the deleted conversations answer has no `conversations` list or `total_count`")
         if self._total is None:
             self._total = body["total_count"]
+            self._read_at = SERVER_CLOCK.floor()  # this answer's Date: Intercom's clock, as deleted_at is
         for row in rows:
-            if not isinstance(row, dict) or not row.get("id") or not isinstance(row.get("deleted_at"), int):
+            if not isinstance(row, dict) or not row.get("id") or not is_unix_seconds(row.get("deleted_at")):
                 raise BadPayload(f"a deleted conversation without id or deleted_at: {str(row)[:120]!r}")
         yield from rows
 
@@ -90,7 +93,7 @@ class DeletedConversationsStream(IntercomStream):
         state = self.get_context_state(context)
         known_total, last_read = state.get("deleted_total"), state.get("read_at")
         incremental = isinstance(known_total, int) and isinstance(last_read, int)
-        read_at = int(time.time())
+        read_at = int(time.time())  # only without a Date header: then this machine's clock is all there is
         remove_row = self.config["deleted_conversations"] == "remove"
         new_seen = 0
         for row in self.request_records(context):
@@ -108,4 +111,4 @@ class DeletedConversationsStream(IntercomStream):
                 "remove_row": remove_row,
             }
         if self._total is not None:
-            state["deleted_total"], state["read_at"] = self._total, read_at
+            state["deleted_total"], state["read_at"] = self._total, self._read_at or read_at

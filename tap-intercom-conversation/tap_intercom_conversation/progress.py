@@ -55,7 +55,8 @@ def run_summary(counts: dict[str, int], deletions: int, retries: int, rate_limit
     """The one line a run ends with."""
     return (
         f"Run summary: {counts['emitted']:,} emitted, {counts['hydrated']:,} hydrated, "
-        f"{counts['skipped_deleted']:,} skipped (404), {counts['truncated']:,} truncated, {deletions:,} deletions, "
+        f"{counts['skipped_deleted']:,} skipped (404), {counts['truncated']:,} truncated, {counts['parts']:,} parts, "
+        f"{counts['replaced']:,} with characters replaced, {deletions:,} deletions, "
         f"{retries:,} retries, {GOVERNOR.limit_waits:,} waits for the rate limit ({rate_limited:,} answered 429, "
         f"{GOVERNOR.waited_seconds:.1f} s), {seconds:.1f} s"
     )

@@ -5,8 +5,11 @@ field of the wrong type, stops the run with an error naming it rather than loadi
 The one documented coercion: an `id` sent as a JSON number becomes the same digits as text in
 `intercom_id` (Intercom documents ids as strings of digits); `data` keeps it as sent.
 
-A search row's `data` is the row's own bytes from the answer (msgspec.Raw), written into the record
-without being decoded and encoded again: in a search-only backfill that was most of the tap's CPU.
+A conversation's `data` is its own bytes from the answer (msgspec.Raw: a search row, or the whole body
+of GET /conversations/{id}), written into the record without being decoded and encoded again: in a
+search-only backfill that was most of the tap's CPU. Only the column fields (and the parts' count) are
+decoded, so a number a float cannot hold (1e400, 40 digits) stays in `data` exactly as sent. What
+PostgreSQL cannot store is replaced first (bodies.py); `replaced` says what, for the run's warning.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import re
 
 import msgspec
 
+from tap_intercom_conversation.bodies import Readable, decoded, kinds, plain
 from tap_intercom_conversation.client import IntercomError
 
 UTC = dt.timezone.utc
@@ -56,7 +60,7 @@ def to_unix(value: object, what: str) -> int:
     raise IntercomError(msg)
 
 
-def _is_unix_seconds(value: object) -> bool:
+def is_unix_seconds(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_UNIX_SECONDS
 
 
@@ -80,12 +84,12 @@ def checked_row(payload: object, expected_id: str | None = None) -> dict:
         raise BadPayload(f"conversation {expected_id}: Intercom answered with conversation {conversation_id} instead")
     if "updated_at" not in payload or payload["updated_at"] is None:
         raise BadPayload(f"conversation {conversation_id}: updated_at is missing")
-    if not _is_unix_seconds(payload.get("updated_at")):
+    if not is_unix_seconds(payload.get("updated_at")):
         raise BadPayload(
             f"conversation {conversation_id}: updated_at {show(payload.get('updated_at'))} is not unix seconds"
         )
     created_at = payload.get("created_at")
-    if created_at is not None and not _is_unix_seconds(created_at):
+    if created_at is not None and not is_unix_seconds(created_at):
         raise BadPayload(f"conversation {conversation_id}: created_at {show(created_at)} is not unix seconds")
     for field in _TEXT_COLUMNS:
         if payload.get(field) is not None and not isinstance(payload[field], str):
@@ -136,6 +140,17 @@ class _Columns(msgspec.Struct):
     read: object = None
 
 
+class _Parts(msgspec.Struct):
+    """conversation_parts: each part kept as sent, only counted."""
+
+    conversation_parts: list[msgspec.Raw] | None = None
+    total_count: int | None = None
+
+
+class _Conversation(_Columns):
+    conversation_parts: _Parts | None = None
+
+
 class _SearchAnswer(msgspec.Struct):
     conversations: list[msgspec.Raw]
     total_count: object = None
@@ -143,46 +158,87 @@ class _SearchAnswer(msgspec.Struct):
 
 
 _COLUMNS = msgspec.json.Decoder(_Columns)
+_CONVERSATION = msgspec.json.Decoder(_Conversation)
 _SEARCH_ANSWER = msgspec.json.Decoder(_SearchAnswer)
 
 
 class SearchRow(dict):
-    """A search row's column fields (absent and null alike left out); `raw`, the whole row as sent."""
+    """A conversation's column fields (absent and null alike left out); `raw`, the whole conversation as sent.
 
-    def __init__(self, fields: dict, raw: msgspec.Raw) -> None:
+    `replaced`: what was replaced in it (bodies.py), e.g. {"U+0000": 2}; empty for almost every one.
+    """
+
+    replaced: dict[str, int] = {}  # noqa: RUF012 - never mutated: an instance gets its own
+
+    def __init__(self, fields: dict, raw: msgspec.Raw, replaced: dict[str, int] | None = None) -> None:
         super().__init__(fields)
         self.raw = raw
+        if replaced:
+            self.replaced = replaced
 
 
 def decoded_search_answer(content: bytes) -> dict:
     """A search answer, its envelope and its rows checked; each row a SearchRow.
 
-    Content that is not JSON raises msgspec.DecodeError (a ValueError), as json would.
+    Content that is not JSON, even to Python's json, raises msgspec.DecodeError or json's (both ValueError).
     """
     try:
-        answer = _SEARCH_ANSWER.decode(content)
+        answer, body = decoded(content, _SEARCH_ANSWER.decode)
     except msgspec.ValidationError as err:
-        checked_search_answer(msgspec.json.decode(content))  # raises, naming what is wrong
+        checked_search_answer(plain(content))  # raises, naming what is wrong
         raise BadPayload(f"the search answer is not as documented: {err}") from None
-    body = checked_search_answer(
+    checked = checked_search_answer(
         {"conversations": answer.conversations, "total_count": answer.total_count, "pages": answer.pages}
     )  # the envelope first, then each row
-    body["conversations"] = [checked_search_row(raw) for raw in answer.conversations]
-    return body
+    rows = answer.conversations
+    if body.replaced:
+        checked["conversations"] = [
+            checked_search_row(raw, replaced) for raw, replaced in zip(rows, _per_row(rows, body), strict=True)
+        ]
+    else:
+        checked["conversations"] = [checked_search_row(raw) for raw in rows]
+    return checked
 
 
-def checked_search_row(raw: msgspec.Raw) -> SearchRow:
+def _per_row(rows: list[msgspec.Raw], body: Readable) -> list[dict[str, int]]:
+    """What was replaced in each row: the replacements between the row's first and last byte in the body."""
+    found, position = [], 0
+    for raw in rows:
+        start = body.content.find(bytes(raw), position)  # rows follow one another: the next match is this one
+        position = start + len(raw)
+        found.append(kinds(body.replaced, start, position))
+    return found
+
+
+def checked_search_row(raw: msgspec.Raw, replaced: dict[str, int] | None = None) -> SearchRow:
     try:
         columns = _COLUMNS.decode(raw)
     except msgspec.ValidationError as err:
-        checked_row(msgspec.json.decode(raw))  # raises: the row is not an object
+        checked_row(plain(raw))  # raises: the row is not an object
         raise BadPayload(f"Intercom sent a conversation that is not as documented: {err}") from None
     fields = {name: value for name, value in msgspec.structs.asdict(columns).items() if value is not None}
-    return checked_row(SearchRow(fields, raw))  # type: ignore[return-value]
+    return checked_row(SearchRow(fields, raw, replaced))  # type: ignore[return-value]
+
+
+def decoded_conversation(content: bytes) -> SearchRow:
+    """GET /conversations/{id}: the column fields and the parts' count decoded, `raw` the whole body."""
+    try:
+        conversation, body = decoded(content, _CONVERSATION.decode)
+    except msgspec.ValidationError as err:
+        checked_row(plain(content))  # raises, naming what is wrong
+        raise BadPayload(f"Intercom sent a conversation that is not as documented: {err}") from None
+    parts = conversation.conversation_parts
+    conversation.conversation_parts = None
+    fields = {name: value for name, value in msgspec.structs.asdict(conversation).items() if value is not None}
+    if parts is not None:
+        fields["conversation_parts"] = {
+            name: value for name, value in msgspec.structs.asdict(parts).items() if value is not None
+        }
+    return checked_row(SearchRow(fields, msgspec.Raw(body.content), kinds(body.replaced)))  # type: ignore[return-value]
 
 
 def as_record(payload: dict) -> dict:
-    """The row; `data` is the payload untouched, every field as Intercom sent it."""
+    """The row; `data` is the payload as Intercom sent it (what PostgreSQL cannot store replaced)."""
     created_at = payload.get("created_at")
     return {
         "intercom_id": str(payload["id"]),

@@ -11,6 +11,10 @@ from functools import cache
 from pathlib import Path
 
 STREAM_NAME = "intercom_conversation_v1"
+PARTS_STREAM = "intercom_conversation_part_v1"
+# Every table of the product, in the order they are applied: the parts table's triggers read the
+# conversation table's deletions.
+TABLES = (STREAM_NAME, PARTS_STREAM)
 
 _PACKAGED = Path(__file__).parent / "schemas"
 _REPOSITORY = Path(__file__).resolve().parents[2] / "schemas"
@@ -29,5 +33,5 @@ def stream_schema() -> dict:
     return json.loads(schema_path(f"{STREAM_NAME}.json").read_text(encoding="utf-8"))
 
 
-def table_sql() -> str:
-    return schema_path(f"{STREAM_NAME}.sql").read_text(encoding="utf-8")
+def table_sql(table: str = STREAM_NAME) -> str:
+    return schema_path(f"{table}.sql").read_text(encoding="utf-8")

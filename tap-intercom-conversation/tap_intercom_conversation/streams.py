@@ -6,17 +6,15 @@ import time
 import typing as t
 from functools import cached_property
 
-import msgspec
-import singer_sdk.singerlib as singer
 from singer_sdk import SchemaDirectory, StreamSchema
-from singer_sdk.helpers._typing import conform_record_data_types
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from tap_intercom_conversation.bodies import describe
 from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
 from tap_intercom_conversation.concurrency import CONCURRENCY
-from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through
+from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through, date_seconds
 from tap_intercom_conversation.hydration import ordered_map
+from tap_intercom_conversation.messages import QuickRecordMessages
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME, schema_path
@@ -30,7 +28,7 @@ MAX_PASSES = 5  # the first window, then catch-up windows for what changed while
 RECENT_LIMIT = 5000  # conversations remembered in STATE as already loaded at the bookmark's tail
 
 
-class ConversationsStream(IntercomStream):
+class ConversationsStream(QuickRecordMessages, IntercomStream):
     """Every conversation, found by search in `updated_at` order and hydrated with its parts.
 
     A run covers windows of `updated_at` seconds: the first from the bookmark minus the lookback (or
@@ -58,9 +56,12 @@ class ConversationsStream(IntercomStream):
         self._bookmark: int | None = None
         self._seen: dict[str, int] = {}
         self._search_cut = False  # a search stopped early: the bookmark must not pass it
+        self._first_date: int | None = None  # the Date of the window's first search answer
+        self._emitting: dict | None = None  # the payload of the record being emitted
         self.progress = Progress(self.logger, self.name)
         self.counts = {
-            "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "search_rows": 0, "passes": 0,
+            "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "replaced": 0, "search_rows": 0,
+            "passes": 0, "parts": 0,
         }
 
     # Search requests
@@ -79,6 +80,7 @@ class ConversationsStream(IntercomStream):
                 json=search_body(paginator.current_value, span.through),
             )
             response = self.send(prepared)
+            self._note_date(response.headers)
             body = response.json_body  # type: ignore[attr-defined]  # checked by validate_response
             rows = body["conversations"]
             if paginator.accept(body):
@@ -137,25 +139,48 @@ class ConversationsStream(IntercomStream):
         lower = None if self._bookmark is None else self._bookmark - lookback
         if start is not None:
             lower = start if lower is None else max(lower, start)
-        through = int(time.time()) - 1  # a second's margin: this machine's clock may run ahead of Intercom's
+        started = time.time()
+        through = int(started) - 1  # Intercom's clock is not known before its first answer: see _window_end
         for _ in range(MAX_PASSES):
-            self._lower, self._through = lower, through
+            self._lower, self._through, self._first_date = lower, through, None
             self.counts["passes"] += 1
             emitted_before = self.counts["emitted"]
             yield from self._one_window(context)
             if self._search_cut:
                 break
-            self._position = self._through  # the whole window is in: the bookmark may move to its end
+            covered, short = self._window_end(started)
+            self._position = covered  # the whole window is in: the bookmark may move to its end
             self._increment_bookmark(context)
             self._write_state_message()  # before the catch-up waits: the target gets every record and their STATE
-            if self.counts["emitted"] == emitted_before:
+            if self.counts["emitted"] == emitted_before and not short:
                 break
-            lower, through = self._through, self._catch_up_through()
+            lower, through = covered if lower is None else max(covered, lower), self._catch_up_through()
             if through <= lower:  # Intercom's clock is behind ours: what changed meanwhile is inside that window
                 break
         self._remember_recent(context, lookback)
         self.logger.info(self.progress.line())
         self.logger.info(CONCURRENCY.summary(int(self.config["max_concurrent_requests"])))
+
+    def _window_end(self, started: float) -> tuple[int, bool]:
+        """Where the window just read ends by Intercom's clock, and whether a catch-up window must follow.
+
+        The first window ends by this machine's clock, before any answer told Intercom's. If Intercom's is
+        behind, that end lies in Intercom's future, and only the seconds before the window's first answer
+        (its Date) are known complete: the bookmark stops there and a catch-up window reads on. If
+        Intercom's is ahead, the window ended before the second the run started in at Intercom, and a
+        catch-up window reads the changes made just before the run. Catch-up windows end by Intercom's
+        clock already, so neither applies to them.
+        """
+        covered = self._through if self._first_date is None else min(self._through, self._first_date)
+        offset = SERVER_CLOCK.offset()
+        ahead = offset is not None and self._through < int(started + offset) - 1
+        return covered, covered < self._through or (self.counts["passes"] == 1 and ahead)
+
+    def _note_date(self, headers: t.Mapping[str, str]) -> None:
+        """The earliest `Date` among the window's search answers (the first, unless threads race)."""
+        second = date_seconds(headers.get("Date"))
+        if second is not None and (self._first_date is None or second < self._first_date):
+            self._first_date = second
 
     def _catch_up_through(self) -> int:
         """Where the next window ends: after every second in which the last one read anything.
@@ -191,53 +216,38 @@ class ConversationsStream(IntercomStream):
             if payload is not row:
                 self.counts["hydrated"] += 1
                 self._warn_if_truncated(payload)
+            self._warn_if_replaced(payload)
             record = as_record(payload)
+            self._emitting = payload  # for get_child_context: the record's data is the answer's bytes
             newest = max(int(payload["updated_at"]), int(row["updated_at"]))
             self._seen[record["intercom_id"]] = complete_through(newest, fetched.sent_after)
             self._position = int(row["updated_at"])
             self.counts["emitted"] += 1
             yield record
 
-    def _generate_record_messages(self, record: dict) -> t.Iterator[singer.RecordMessage]:
-        """The SDK's (singer-sdk 0.54.9), but deselected columns are dropped without a walk through `data`.
+    # The conversation parts (parts.py): written from the payload, right before the conversation
 
-        The SDK looks up every key at every depth of the record in the selection mask: about a quarter
-        of the tap's CPU with `data` (hundreds of keys per conversation), while the schema lists no key
-        inside `data` that a catalog could deselect. A catalog that does name one gets the SDK's walk.
-        `data` as sent (a search row's bytes) is decoded only for what reads inside it: that walk,
-        stream maps or flattening.
+    @cached_property
+    def _parts_selected(self) -> bool:
+        return bool(self.config["include_conversation_parts"]) and any(c.selected for c in self.child_streams)
+
+    def get_child_context(self, record: dict, context: Context | None) -> Context | None:
+        """The hydrated payload, for its parts; None (nothing to do) without parts or when they are deselected.
+
+        `data` is the answer's own bytes: the payload the record was made of has the parts (bodies.py).
         """
-        if self._reads_inside_data and isinstance(record["data"], msgspec.Raw):
-            record["data"] = msgspec.json.decode(record["data"])
-        if self._selects_inside_columns:
-            yield from super()._generate_record_messages(record)
+        payload = self._emitting
+        if not self._parts_selected or payload is None or payload.get("conversation_parts") is None:
+            return None
+        return {"conversation": payload}
+
+    def _sync_children(self, child_context: Context | None) -> None:
+        """Each selected child writes this conversation's records at once (see parts.py), not a sync per context."""
+        if child_context is None:
             return
-        for column in self._deselected_columns:
-            record.pop(column, None)
-        record = conform_record_data_types(
-            stream_name=self.name, record=record, schema=self.effective_schema,
-            level=self.TYPE_CONFORMANCE_LEVEL, logger=self.logger,
-        )
-        for stream_map in self.stream_maps:
-            mapped = stream_map.transform(record)
-            if mapped is not None:
-                yield singer.RecordMessage(
-                    stream=stream_map.stream_alias, record=mapped, version=self._stream_version,
-                    time_extracted=utc_now(),
-                )
-
-    @cached_property
-    def _deselected_columns(self) -> tuple[str, ...]:
-        return tuple(column for column in self.schema["properties"] if not self.mask[("properties", column)])
-
-    @cached_property
-    def _selects_inside_columns(self) -> bool:
-        return any(len(breadcrumb) > 2 and not selected for breadcrumb, selected in self.mask.items())
-
-    @cached_property
-    def _reads_inside_data(self) -> bool:
-        maps = self.config.get("stream_maps") or self.config.get("flattening_enabled")
-        return bool(maps) or self._selects_inside_columns
+        for child in self.child_streams:
+            if child.selected:
+                self.counts["parts"] += child.write_parts(child_context)  # type: ignore[attr-defined]
 
     def _warn_if_truncated(self, payload: dict) -> None:
         """Intercom returns at most the 500 most recent parts; `data` stays as sent, the gap is reported."""
@@ -250,6 +260,16 @@ class ConversationsStream(IntercomStream):
             self.logger.warning(
                 "Conversation %s has %d parts; Intercom returned only the %d most recent",
                 payload["id"], total, returned,
+            )
+
+    def _warn_if_replaced(self, payload: dict) -> None:
+        """One warning per conversation in which what PostgreSQL cannot store was replaced (bodies.py)."""
+        replaced = getattr(payload, "replaced", None)
+        if replaced:
+            self.counts["replaced"] += 1
+            self.logger.warning(
+                "Conversation %s: replaced %s with U+FFFD (PostgreSQL cannot store them)",
+                payload["id"], describe(replaced),
             )
 
     def _first_sight(self, row: dict) -> bool:

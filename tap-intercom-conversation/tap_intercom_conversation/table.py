@@ -1,9 +1,10 @@
-"""intercom-conversation-table: make intercom_conversation_v1 ready for target-postgres.
+"""intercom-conversation-table: make intercom_conversation_v1 and its parts table ready for target-postgres.
 
-target-postgres 0.8.1 can neither create this table correctly (it makes timestamp without time
-zone and no pk) nor load the documented one (it copies its staged pk values, so the second batch
-of new rows collides). schemas/intercom_conversation_v1.sql fixes both; this applies it where
-target-postgres will look: the schema its `default_target_schema` names, in one transaction.
+target-postgres 0.8.1 can neither create these tables correctly (it makes timestamp without time
+zone and no pk) nor load the documented ones (it copies its staged pk values, so the second batch
+of new rows collides). schemas/intercom_conversation_v1.sql and schemas/intercom_conversation_part_v1.sql
+fix both; this applies every table of the product (schema_files.TABLES) where target-postgres will
+look: the schema its `default_target_schema` names, all in one transaction.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import sys
 from collections.abc import Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+except ModuleNotFoundError as missing:  # installed without the [postgres] extra: one line, not a traceback
+    sys.exit(f"intercom-conversation-table: {missing.name} is missing: install tap-intercom-conversation[postgres]")
 
-from tap_intercom_conversation.schema_files import STREAM_NAME, table_sql
+from tap_intercom_conversation.schema_files import STREAM_NAME, TABLES, table_sql
 
 PROG = "intercom-conversation-table"
 URL_ENV = "TARGET_POSTGRES_SQLALCHEMY_URL"
@@ -27,8 +31,6 @@ SCHEMA_ENV = "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"
 CONNECT_TIMEOUT_SECONDS = 10
 # postgresql://, postgres://, postgresql+psycopg://, postgresql+psycopg2://, ...
 _SCHEME = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://", re.IGNORECASE)
-# What the SQL's migration block says (RAISE NOTICE) when it reshaped a careless table.
-_MIGRATED = f"{STREAM_NAME}: migrated "
 
 
 class InputError(Exception):
@@ -85,46 +87,51 @@ def check_schema(schema: str) -> None:
 
 
 def apply(url: str, schema: str) -> str:
-    """Create the schema if missing and apply the table SQL in it, all in one transaction.
+    """Create the schema if missing and apply every table's SQL in it (TABLES, in order), all in one transaction.
 
-    Returns what happened: created, migrated (with what the migration did) or already as documented.
+    Returns what happened to each table: created, migrated (with what the migration did) or already as documented.
     """
     where = f"database {conninfo_to_dict(url).get('dbname') or '(default)'}"
     try:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     except psycopg.Error as error:
         raise InputError(f"cannot connect to {url}: {_one_line(error)}") from None
-    migrations: list[str] = []
+    migrations: dict[str, str] = {}
 
     def note_migration(diag: psycopg.errors.Diagnostic) -> None:
-        if (diag.message_primary or "").startswith(_MIGRATED):
-            migrations.append(diag.message_primary or "")
+        """A table's migration block says `<table>: migrated ...` (RAISE NOTICE) when it reshaped a careless table."""
+        for name in TABLES:
+            if (diag.message_primary or "").startswith(f"{name}: migrated "):
+                migrations[name] = (diag.message_primary or "").removeprefix(f"{name}: ")
 
     conn.add_notice_handler(note_migration)
+    applying = STREAM_NAME
     try:
         with conn, conn.transaction():
             row = conn.execute(
                 "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = %(s)s),"
-                " EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                "         WHERE n.nspname = %(s)s AND c.relname = %(t)s)",
-                {"s": schema, "t": STREAM_NAME},
+                " array(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                "       WHERE n.nspname = %(s)s AND c.relname = ANY(%(t)s))",
+                {"s": schema, "t": list(TABLES)},
             ).fetchone()
-            schema_exists, table_existed = row if row else (False, False)
+            schema_exists, existed = row if row else (False, [])
             # Only when missing: CREATE SCHEMA checks the CREATE privilege on the database first,
             # even with IF NOT EXISTS, and a loader role may own a schema without that privilege.
             if not schema_exists:
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
-            conn.execute(table_sql())  # no parameters: sent as is, several statements at once
+            for applying in TABLES:
+                conn.execute(table_sql(applying))  # no parameters: sent as is, several statements at once
     except psycopg.Error as error:
         raise InputError(
-            f"cannot apply {STREAM_NAME}.sql in schema {schema!r} of {where}: {_one_line(error)}"
+            f"cannot apply {applying}.sql in schema {schema!r} of {where}: {_one_line(error)}"
         ) from None
-    if migrations:
-        state = migrations[-1].removeprefix(f"{STREAM_NAME}: ")
-    else:
-        state = "already in the documented shape" if table_existed else "created"
-    return f"{STREAM_NAME} in schema {schema!r} of {where} is ready ({state})"
+    def state(name: str, unchanged: str) -> str:
+        return migrations.get(name) or (unchanged if name in existed else "created")
+
+    conversations = state(STREAM_NAME, "already in the documented shape")
+    others = ", ".join(f"{name} ({state(name, 'already there')})" for name in TABLES[1:])
+    return f"{STREAM_NAME} in schema {schema!r} of {where} is ready ({conversations}), with {others}"
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import signal
 import stat
@@ -25,9 +26,17 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib import RecordMessage
 
-from tap_intercom_conversation.checks import check_settings, check_state, parse_json, read_json, schema_problem
+from tap_intercom_conversation.checks import (
+    check_settings,
+    check_state,
+    coerce_strings,
+    parse_json,
+    read_json,
+    schema_problem,
+)
 from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomError, IntercomStream
 from tap_intercom_conversation.deletions import DELETION_STREAM, DeletedConversationsStream
+from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.schema_files import STREAM_NAME
 from tap_intercom_conversation.streams import ConversationsStream
@@ -145,10 +154,21 @@ class TapIntercomConversation(Tap):
             description="What a conversation deleted in Intercom becomes in the table (API 2.16+): mark keeps "
             'the row and adds "deleted": true and "deleted_at" to its data; remove deletes the row.',
         ),
+        th.Property(
+            "log_metrics", th.BooleanType, default=False,
+            description="True: singer-sdk's METRIC line for every request and stream (also at log level debug). "
+            "False: the log is progress lines, warnings and the run summary.",
+        ),
     ).to_dict()
 
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A METRIC line per request would be most of the log (a million lines for a million conversations).
+        if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
+            self.metrics_logger.setLevel(logging.WARNING)
+
     def discover_streams(self) -> list[IntercomStream]:
-        return [ConversationsStream(tap=self), DeletedConversationsStream(tap=self)]
+        return [ConversationsStream(tap=self), ConversationPartsStream(tap=self), DeletedConversationsStream(tap=self)]
 
     def sync_all(self) -> None:
         """The sync, then one summary line (also when it stops on an error)."""
@@ -169,6 +189,7 @@ class TapIntercomConversation(Tap):
         A sync stops on it (IntercomError: one line, exit 1). Discovery, which needs no request, goes on
         with one warning line instead, so a catalog can be made before the secrets are set.
         """
+        coerce_strings(self._config, self.config_jsonschema)
         try:
             super()._validate_config(raise_errors=True)  # also fills in the defaults
             check_settings(self.config)

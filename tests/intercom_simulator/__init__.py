@@ -7,7 +7,7 @@
 
 Endpoints: POST /conversations/search, GET /conversations, GET /conversations/{id},
 GET /conversations/deleted (2.16+). Behaviour follows the OpenAPI description in
-/work/shared/intercom-openapi (validated by tests/test_simulator.py via spec.py):
+tests/intercom_openapi/ (vendored, MIT; validated by tests/test_simulator.py via spec.py):
 
 - search rows and list rows are ``conversation_list_item`` (no conversation_parts);
   GET returns the 500 most recent parts with the real ``total_count``.

@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fault-seed", type=int, default=None, help="defaults to --seed")
     p.add_argument("--date-comparison", choices=("strict", "inclusive"), default="strict")
     p.add_argument("--long-conversation-parts", type=int, default=0)
+    p.add_argument("--clock-offset", type=float, default=0.0,
+                   help="seconds the simulated Intercom's clock is ahead of this machine's (negative: behind)")
+    p.add_argument("--bad-data", action="store_true",
+                   help="add conversations holding U+0000, lone surrogates and numbers a float cannot hold")
     return p.parse_args(argv)
 
 
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, rate_limit=args.rate_limit,
         faults=faults, date_comparison=args.date_comparison,
         long_conversation_parts=args.long_conversation_parts, host=args.host, port=args.port,
+        clock_offset=args.clock_offset, bad_data=args.bad_data,
     ).start()
     print(f"intercom simulator listening on {sim.url}", flush=True)
     try:

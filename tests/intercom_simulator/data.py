@@ -38,6 +38,8 @@ class Rec(NamedTuple):
     version: int = 0
     deleted_at: int | None = None
     metrics_retained: bool = False
+    edits: tuple[tuple[int, int], ...] = ()  # (part index, when): parts edited (redacted) since they were made
+    defect: str | None = None  # one of DEFECTS: what render.py breaks in this conversation (bad_data)
 
     @property
     def n_parts(self) -> int:
@@ -87,10 +89,37 @@ BODIES: list[str] = [
 ]
 
 
+# bad_data: one more conversation per case, each carrying what real workspaces hold and JSON allows.
+DEFECTS = (
+    "nul_in_title",  # "Pasted from Word\u0000"
+    "nul_in_part_body",  # in a conversation part (GET only: search rows have no parts)
+    "nul_in_custom_attribute_key",
+    "lone_high_surrogate",  # the title, cut in half by UTF-16 units: "Cut in half \ud83d"
+    "lone_low_surrogate",  # a custom attribute's value: "\ude00 the other half"
+    "huge_numbers",  # custom attributes 1e400 and a 40-digit integer
+    "escaped_backslash",  # "C:\\u0000": a backslash, then text; not a NUL, nothing to replace
+)
+
+
+def defective(now: int, next_id: int) -> tuple[list[Rec], int]:
+    """One conversation per DEFECTS case, updated a day ago, a minute apart; returns (records, next_id)."""
+    recs = []
+    for index, defect in enumerate(DEFECTS):
+        updated_at = now - DAY + 60 * index
+        recs.append(Rec(
+            id=next_id, created_at=updated_at - 3600, updated_at=updated_at, base_updated_at=updated_at,
+            state="open", read=False, snoozed_until=None, waiting_since=updated_at, n_base=3, touches=(),
+            priority="none", admin_assignee_id=ADMINS[0][0], team_assignee_id=TEAMS[0][0], title=None,
+            base_waiting=True, defect=defect,
+        ))
+        next_id += 7
+    return recs, next_id
+
+
 def generate(
-    seed: int, now: int, n: int, long_parts: int = 0
+    seed: int, now: int, n: int, long_parts: int = 0, bad_data: bool = False
 ) -> tuple[list[Rec], int]:
-    """Generate `n` (+1 if `long_parts`) conversations; returns (records, next_id)."""
+    """Generate `n` (+1 if `long_parts`, + len(DEFECTS) if `bad_data`) conversations; returns (records, next_id)."""
     rng = random.Random(seed)
     created = sorted(now - rng.randint(3600, HISTORY_SECONDS) for _ in range(n))
     recs: list[Rec] = []
@@ -109,6 +138,9 @@ def generate(
             admin_assignee_id=ADMINS[0][0], team_assignee_id=TEAMS[0][0],
             title="A very long conversation 📜", base_waiting=True,
         ))
+    if bad_data:
+        bad, cid = defective(now, cid + rng.randint(1, 1500))
+        recs += bad
     return recs, cid + rng.randint(1, 1500)
 
 
@@ -206,6 +238,14 @@ def touched(rec: Rec, seed: int, at: int) -> Rec:
         updated_at=at, state=state, read=read, waiting_since=waiting, snoozed_until=snoozed,
         touches=(*rec.touches, touch), version=rec.version + 1,
     )
+
+
+def part_edited(rec: Rec, k: int, at: int) -> Rec:
+    """`rec` after its part `k` was edited (redacted) at `at`: the part and the conversation are updated then."""
+    if not 0 <= k < rec.n_parts:
+        raise KeyError(f"conversation {rec.id} has no part {k}")
+    at = max(at, rec.updated_at)
+    return rec._replace(updated_at=at, edits=(*rec.edits, (k, at)), version=rec.version + 1)
 
 
 def new_record(seed: int, cid: int, at: int) -> Rec:

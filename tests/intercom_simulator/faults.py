@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -80,16 +81,17 @@ WINDOW = 10
 
 
 class RateLimiter:
-    """Fixed 10-second windows aligned to the wall clock, counted per token."""
+    """Fixed 10-second windows aligned to Intercom's clock, counted per token."""
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # Intercom's clock: windows and X-RateLimit-Reset follow it
         self.enforce = limit is not None
         self.limit = DEFAULT_REPORTED_LIMIT if limit is None else int(limit)
         self.windows: dict[str, tuple[int, int]] = {}
         self.lock = threading.Lock()
 
     def hit(self, token: str) -> tuple[bool, dict[str, str]]:
-        start = int(time.time()) // WINDOW * WINDOW
+        start = int(self.clock()) // WINDOW * WINDOW
         with self.lock:
             window, count = self.windows.get(token, (start, 0))
             count = count + 1 if window == start else 1

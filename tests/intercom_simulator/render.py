@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
 from .data import ADMINS, BODIES, BOT, Rec
@@ -18,6 +19,38 @@ from .static import Static, admin_author, static_for
 PART_CAP = 500
 NOTES = ["<p>Internal note: customer is on the legacy plan.</p>", "<p>Escalating to tier 2 🔧</p>",
          "<p>Refund approved — 20 €</p>"]
+
+
+NUMBER = "__sim_number__:"  # a string NUMBER + "1e400" is written as the number 1e400 (see dumps)
+_NUMBER = re.compile(rb'"__sim_number__:([^"]*)"')
+
+
+def dumps(value: Any) -> bytes:
+    """UTF-8 JSON; a lone surrogate written as its escape, as Intercom does; NUMBER strings as numbers."""
+    try:
+        data = json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8: only an escape can carry it
+        data = json.dumps(value).encode()
+    return _NUMBER.sub(rb"\1", data) if NUMBER.encode() in data else data
+
+
+def _break(row: dict[str, Any], defect: str) -> None:
+    """What real data holds and JSON allows, in the search row (and so in the GET payload too)."""
+    custom = dict(row["custom_attributes"])  # static_for's dict is shared: never changed in place
+    if defect == "nul_in_title":
+        row["title"] = "Pasted from Word\x00 and a NUL"
+    elif defect == "lone_high_surrogate":
+        row["title"] = "Cut in half \ud83d"
+    elif defect == "nul_in_custom_attribute_key":
+        custom["Order\x00number"] = "A-1001"
+    elif defect == "lone_low_surrogate":
+        custom["Feedback"] = "\ude00 the other half"
+    elif defect == "huge_numbers":
+        custom["Lifetime value"] = NUMBER + "1e400"
+        custom["Account number"] = 1234567890123456789012345678901234567890
+    elif defect == "escaped_backslash":
+        row["title"] = "C:\\u0000 is a path, not a NUL"
+    row["custom_attributes"] = custom
 
 
 def list_item(seed: int, rec: Rec) -> dict[str, Any]:
@@ -46,6 +79,8 @@ def list_item(seed: int, rec: Rec) -> dict[str, Any]:
     for key in ("linked_objects", "ai_agent_participated", "ai_agent", "sales_agent_participated",
                 "sales_agent", "channel", "external_references"):
         row[key] = st[key]
+    if rec.defect is not None:
+        _break(row, rec.defect)
     return row
 
 
@@ -58,6 +93,8 @@ def conversation(seed: int, rec: Rec) -> dict[str, Any]:
         "conversation_parts": [_part(seed, rec, st, k) for k in range(max(0, total - PART_CAP), total)],
         "total_count": total,
     }
+    if rec.defect == "nul_in_part_body" and row["conversation_parts"]["conversation_parts"]:
+        row["conversation_parts"]["conversation_parts"][-1]["body"] = "<p>Copied from a PDF\x00</p>"
     return row
 
 
@@ -163,6 +200,9 @@ def _part(seed: int, rec: Rec, st: Static, k: int) -> dict[str, Any]:
         "event_details": None,
         "app_package_code": None,
     }
+    edited = max((at for index, at in rec.edits if index == k), default=None)
+    if edited is not None:  # a redaction: the body goes, the part says so
+        part.update(body=None, redacted=True, updated_at=edited)
     if kind in ("assignment", "away_mode_assignment"):
         part["assigned_to"] = {"type": "admin", "id": str(rng.choice(ADMINS)[0])}
     elif kind == "conversation_attribute_updated_by_admin":
@@ -236,7 +276,7 @@ class RowCache:
         for rec in recs:
             cached = self._encoded.get(rec.id)
             if cached is None or cached[0] is not rec:  # records are immutable: a change is a new one
-                cached = (rec, json.dumps(list_item(self.seed, rec), ensure_ascii=False).encode())
+                cached = (rec, dumps(list_item(self.seed, rec)))
                 self._encoded[rec.id] = cached
             encoded.append(cached[1])
         return encoded
@@ -246,6 +286,6 @@ def encode(payload: Any) -> bytes:
     """The JSON body, its list items joined as they are when they were encoded already."""
     rows = payload.get("conversations") if isinstance(payload, dict) else None
     if not isinstance(rows, EncodedRows):
-        return json.dumps(payload, ensure_ascii=False).encode()
+        return dumps(payload)
     head = json.dumps({key: value for key, value in payload.items() if key != "conversations"}, ensure_ascii=False)
     return b"".join((head[:-1].encode(), b', "conversations": [', b", ".join(rows), b"]}"))

@@ -25,6 +25,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header, by the simulated Intercom's clock (clock_offset)."""
+        return super().date_time_string(self.server.app.store.clock() if timestamp is None else timestamp)
+
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""

@@ -32,11 +32,18 @@ class IntercomSimulator:
         long_conversation_parts: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        clock_offset: float = 0.0,
+        bad_data: bool = False,
     ) -> None:
+        """clock_offset: how far the simulated Intercom's clock is ahead of this machine's (negative: behind);
+        its updated_at and deleted_at values, `Date` header, rate-limit windows and X-RateLimit-Reset follow it.
+        bad_data: add one conversation per data.DEFECTS case (U+0000, lone surrogates, 1e400, ...).
+        """
         if date_comparison not in ("strict", "inclusive"):
             raise ValueError("date_comparison must be 'strict' or 'inclusive'")
         self.seed, self.token, self.host, self.port = seed, token, host, port
-        self.now = int(time.time()) if now is None else int(now)
+        self.clock_offset = float(clock_offset)
+        self.now = int(self.clock()) if now is None else int(now)
         self.date_comparison = date_comparison
         self.on_search_page: Callable[[int], None] | None = None
         # on_request(method, path, json_body_or_None) -> (status, body[, headers]) | None: answer a
@@ -47,16 +54,20 @@ class IntercomSimulator:
         # on_payload(route, payload) -> payload: rewrite a successful answer before it is sent
         # (route: "search", "retrieve", "list" or "deleted"), e.g. to break a conversation.
         self.on_payload: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
-        self._store = Store(seed, self.now, conversations, long_conversation_parts)
+        self._store = Store(seed, self.now, conversations, long_conversation_parts, bad_data, self.clock)
         self._stats = Stats()
         self._app = App(
-            self._store, token, FaultInjector(faults), RateLimiter(rate_limit), self._stats,
+            self._store, token, FaultInjector(faults), RateLimiter(rate_limit, self.clock), self._stats,
             date_comparison == "inclusive", latency_ms, jitter_ms,
             hook=lambda: self.on_search_page, base_url=lambda: self.url,
             on_request=lambda: self.on_request, on_payload=lambda: self.on_payload,
         )
         self._server: SimServer | None = None
         self._thread: threading.Thread | None = None
+
+    def clock(self) -> float:
+        """The simulated Intercom's clock: this machine's plus clock_offset."""
+        return time.time() + self.clock_offset
 
     # ---- lifecycle ---------------------------------------------------------
     def start(self) -> IntercomSimulator:
@@ -106,6 +117,14 @@ class IntercomSimulator:
         """Exactly what the search (and list) endpoint returns for this conversation."""
         return copy.deepcopy(render.list_item(self.seed, self._rec(cid)))
 
+    def sent(self, cid: str | int) -> bytes:
+        """The body GET /conversations/{id} answers now, as bytes (bad_data: escapes and 1e400 as sent)."""
+        return render.dumps(render.conversation(self.seed, self._rec(cid)))
+
+    def sent_search_row(self, cid: str | int) -> bytes:
+        """A search row for this conversation, as bytes, as the search endpoint writes it."""
+        return render.dumps(render.list_item(self.seed, self._rec(cid)))
+
     def truth(self) -> dict[str, dict[str, Any]]:
         """Every live conversation id -> its GET payload."""
         return {str(r.id): copy.deepcopy(render.conversation(self.seed, r)) for r in self._store.snapshot()}
@@ -116,6 +135,10 @@ class IntercomSimulator:
 
     def touch(self, cid: str | int, at: int | None = None) -> int:
         return self._store.touch(int(cid), at)
+
+    def edit_part(self, cid: str | int, part_id: str, at: int | None = None) -> int:
+        """Edit (redact) one part of a conversation: its body goes, `redacted` and both updated_at change."""
+        return self._store.edit_part(int(cid), part_id, at)
 
     def delete(self, cid: str | int, at: int | None = None) -> None:
         self._store.delete(int(cid), at)

@@ -10,9 +10,10 @@ import bisect
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from .data import Rec, generate, new_record, touched
+from .data import Rec, generate, new_record, part_edited, touched
 from .query import Compiled
 
 Key = tuple[int, int]
@@ -20,10 +21,12 @@ SORT_FIELDS = ("updated_at", "created_at", "id")
 
 
 class Store:
-    def __init__(self, seed: int, now: int, n: int, long_parts: int = 0) -> None:
+    def __init__(self, seed: int, now: int, n: int, long_parts: int = 0, bad_data: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
         self.seed = seed
+        self.clock = clock  # Intercom's clock: every updated_at and deleted_at the store sets itself
         self.lock = threading.RLock()
-        recs, self._next_id = generate(seed, now, n, long_parts)
+        recs, self._next_id = generate(seed, now, n, long_parts, bad_data)
         self.records: dict[int, Rec] = {r.id: r for r in recs}
         self.index: list[Key] = sorted((r.updated_at, r.id) for r in recs)
         self.deleted: dict[int, Rec] = {}
@@ -94,7 +97,16 @@ class Store:
             old = self.records.get(cid)
             if old is None:
                 raise KeyError(f"no live conversation {cid}")
-            new = touched(old, self.seed, int(time.time()) if at is None else int(at))
+            new = touched(old, self.seed, int(self.clock()) if at is None else int(at))
+            self._replace(old, new)
+            return new.updated_at
+
+    def edit_part(self, cid: int, part_id: str, at: int | None = None) -> int:
+        with self.lock:
+            old = self.records.get(cid)
+            if old is None:
+                raise KeyError(f"no live conversation {cid}")
+            new = part_edited(old, int(part_id) - cid * 1_000_000, int(time.time()) if at is None else int(at))
             self._replace(old, new)
             return new.updated_at
 
@@ -115,7 +127,7 @@ class Store:
             if old is None:
                 raise KeyError(f"no live conversation {cid}")
             del self.index[bisect.bisect_left(self.index, (old.updated_at, old.id))]
-            when = int(time.time()) if at is None else int(at)
+            when = int(self.clock()) if at is None else int(at)
             retained = random.Random(f"{self.seed}/{cid}/deleted").random() < 0.5
             self.deleted[cid] = old._replace(deleted_at=when, metrics_retained=retained)
             bisect.insort(self.deleted_index, (when, cid))
@@ -124,5 +136,5 @@ class Store:
         with self.lock:
             cid = self._next_id
             self._next_id += random.Random(f"{self.seed}/{cid}/gap").randint(1, 1500)
-            self._replace(None, new_record(self.seed, cid, int(time.time()) if at is None else int(at)))
+            self._replace(None, new_record(self.seed, cid, int(self.clock()) if at is None else int(at)))
             return str(cid)
