@@ -13,7 +13,6 @@ Exit 0: the table matches; 1: it differs; 2: an error (one line, never the token
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import os
 import sys
@@ -32,7 +31,7 @@ from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.listing import ListingStream, parts_count
 from tap_intercom_conversation.parts import decoded_part, part_record
 from tap_intercom_conversation.progress import Progress
-from tap_intercom_conversation.records import as_record, to_unix
+from tap_intercom_conversation.records import as_record, to_iso, to_unix
 
 if t.TYPE_CHECKING:
     from tap_intercom_conversation.verify_table import Differences, TableCheck
@@ -48,10 +47,6 @@ CLASSES = {
     "parts": "Parts: {n:,} hydrated rows hold fewer parts than statistics.count_conversation_parts",
 }
 logger = logging.getLogger(PROG)
-
-
-def _iso(unix_seconds: int) -> str:
-    return dt.datetime.fromtimestamp(unix_seconds, tz=dt.timezone.utc).isoformat()
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -91,7 +86,7 @@ def _stream(config_arg: str) -> ListingStream:
 
 def report(found: Differences, cutoff: int, why: str) -> None:
     print(
-        f"Cut-off: conversations updated before {_iso(cutoff)} ({why}) are compared; "
+        f"Cut-off: conversations updated before {to_iso(cutoff)} ({why}) are compared; "
         f"{found.after_cutoff:,} updated since are not"
     )
     for kind, line in CLASSES.items():
