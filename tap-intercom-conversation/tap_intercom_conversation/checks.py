@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from jsonschema.validators import validator_for
 from singer_sdk.helpers._util import load_json
 
-from tap_intercom_conversation.client import IntercomError
+from tap_intercom_conversation.errors import IntercomError
 from tap_intercom_conversation.records import show, to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME
 

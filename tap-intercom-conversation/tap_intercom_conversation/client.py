@@ -16,13 +16,15 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import resolve_proxies
 from singer_sdk.authenticators import BearerTokenAuthenticator
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.streams import RESTStream
 
 from tap_intercom_conversation.bodies import decoded_json
 from tap_intercom_conversation.concurrency import CONCURRENCY
+from tap_intercom_conversation.errors import IntercomError, IntercomNotFound, IntercomRefused, IntercomRequestFailed
 from tap_intercom_conversation.freshness import SERVER_CLOCK
 from tap_intercom_conversation.governor import GOVERNOR
+from tap_intercom_conversation.records import decoded_conversation, decoded_search_answer
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -47,22 +49,6 @@ RETRIED = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-
-
-class IntercomError(Exception):
-    """An expected failure: reported as one line, without a traceback."""
-
-
-class IntercomRequestFailed(IntercomError):
-    """Intercom kept failing (5xx, drops, timeouts) after every retry."""
-
-
-class IntercomRefused(IntercomError, FatalAPIError):
-    """Intercom refused the request for a reason retrying cannot fix."""
-
-
-class IntercomNotFound(IntercomRefused):
-    """A 404: for a conversation, it was deleted after the search found it."""
 
 
 class RequestStats:
@@ -305,8 +291,6 @@ class IntercomStream(RESTStream):
         if 400 <= status < 500 or status < 200 or 300 <= status < 400:
             code, message = error_code(response)
             raise IntercomRefused(f"{where} answered {status} {code or response.reason} {message}".rstrip())
-        from tap_intercom_conversation.records import decoded_conversation, decoded_search_answer  # imports us
-
         if where == SEARCH:
             decode = decoded_search_answer
         elif _CONVERSATION_ID.search(where) and where.startswith("GET "):

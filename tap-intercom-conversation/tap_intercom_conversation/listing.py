@@ -13,8 +13,8 @@ import typing as t
 
 import msgspec
 
-from tap_intercom_conversation.client import IntercomError
 from tap_intercom_conversation.concurrency import SEARCHES_IN_FLIGHT
+from tap_intercom_conversation.errors import IntercomError
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.search import PER_PAGE

@@ -22,7 +22,7 @@ import re
 import msgspec
 
 from tap_intercom_conversation.bodies import Readable, decoded, kinds, plain
-from tap_intercom_conversation.client import IntercomError
+from tap_intercom_conversation.errors import IntercomError
 
 UTC = dt.timezone.utc
 _TEXT_COLUMNS = ("title", "state")

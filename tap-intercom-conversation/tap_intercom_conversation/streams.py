@@ -10,8 +10,9 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_intercom_conversation.bodies import describe
-from tap_intercom_conversation.client import IntercomError, IntercomNotFound, IntercomStream
+from tap_intercom_conversation.client import IntercomStream
 from tap_intercom_conversation.concurrency import CONCURRENCY
+from tap_intercom_conversation.errors import IntercomError, IntercomNotFound
 from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through, date_seconds
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.messages import QuickRecordMessages

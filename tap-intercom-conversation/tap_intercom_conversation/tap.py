@@ -34,8 +34,9 @@ from tap_intercom_conversation.checks import (
     read_json,
     schema_problem,
 )
-from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomError, IntercomStream
+from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomStream
 from tap_intercom_conversation.deletions import DELETION_STREAM, DeletedConversationsStream
+from tap_intercom_conversation.errors import IntercomError, Interrupted, OutputClosed
 from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.schema_files import STREAM_NAME
@@ -255,18 +256,6 @@ class TapIntercomConversation(Tap):
             super().invoke(config=config, state=state, catalog=catalog)
         except BrokenPipeError:  # click would exit 1 without a word
             raise OutputClosed("the output was closed (the target stopped reading)") from None
-
-
-class Interrupted(IntercomError):
-    """A termination signal: the run stops and exits 128 + the signal's number, as a shell reports it."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.exit_code = 128 + signum
-
-
-class OutputClosed(IntercomError):
-    """stdout is a pipe whose reader (the target) went away."""
 
 
 def one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from singer_sdk.logging import ConsoleFormatter
 
 from tap_intercom_conversation.checks import read_json
-from tap_intercom_conversation.client import IntercomError
 from tap_intercom_conversation.concurrency import CONCURRENCY
+from tap_intercom_conversation.errors import IntercomError
 from tap_intercom_conversation.freshness import SERVER_CLOCK
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.listing import ListingStream, parts_count
