@@ -29,7 +29,7 @@ import psycopg
 import pytest
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
-from tap_intercom_conversation.tap import WholeLineWriter
+from tap_intercom_conversation.writer import WholeLineWriter
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import (
     PARTS,

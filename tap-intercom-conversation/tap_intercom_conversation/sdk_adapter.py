@@ -4,6 +4,17 @@ An SDK upgrade starts here: each entry below names the private API, why no publi
 and what to check when the SDK changes. Everything else in the package uses public singer-sdk API only.
 
 # --- the tap (tap.py) ---
+TapAdapter, the base of TapIntercomConversation:
+- `_validate_config` (override): the SDK calls it from PluginBase.__init__, after merging the settings
+  from the environment, with no public hook around it; the tap coerces string values, adds the checks
+  JSON schema cannot express, and turns a violation into one line. Forwarded to `validate_settings`.
+- `_config` (use): the settings as given, which that check coerces in place before validation; the
+  public `config` is a read-only view of it. Handed to `validate_settings` as its argument.
+- `sync_all` (`@final` override): the run summary line must be printed also when the sync stops on an
+  error, and `Tap.invoke` builds the tap and calls sync_all with nothing public around the call.
+  Forwarded to `log_run_summary` (in a finally block).
+Public instead since issue 17: `state_writer` (was `_state_writer`); the termination handler is
+installed with `signal.signal` (was an override of `_handle_termination`).
 
 # --- the HTTP client (client.py) ---
 
@@ -12,7 +23,36 @@ and what to check when the SDK changes. Everything else in the package uses publ
 
 from __future__ import annotations
 
+import time
+import typing as t
+
+from singer_sdk import Tap
+from typing_extensions import override
+
 # --- the tap (tap.py) ---
+
+
+class TapAdapter(Tap):
+    """The tap's private SDK hooks, each forwarded to a public-named method the tap implements."""
+
+    @override
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        return self.validate_settings(self._config, raise_errors=raise_errors)
+
+    def validate_settings(self, settings: dict[str, t.Any], *, raise_errors: bool) -> list[str]:
+        """The SDK's JSON-schema validation of `settings` (the mutable dict behind `config`)."""
+        return super()._validate_config(raise_errors=raise_errors)
+
+    @override  # type: ignore[misc]  # sync_all is @final in the SDK: see the module docstring
+    def sync_all(self) -> None:
+        started = time.monotonic()
+        try:
+            super().sync_all()
+        finally:
+            self.log_run_summary(time.monotonic() - started)
+
+    def log_run_summary(self, seconds: float) -> None:
+        """Called once the sync has ended, after `seconds`, however it ended."""
 
 
 # --- the HTTP client (client.py) ---

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
 import signal
-import stat
 import sys
-import time
+import threading
 import types
 import typing as t
 import warnings
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-
 import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.singerlib import RecordMessage
+from typing_extensions import override
 
 from tap_intercom_conversation.checks import (
     check_settings,
@@ -40,66 +32,15 @@ from tap_intercom_conversation.errors import IntercomError, Interrupted, OutputC
 from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.schema_files import STREAM_NAME
+from tap_intercom_conversation.sdk_adapter import TapAdapter
 from tap_intercom_conversation.streams import ConversationsStream
+from tap_intercom_conversation.writer import WholeLineWriter, schedule_as_batch
 
 DEFAULT_LOOKBACK_SECONDS = 600
 DEFAULT_MAX_CONCURRENT_REQUESTS = 500  # 4,167 calls per 10 s (25,000 a minute) x 1 s latency x 1.2
 
 
-class WholeLineWriter(MsgSpecWriter):
-    """Singer messages on stdout, where a termination signal never lands inside a line.
-
-    msgspec, not the SDK's default simplejson: encoding and writing records was a third of the tap's
-    CPU in a search-only run, which shares the machine with the loader. Records are written in
-    blocks of about 64 KB rather than one system call each (a third of what remained); every other
-    message (STATE above all) is written at once, with the records before it, so a STATE never
-    reaches the target ahead of a record it covers, and records never wait for more than a STATE.
-
-    A signal that arrives while a message is being written (a blocked write to a full pipe runs the
-    handler inside it) waits until that line is complete, so the STATE the handler writes is a line
-    of its own.
-    """
-
-    BLOCK_BYTES = 64 * 1024  # a pipe's default buffer
-    PIPE_BYTES = 1024 * 1024  # Linux's limit for an unprivileged process (/proc/sys/fs/pipe-max-size)
-    writing = False
-    pending: t.Callable[[], None] | None = None
-
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._block = bytearray()
-        widen_pipe(sys.stdout, self.PIPE_BYTES)
-
-    def write_message(self, message: t.Any) -> None:
-        self.writing = True
-        try:
-            self._block += self.format_message(message)
-            if not isinstance(message, RecordMessage) or len(self._block) >= self.BLOCK_BYTES:
-                block, self._block = memoryview(self._block), bytearray()
-                while block:  # a signal can cut a large write short (measured: 49,152 of 65,862 bytes)
-                    block = block[sys.stdout.buffer.write(block):]
-                sys.stdout.flush()
-        finally:
-            self.writing = False
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            pending()
-
-
-def widen_pipe(stream: t.IO, size: int) -> None:
-    """Let the pipe `stream` writes to hold `size` bytes; a stream that is not a pipe, or cannot grow, is left as it is.
-
-    With 64 KB (about 20 records), the tap can only run ahead of the target by those while the target
-    commits a batch; with 1 MB it does its work then, rather than competing with the target for a CPU.
-    """
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
-    with contextlib.suppress(OSError, ValueError):  # also a stream without a file descriptor
-        fd = stream.fileno()
-        if set_size is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
-            fcntl.fcntl(fd, set_size, size)
-
-
-class TapIntercomConversation(Tap):
+class TapIntercomConversation(TapAdapter, Tap):
     """Intercom conversations, backfilled then kept in sync, for the table intercom_conversation_v1."""
 
     name = "tap-intercom-conversation"
@@ -168,35 +109,34 @@ class TapIntercomConversation(Tap):
         # A METRIC line per request would be most of the log (a million lines for a million conversations).
         if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
             self.metrics_logger.setLevel(logging.WARNING)
+        self.listen_for_termination()
 
+    @override
     def discover_streams(self) -> list[IntercomStream]:
         return [ConversationsStream(tap=self), ConversationPartsStream(tap=self), DeletedConversationsStream(tap=self)]
 
-    def sync_all(self) -> None:
-        """The sync, then one summary line (also when it stops on an error)."""
-        started = time.monotonic()
-        try:
-            super().sync_all()
-        finally:
-            conversations = self.streams[STREAM_NAME]
-            deletions = self.streams[DELETION_STREAM]
-            self.logger.info(run_summary(
-                conversations.counts, deletions.emitted, REQUEST_STATS.retries, REQUEST_STATS.rate_limited,
-                time.monotonic() - started,
-            ))
+    @override
+    def log_run_summary(self, seconds: float) -> None:
+        """One line for the whole run, also when the sync stopped on an error."""
+        conversations = t.cast(ConversationsStream, self.streams[STREAM_NAME])
+        deletions = t.cast(DeletedConversationsStream, self.streams[DELETION_STREAM])
+        self.logger.info(run_summary(
+            conversations.counts, deletions.emitted, REQUEST_STATS.retries, REQUEST_STATS.rate_limited, seconds,
+        ))
 
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+    @override
+    def validate_settings(self, settings: dict[str, t.Any], *, raise_errors: bool) -> list[str]:
         """JSON-schema validation, then the checks it cannot express; the first mistake, naming its setting.
 
         A sync stops on it (IntercomError: one line, exit 1). Discovery, which needs no request, goes on
         with one warning line instead, so a catalog can be made before the secrets are set.
         """
-        coerce_strings(self._config, self.config_jsonschema)
+        coerce_strings(settings, self.config_jsonschema)
         try:
-            super()._validate_config(raise_errors=True)  # also fills in the defaults
+            super().validate_settings(settings, raise_errors=True)  # also fills in the defaults
             check_settings(self.config)
         except ConfigValidationError:
-            problem = IntercomError(f"configuration: {schema_problem(self.config_jsonschema, self._config)}")
+            problem = IntercomError(f"configuration: {schema_problem(self.config_jsonschema, settings)}")
         except IntercomError as err:
             problem = err
         else:
@@ -206,26 +146,36 @@ class TapIntercomConversation(Tap):
         self.logger.warning("%s (discovery goes on; a sync would stop here)", problem)
         return [str(problem)]
 
-    def _handle_termination(self, signum: int, frame: types.FrameType | None) -> None:
-        """SIGTERM/SIGINT: the STATE so far (it covers only records already written), then exit 128 + signum.
+    def listen_for_termination(self) -> None:
+        """SIGTERM and SIGINT go to `on_termination`, in place of the handler the SDK installed.
 
         The SDK's handler exits 0, which would tell a scheduler that an interrupted run completed.
+        Python runs signal handlers in the main thread only, so a tap built in another thread keeps the SDK's.
         """
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGINT", "SIGTERM"):
+                if hasattr(signal, name):
+                    signal.signal(getattr(signal, name), self.on_termination)
+
+    def on_termination(self, signum: int, frame: types.FrameType | None) -> None:
+        """SIGTERM/SIGINT: the STATE so far (it covers only records already written), then exit 128 + signum."""
         writer = self.message_writer
         if isinstance(writer, WholeLineWriter) and writer.writing:
-            writer.pending = lambda: self._handle_termination(signum, frame)
+            writer.pending = lambda: self.on_termination(signum, frame)
             return
         try:
-            self._state_writer.write_state(self.state)
+            self.state_writer.write_state(self.state)
         finally:
             name = signal.Signals(signum).name
             raise Interrupted(f"interrupted by {name}; the last STATE covers every record written before it", signum)
 
+    @override
     def load_state(self, state: dict[str, t.Any]) -> None:
         """Refuse a state whose bookmark cannot be trusted, before anything is requested."""
         check_state(state)
         super().load_state(state)
 
+    @override
     @classmethod
     def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
         """--config files: one line naming the file when one is missing or is not a JSON object."""
@@ -234,6 +184,7 @@ class TapIntercomConversation(Tap):
                 read_json(path, "configuration")
         return super().cb_config(ctx, param, value)
 
+    @override
     @classmethod
     def invoke(  # type: ignore[override]
         cls,
@@ -265,20 +216,6 @@ def one_line_warning(message: Warning | str, category: type[Warning], *_: object
     promise that stderr holds log lines and at most one error line.
     """
     return f"{category.__name__}: {message}"
-
-
-def schedule_as_batch() -> None:
-    """Ask Linux to treat the tap as a batch job (SCHED_BATCH); threads started later inherit it.
-
-    Its priority is unchanged; what changes is that a thread of the tap woken by an answer or by room in
-    the pipe no longer preempts a running process, such as the target it shares the machine with:
-    the tap runs ahead of the target, so its work can wait for the next tick, and the target's cannot.
-    Where the policy does not exist or is refused (a sandbox), the tap runs as it was started.
-    """
-    policy = getattr(os, "SCHED_BATCH", None)  # Linux only
-    if policy is not None:
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
 def main() -> None:
