@@ -13,8 +13,10 @@ TapAdapter, the base of TapIntercomConversation:
 - `sync_all` (`@final` override): the run summary line must be printed also when the sync stops on an
   error, and `Tap.invoke` builds the tap and calls sync_all with nothing public around the call.
   Forwarded to `log_run_summary` (in a finally block).
-Public instead since issue 17: `state_writer` (was `_state_writer`); the termination handler is
-installed with `signal.signal` (was an override of `_handle_termination`).
+- `_handle_termination` (override): PluginBase.__init__ installs it for SIGINT/SIGTERM itself; replacing
+  it with signal.signal after __init__ would leave a window in which a signal exits 0. Forwarded to
+  `on_termination`.
+Public instead since issue 17: `state_writer` (was `_state_writer`).
 
 # --- the HTTP client (client.py) ---
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import time
 import typing as t
+from types import FrameType
 
 from singer_sdk import Tap
 from typing_extensions import override
@@ -53,6 +56,14 @@ class TapAdapter(Tap):
 
     def log_run_summary(self, seconds: float) -> None:
         """Called once the sync has ended, after `seconds`, however it ended."""
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        self.on_termination(signum, frame)
+
+    def on_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGINT/SIGTERM: the SDK's handler (writes the STATE, then exits 0)."""
+        super()._handle_termination(signum, frame)
 
 
 # --- the HTTP client (client.py) ---

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import types
 import typing as t
 import warnings
@@ -109,7 +108,6 @@ class TapIntercomConversation(TapAdapter, Tap):
         # A METRIC line per request would be most of the log (a million lines for a million conversations).
         if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
             self.metrics_logger.setLevel(logging.WARNING)
-        self.listen_for_termination()
 
     @override
     def discover_streams(self) -> list[IntercomStream]:
@@ -146,19 +144,12 @@ class TapIntercomConversation(TapAdapter, Tap):
         self.logger.warning("%s (discovery goes on; a sync would stop here)", problem)
         return [str(problem)]
 
-    def listen_for_termination(self) -> None:
-        """SIGTERM and SIGINT go to `on_termination`, in place of the handler the SDK installed.
+    @override
+    def on_termination(self, signum: int, frame: types.FrameType | None) -> None:
+        """SIGTERM/SIGINT: the STATE so far (it covers only records already written), then exit 128 + signum.
 
         The SDK's handler exits 0, which would tell a scheduler that an interrupted run completed.
-        Python runs signal handlers in the main thread only, so a tap built in another thread keeps the SDK's.
         """
-        if threading.current_thread() is threading.main_thread():
-            for name in ("SIGINT", "SIGTERM"):
-                if hasattr(signal, name):
-                    signal.signal(getattr(signal, name), self.on_termination)
-
-    def on_termination(self, signum: int, frame: types.FrameType | None) -> None:
-        """SIGTERM/SIGINT: the STATE so far (it covers only records already written), then exit 128 + signum."""
         writer = self.message_writer
         if isinstance(writer, WholeLineWriter) and writer.writing:
             writer.pending = lambda: self.on_termination(signum, frame)
