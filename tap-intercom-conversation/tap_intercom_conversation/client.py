@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import threading
 import time
 import typing as t
 from functools import cached_property
@@ -20,14 +19,14 @@ from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.streams import RESTStream
 
 from tap_intercom_conversation.bodies import decoded_json
-from tap_intercom_conversation.concurrency import CONCURRENCY
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound, IntercomRefused, IntercomRequestFailed
-from tap_intercom_conversation.freshness import SERVER_CLOCK
-from tap_intercom_conversation.governor import GOVERNOR
 from tap_intercom_conversation.records import decoded_conversation, decoded_search_answer
 
 if t.TYPE_CHECKING:
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
+
+    from tap_intercom_conversation.runtime import Runtime
 
 REGION_URLS = {
     "us": "https://api.intercom.io",
@@ -49,23 +48,6 @@ RETRIED = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-
-
-class RequestStats:
-    """Retries and rate-limit waits of this process, for the run's summary line."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.retries = 0
-        self.rate_limited = 0
-
-    def add(self, what: str) -> None:
-        with self._lock:
-            setattr(self, what, getattr(self, what) + 1)
-
-
-REQUEST_STATS = RequestStats()
-_PROXIES: dict[tuple[str, str], dict] = {}  # (scheme, host) -> the proxies requests would resolve for it
 
 
 def describe(method: str, path: str) -> str:
@@ -127,8 +109,10 @@ class IntercomStream(RESTStream):
 
     records_jsonpath = "$[*]"
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, tap: Tap, *args: t.Any, **kwargs: t.Any) -> None:
+        self.runtime: Runtime = tap.runtime  # type: ignore[attr-defined]  # the tap's, shared by its streams
+        self._proxy_cache: dict[tuple[str, str], dict] = {}  # (scheme, host) -> the proxies requests resolves
+        super().__init__(tap, *args, **kwargs)
         if _QUIET not in self.logger.filters:
             self.logger.addFilter(_QUIET)
 
@@ -170,10 +154,10 @@ class IntercomStream(RESTStream):
         requests resolves them on each send (NO_PROXY matching): 4 % of the tap's CPU when hydrating.
         """
         host = urlsplit(request.url or "")[:2]
-        proxies = _PROXIES.get(host)
+        proxies = self._proxy_cache.get(host)
         if proxies is None:
             session = self.requests_session
-            proxies = _PROXIES[host] = resolve_proxies(request, session.proxies, session.trust_env)
+            proxies = self._proxy_cache[host] = resolve_proxies(request, session.proxies, session.trust_env)
         return proxies
 
     # Retries: exponential with full jitter, bounded; waiting for the rate limit is not a retry.
@@ -188,7 +172,7 @@ class IntercomStream(RESTStream):
         return backoff.full_jitter(value)
 
     def backoff_handler(self, details: dict) -> None:
-        REQUEST_STATS.add("retries")
+        self.runtime.stats.add_retry()
         self.logger.warning(
             "Retrying after try %d of %d: %s; waiting %.1f s",
             details["tries"],
@@ -201,21 +185,21 @@ class IntercomStream(RESTStream):
         """Send under the rate governor; a 429 waits for the window to reset and goes again."""
         authenticated = self.authenticator(prepared_request)
         where = describe(prepared_request.method or "", prepared_request.path_url)
+        governor, clock = self.runtime.governor, self.runtime.clock
         for _ in range(MAX_RATE_LIMITED):
-            GOVERNOR.acquire()
-            sent_after = SERVER_CLOCK.floor()
+            governor.acquire()
+            sent_after = clock.floor()
             sent = time.monotonic()
             response = self.requests_session.send(
                 authenticated, timeout=self.timeout, allow_redirects=False, proxies=self._proxies(authenticated)
             )
-            CONCURRENCY.observe(time.monotonic() - sent, search=where == SEARCH)
+            self.runtime.concurrency.observe(time.monotonic() - sent, search=where == SEARCH)
             response.sent_after = sent_after  # type: ignore[attr-defined]  # see freshness.py
-            GOVERNOR.observe(response.headers)
-            SERVER_CLOCK.observe(response.headers)
+            governor.observe(response.headers)
+            clock.observe(response.headers)
             if response.status_code != 429:
                 break
-            REQUEST_STATS.add("rate_limited")
-            GOVERNOR.rate_limited_until(response.headers)
+            governor.rate_limited_until(response.headers)
             self.logger.info("Rate limited (429) on %s; waiting for the window to reset", where)
         else:
             raise IntercomRequestFailed(

@@ -1,4 +1,4 @@
-"""One rate governor per process, shared by every request and every thread.
+"""One rate governor per tap (runtime.Runtime), shared by every request and every thread of its streams.
 
 Intercom counts calls per app in fixed 10-second windows and reports the window on every response
 (`X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`). The governor admits a call only
@@ -181,5 +181,3 @@ class RateGovernor:
                 self._used = self._limit if self._limit is not None else 0
                 self._blocked_until = max(self._blocked_until, reset_at)
 
-
-GOVERNOR = RateGovernor()

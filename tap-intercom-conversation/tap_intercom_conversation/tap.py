@@ -34,11 +34,12 @@ from tap_intercom_conversation.checks import (
     read_json,
     schema_problem,
 )
-from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomStream
+from tap_intercom_conversation.client import REGION_URLS, IntercomStream
 from tap_intercom_conversation.deletions import DELETION_STREAM, DeletedConversationsStream
 from tap_intercom_conversation.errors import IntercomError, Interrupted, OutputClosed
 from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
+from tap_intercom_conversation.runtime import Runtime
 from tap_intercom_conversation.schema_files import STREAM_NAME
 from tap_intercom_conversation.streams import ConversationsStream
 
@@ -164,6 +165,7 @@ class TapIntercomConversation(Tap):
     ).to_dict()
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self.runtime = Runtime()  # before the SDK builds the streams: each reads it from its tap
         super().__init__(*args, **kwargs)
         # A METRIC line per request would be most of the log (a million lines for a million conversations).
         if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
@@ -181,7 +183,7 @@ class TapIntercomConversation(Tap):
             conversations = self.streams[STREAM_NAME]
             deletions = self.streams[DELETION_STREAM]
             self.logger.info(run_summary(
-                conversations.counts, deletions.emitted, REQUEST_STATS.retries, REQUEST_STATS.rate_limited,
+                conversations.counts, deletions.emitted, self.runtime,
                 time.monotonic() - started,
             ))
 
