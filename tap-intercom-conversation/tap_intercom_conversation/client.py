@@ -5,21 +5,21 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
 import typing as t
 from functools import cached_property
 from urllib.parse import urlsplit
 
 import backoff
 import requests
-from requests.adapters import HTTPAdapter
 from requests.utils import resolve_proxies
+from singer_sdk import metrics
 from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.streams import RESTStream
 
 from tap_intercom_conversation.bodies import decoded_json
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound, IntercomRefused, IntercomRequestFailed
+from tap_intercom_conversation.governor import SEARCH, GovernedAdapter, describe
 from tap_intercom_conversation.records import decoded_conversation, decoded_search_answer
 
 if t.TYPE_CHECKING:
@@ -33,11 +33,9 @@ REGION_URLS = {
     "eu": "https://api.eu.intercom.io",
     "au": "https://api.au.intercom.io",
 }
-SEARCH = "POST /conversations/search"
 _CONVERSATION_ID = re.compile(r"/\d+$")
 MAX_TRIES = 8  # first try + 7 retries, about two minutes of backoff at most
 SEARCH_CONNECTIONS = 16  # kept beside the hydration's: the search thread(s) and the deleted list
-MAX_RATE_LIMITED = 60  # 429s in a row for one request (ten minutes of windows) before giving up
 # What is retried with backoff: Intercom's 5xx/408 and unparsable 200s (RetriableAPIError), timeouts,
 # connections refused, reset or dropped, and bodies cut short.
 RETRIED = (
@@ -48,10 +46,6 @@ RETRIED = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-
-
-def describe(method: str, path: str) -> str:
-    return f"{method} {path.split('?')[0]}"
 
 
 def failure(request: requests.PreparedRequest, error: BaseException, timeout: float) -> str:
@@ -105,6 +99,7 @@ def error_code(response: requests.Response) -> tuple[str, str]:
 
 
 class IntercomStream(RESTStream):
+    allow_redirects = False  # the SDK's own sends (the deletions' pages) too
     """Everything every Intercom request shares."""
 
     records_jsonpath = "$[*]"
@@ -142,7 +137,7 @@ class IntercomStream(RESTStream):
         session = super().requests_session
         if not getattr(session, "_intercom_pool", False):
             size = int(self.config.get("max_concurrent_requests", 1)) + SEARCH_CONNECTIONS
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size)
+            adapter = GovernedAdapter(self.runtime, self.logger, pool_connections=4, pool_maxsize=size)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session._intercom_pool = True  # type: ignore[attr-defined]
@@ -181,33 +176,23 @@ class IntercomStream(RESTStream):
             details["wait"],
         )
 
-    def _request(self, prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
-        """Send under the rate governor; a 429 waits for the window to reset and goes again."""
+    def send_once(self, prepared_request: requests.PreparedRequest) -> requests.Response:
+        """One try: authenticated, sent through the governed adapter (governor, 429 waits), timed, validated."""
         authenticated = self.authenticator(prepared_request)
-        where = describe(prepared_request.method or "", prepared_request.path_url)
-        governor, clock = self.runtime.governor, self.runtime.clock
-        for _ in range(MAX_RATE_LIMITED):
-            governor.acquire()
-            sent_after = clock.floor()
-            sent = time.monotonic()
-            response = self.requests_session.send(
-                authenticated, timeout=self.timeout, allow_redirects=False, proxies=self._proxies(authenticated)
-            )
-            self.runtime.concurrency.observe(time.monotonic() - sent, search=where == SEARCH)
-            response.sent_after = sent_after  # type: ignore[attr-defined]  # see freshness.py
-            governor.observe(response.headers)
-            clock.observe(response.headers)
-            if response.status_code != 429:
-                break
-            governor.rate_limited_until(response.headers)
-            self.logger.info("Rate limited (429) on %s; waiting for the window to reset", where)
-        else:
-            raise IntercomRequestFailed(
-                f"{where} answered 429 rate_limit_exceeded {MAX_RATE_LIMITED} times in a row; "
-                "another client is using this app's whole rate limit"
-            )
-        endpoint = _CONVERSATION_ID.sub("/{id}", prepared_request.path_url.split("?")[0])  # one tag per endpoint
-        self._write_request_duration_log(endpoint=endpoint, response=response, context=context, extra_tags=None)
+        response = self.requests_session.send(
+            authenticated, timeout=self.timeout, allow_redirects=False, proxies=self._proxies(authenticated)
+        )
+        if self.metrics_logger.isEnabledFor(logging.INFO):  # a METRIC line per request only when asked for
+            succeeded = response.status_code < 400
+            endpoint = _CONVERSATION_ID.sub("/{id}", prepared_request.path_url.split("?")[0])  # one tag per endpoint
+            metrics.log(self.metrics_logger, metrics.Point(
+                "timer", metric=metrics.Metric.HTTP_REQUEST_DURATION, value=response.elapsed.total_seconds(),
+                tags={
+                    metrics.Tag.STREAM: self.name, metrics.Tag.ENDPOINT: endpoint,
+                    metrics.Tag.HTTP_STATUS_CODE: response.status_code,
+                    metrics.Tag.STATUS: metrics.Status.SUCCEEDED if succeeded else metrics.Status.FAILED,
+                },
+            ))
         self.validate_response(response)
         return response
 
@@ -238,12 +223,12 @@ class IntercomStream(RESTStream):
         return request_or_give_up
 
     @cached_property
-    def _request_with_retries(self) -> t.Callable:
+    def request_with_retries(self) -> t.Callable:
         """Built once: hydration sends one request per conversation."""
-        return self.request_decorator(self._request)
+        return self.request_decorator(lambda prepared_request, _context: self.send_once(prepared_request))
 
     def send(self, prepared_request: requests.PreparedRequest) -> requests.Response:
-        return self._request_with_retries(prepared_request, None)
+        return self.request_with_retries(prepared_request, None)
 
     def validate_response(self, response: requests.Response) -> None:
         where = describe(response.request.method or "", response.request.path_url)
