@@ -16,6 +16,7 @@ from singer_sdk import metrics
 from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.streams import RESTStream
+from typing_extensions import override
 
 from tap_intercom_conversation.bodies import decoded_json
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound, IntercomRefused, IntercomRequestFailed
@@ -104,6 +105,7 @@ class IntercomStream(RESTStream):
 
     records_jsonpath = "$[*]"
 
+    @override
     def __init__(self, tap: Tap, *args: t.Any, **kwargs: t.Any) -> None:
         self.runtime: Runtime = tap.runtime  # type: ignore[attr-defined]  # the tap's, shared by its streams
         self._proxy_cache: dict[tuple[str, str], dict] = {}  # (scheme, host) -> the proxies requests resolves
@@ -112,22 +114,27 @@ class IntercomStream(RESTStream):
             self.logger.addFilter(_QUIET)
 
     @property
+    @override
     def url_base(self) -> str:
         return (self.config.get("api_url") or REGION_URLS[self.config.get("region", "us")]).rstrip("/")
 
     @cached_property
+    @override
     def authenticator(self) -> BearerTokenAuthenticator:
         return BearerTokenAuthenticator(token=self.config["access_token"])
 
     @property
+    @override
     def http_headers(self) -> dict:
         return {"Intercom-Version": self.config["api_version"], "Accept": "application/json"}
 
     @property
+    @override
     def timeout(self) -> float:
         return float(self.config["request_timeout_seconds"])
 
     @property
+    @override
     def requests_session(self) -> requests.Session:
         """A session whose connection pool fits the requests in flight (the SDK makes a default one first).
 
@@ -157,15 +164,19 @@ class IntercomStream(RESTStream):
 
     # Retries: exponential with full jitter, bounded; waiting for the rate limit is not a retry.
 
+    @override
     def backoff_wait_generator(self) -> t.Generator[float, None, None]:
         return backoff.expo(base=2, factor=0.5, max_value=30)
 
+    @override
     def backoff_max_tries(self) -> int:
         return MAX_TRIES
 
+    @override
     def backoff_jitter(self, value: float) -> float:
         return backoff.full_jitter(value)
 
+    @override
     def backoff_handler(self, details: dict) -> None:
         self.runtime.stats.add_retry()
         self.logger.warning(
@@ -196,6 +207,7 @@ class IntercomStream(RESTStream):
         self.validate_response(response)
         return response
 
+    @override
     def request_decorator(self, func: t.Callable) -> t.Callable:
         """Bounded backoff; when it runs out, one line naming the endpoint and the last failure.
 
@@ -230,6 +242,7 @@ class IntercomStream(RESTStream):
     def send(self, prepared_request: requests.PreparedRequest) -> requests.Response:
         return self.request_with_retries(prepared_request, None)
 
+    @override
     def validate_response(self, response: requests.Response) -> None:
         where = describe(response.request.method or "", response.request.path_url)
         status = response.status_code

@@ -29,6 +29,7 @@ import typing as t
 from collections.abc import Callable, Mapping
 
 from requests.adapters import HTTPAdapter
+from typing_extensions import override
 
 from tap_intercom_conversation.errors import IntercomRequestFailed
 from tap_intercom_conversation.freshness import ClockOffset, date_seconds
@@ -212,6 +213,7 @@ class GovernedAdapter(HTTPAdapter):
         self._runtime = runtime
         self._logger = logger
 
+    @override
     def send(self, request: requests.PreparedRequest, stream: bool = False, **kwargs: t.Any) -> requests.Response:
         governor, clock = self._runtime.governor, self._runtime.clock
         where = describe(request.method or "", request.path_url)
