@@ -5,40 +5,38 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import threading
-import time
 import typing as t
 from functools import cached_property
 from urllib.parse import urlsplit
 
 import backoff
 import requests
-from requests.adapters import HTTPAdapter
 from requests.utils import resolve_proxies
+from singer_sdk import metrics
 from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.streams import RESTStream
+from typing_extensions import override
 
 from tap_intercom_conversation.bodies import decoded_json
-from tap_intercom_conversation.concurrency import CONCURRENCY
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound, IntercomRefused, IntercomRequestFailed
-from tap_intercom_conversation.freshness import SERVER_CLOCK
-from tap_intercom_conversation.governor import GOVERNOR
+from tap_intercom_conversation.governor import SEARCH, GovernedAdapter, describe
 from tap_intercom_conversation.records import decoded_conversation, decoded_search_answer
 
 if t.TYPE_CHECKING:
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
+
+    from tap_intercom_conversation.runtime import Runtime
 
 REGION_URLS = {
     "us": "https://api.intercom.io",
     "eu": "https://api.eu.intercom.io",
     "au": "https://api.au.intercom.io",
 }
-SEARCH = "POST /conversations/search"
 _CONVERSATION_ID = re.compile(r"/\d+$")
 MAX_TRIES = 8  # first try + 7 retries, about two minutes of backoff at most
 SEARCH_CONNECTIONS = 16  # kept beside the hydration's: the search thread(s) and the deleted list
-MAX_RATE_LIMITED = 60  # 429s in a row for one request (ten minutes of windows) before giving up
 # What is retried with backoff: Intercom's 5xx/408 and unparsable 200s (RetriableAPIError), timeouts,
 # connections refused, reset or dropped, and bodies cut short.
 RETRIED = (
@@ -49,27 +47,6 @@ RETRIED = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-
-
-class RequestStats:
-    """Retries and rate-limit waits of this process, for the run's summary line."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.retries = 0
-        self.rate_limited = 0
-
-    def add(self, what: str) -> None:
-        with self._lock:
-            setattr(self, what, getattr(self, what) + 1)
-
-
-REQUEST_STATS = RequestStats()
-_PROXIES: dict[tuple[str, str], dict] = {}  # (scheme, host) -> the proxies requests would resolve for it
-
-
-def describe(method: str, path: str) -> str:
-    return f"{method} {path.split('?')[0]}"
 
 
 def failure(request: requests.PreparedRequest, error: BaseException, timeout: float) -> str:
@@ -123,32 +100,41 @@ def error_code(response: requests.Response) -> tuple[str, str]:
 
 
 class IntercomStream(RESTStream):
+    allow_redirects = False  # the SDK's own sends (the deletions' pages) too
     """Everything every Intercom request shares."""
 
     records_jsonpath = "$[*]"
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
+    @override
+    def __init__(self, tap: Tap, *args: t.Any, **kwargs: t.Any) -> None:
+        self.runtime: Runtime = tap.runtime  # type: ignore[attr-defined]  # the tap's, shared by its streams
+        self._proxy_cache: dict[tuple[str, str], dict] = {}  # (scheme, host) -> the proxies requests resolves
+        super().__init__(tap, *args, **kwargs)
         if _QUIET not in self.logger.filters:
             self.logger.addFilter(_QUIET)
 
     @property
+    @override
     def url_base(self) -> str:
         return (self.config.get("api_url") or REGION_URLS[self.config.get("region", "us")]).rstrip("/")
 
     @cached_property
+    @override
     def authenticator(self) -> BearerTokenAuthenticator:
         return BearerTokenAuthenticator(token=self.config["access_token"])
 
     @property
+    @override
     def http_headers(self) -> dict:
         return {"Intercom-Version": self.config["api_version"], "Accept": "application/json"}
 
     @property
+    @override
     def timeout(self) -> float:
         return float(self.config["request_timeout_seconds"])
 
     @property
+    @override
     def requests_session(self) -> requests.Session:
         """A session whose connection pool fits the requests in flight (the SDK makes a default one first).
 
@@ -158,7 +144,7 @@ class IntercomStream(RESTStream):
         session = super().requests_session
         if not getattr(session, "_intercom_pool", False):
             size = int(self.config.get("max_concurrent_requests", 1)) + SEARCH_CONNECTIONS
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size)
+            adapter = GovernedAdapter(self.runtime, self.logger, pool_connections=4, pool_maxsize=size)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session._intercom_pool = True  # type: ignore[attr-defined]
@@ -170,25 +156,29 @@ class IntercomStream(RESTStream):
         requests resolves them on each send (NO_PROXY matching): 4 % of the tap's CPU when hydrating.
         """
         host = urlsplit(request.url or "")[:2]
-        proxies = _PROXIES.get(host)
+        proxies = self._proxy_cache.get(host)
         if proxies is None:
             session = self.requests_session
-            proxies = _PROXIES[host] = resolve_proxies(request, session.proxies, session.trust_env)
+            proxies = self._proxy_cache[host] = resolve_proxies(request, session.proxies, session.trust_env)
         return proxies
 
     # Retries: exponential with full jitter, bounded; waiting for the rate limit is not a retry.
 
+    @override
     def backoff_wait_generator(self) -> t.Generator[float, None, None]:
         return backoff.expo(base=2, factor=0.5, max_value=30)
 
+    @override
     def backoff_max_tries(self) -> int:
         return MAX_TRIES
 
+    @override
     def backoff_jitter(self, value: float) -> float:
         return backoff.full_jitter(value)
 
+    @override
     def backoff_handler(self, details: dict) -> None:
-        REQUEST_STATS.add("retries")
+        self.runtime.stats.add_retry()
         self.logger.warning(
             "Retrying after try %d of %d: %s; waiting %.1f s",
             details["tries"],
@@ -197,36 +187,27 @@ class IntercomStream(RESTStream):
             details["wait"],
         )
 
-    def _request(self, prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
-        """Send under the rate governor; a 429 waits for the window to reset and goes again."""
+    def send_once(self, prepared_request: requests.PreparedRequest) -> requests.Response:
+        """One try: authenticated, sent through the governed adapter (governor, 429 waits), timed, validated."""
         authenticated = self.authenticator(prepared_request)
-        where = describe(prepared_request.method or "", prepared_request.path_url)
-        for _ in range(MAX_RATE_LIMITED):
-            GOVERNOR.acquire()
-            sent_after = SERVER_CLOCK.floor()
-            sent = time.monotonic()
-            response = self.requests_session.send(
-                authenticated, timeout=self.timeout, allow_redirects=False, proxies=self._proxies(authenticated)
-            )
-            CONCURRENCY.observe(time.monotonic() - sent, search=where == SEARCH)
-            response.sent_after = sent_after  # type: ignore[attr-defined]  # see freshness.py
-            GOVERNOR.observe(response.headers)
-            SERVER_CLOCK.observe(response.headers)
-            if response.status_code != 429:
-                break
-            REQUEST_STATS.add("rate_limited")
-            GOVERNOR.rate_limited_until(response.headers)
-            self.logger.info("Rate limited (429) on %s; waiting for the window to reset", where)
-        else:
-            raise IntercomRequestFailed(
-                f"{where} answered 429 rate_limit_exceeded {MAX_RATE_LIMITED} times in a row; "
-                "another client is using this app's whole rate limit"
-            )
-        endpoint = _CONVERSATION_ID.sub("/{id}", prepared_request.path_url.split("?")[0])  # one tag per endpoint
-        self._write_request_duration_log(endpoint=endpoint, response=response, context=context, extra_tags=None)
+        response = self.requests_session.send(
+            authenticated, timeout=self.timeout, allow_redirects=False, proxies=self._proxies(authenticated)
+        )
+        if self.metrics_logger.isEnabledFor(logging.INFO):  # a METRIC line per request only when asked for
+            succeeded = response.status_code < 400
+            endpoint = _CONVERSATION_ID.sub("/{id}", prepared_request.path_url.split("?")[0])  # one tag per endpoint
+            metrics.log(self.metrics_logger, metrics.Point(
+                "timer", metric=metrics.Metric.HTTP_REQUEST_DURATION, value=response.elapsed.total_seconds(),
+                tags={
+                    metrics.Tag.STREAM: self.name, metrics.Tag.ENDPOINT: endpoint,
+                    metrics.Tag.HTTP_STATUS_CODE: response.status_code,
+                    metrics.Tag.STATUS: metrics.Status.SUCCEEDED if succeeded else metrics.Status.FAILED,
+                },
+            ))
         self.validate_response(response)
         return response
 
+    @override
     def request_decorator(self, func: t.Callable) -> t.Callable:
         """Bounded backoff; when it runs out, one line naming the endpoint and the last failure.
 
@@ -254,13 +235,14 @@ class IntercomStream(RESTStream):
         return request_or_give_up
 
     @cached_property
-    def _request_with_retries(self) -> t.Callable:
+    def request_with_retries(self) -> t.Callable:
         """Built once: hydration sends one request per conversation."""
-        return self.request_decorator(self._request)
+        return self.request_decorator(lambda prepared_request, _context: self.send_once(prepared_request))
 
     def send(self, prepared_request: requests.PreparedRequest) -> requests.Response:
-        return self._request_with_retries(prepared_request, None)
+        return self.request_with_retries(prepared_request, None)
 
+    @override
     def validate_response(self, response: requests.Response) -> None:
         where = describe(response.request.method or "", response.request.path_url)
         status = response.status_code

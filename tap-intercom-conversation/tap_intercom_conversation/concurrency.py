@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import threading
 
-from tap_intercom_conversation.governor import GOVERNOR, WINDOW_SECONDS, RateGovernor
+from tap_intercom_conversation.governor import WINDOW_SECONDS, RateGovernor
 
 HEADROOM = 1.5  # in flight, as a multiple of limit rate x latency
 SPARE = 4  # and a few more: at low latency, the sync thread's own pauses
@@ -38,7 +38,7 @@ ROWS_PER_PAGE = 150
 class Concurrency:
     """The number of requests worth having in flight now, from the rate limit and the observed latency."""
 
-    def __init__(self, governor: RateGovernor = GOVERNOR) -> None:
+    def __init__(self, governor: RateGovernor) -> None:
         self._governor = governor
         self._lock = threading.Lock()
         self._averages: dict[bool, float] = {}  # a search page (150 rows) or not -> its average latency
@@ -97,5 +97,3 @@ class Concurrency:
         wanted = math.ceil(SEARCH_ROWS_PER_SECOND * latency / ROWS_PER_PAGE)
         return min(MAX_SEARCHES_IN_FLIGHT, max(SEARCHES_IN_FLIGHT, wanted))
 
-
-CONCURRENCY = Concurrency()

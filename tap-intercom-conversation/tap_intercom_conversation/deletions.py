@@ -9,7 +9,6 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.pagination import PageNumberPaginator
 
 from tap_intercom_conversation.client import IntercomStream
-from tap_intercom_conversation.freshness import SERVER_CLOCK
 from tap_intercom_conversation.records import BadPayload, is_unix_seconds, to_iso
 from tap_intercom_conversation.schema_files import schema_path
 
@@ -77,7 +76,7 @@ class DeletedConversationsStream(IntercomStream):
             raise BadPayload("the deleted conversations answer has no `conversations` list or `total_count`")
         if self._total is None:
             self._total = body["total_count"]
-            self._read_at = SERVER_CLOCK.floor()  # this answer's Date: Intercom's clock, as deleted_at is
+            self._read_at = self.runtime.clock.floor()  # this answer's Date: Intercom's clock, as deleted_at is
         for row in rows:
             if not isinstance(row, dict) or not row.get("id") or not is_unix_seconds(row.get("deleted_at")):
                 raise BadPayload(f"a deleted conversation without id or deleted_at: {str(row)[:120]!r}")

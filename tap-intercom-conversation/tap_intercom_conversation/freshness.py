@@ -105,5 +105,3 @@ class Fetched(t.NamedTuple):
     payload: dict
     sent_after: int | None
 
-
-SERVER_CLOCK = ServerClock()

@@ -51,7 +51,7 @@ class ListingStream(ConversationsStream):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        self.progress = Progress(self.logger, "verify listing")
+        self.progress = Progress(self.logger, "verify listing", self.runtime.governor)
 
     @property
     def _searches_in_flight(self) -> int:

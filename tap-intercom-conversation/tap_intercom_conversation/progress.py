@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+import typing as t
 
-from tap_intercom_conversation.governor import GOVERNOR
+if t.TYPE_CHECKING:
+    from tap_intercom_conversation.governor import RateGovernor
+    from tap_intercom_conversation.runtime import Runtime
 
 EVERY_SECONDS = 5.0  # one line per search page, but not more often than this
 
@@ -20,8 +23,9 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Counts conversations handled against the search's total_count and logs at a steady cadence."""
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
+    def __init__(self, logger: logging.Logger, what: str, governor: RateGovernor) -> None:
         self._logger = logger
+        self._governor = governor  # the tap's: its waits for the rate limit
         self._what = what
         self._started = time.monotonic()
         self._last_line = 0.0
@@ -47,16 +51,18 @@ class Progress:
         eta = _duration((total - self.done) / rate) if rate > 0 else "unknown"
         return (
             f"Progress {self._what}: {self.done:,} of {total:,} conversations ({percent:.1f} %), "
-            f"{rate:,.1f}/s, ETA {eta}, {GOVERNOR.waited_seconds:.1f} s waiting for the rate limit"
+            f"{rate:,.1f}/s, ETA {eta}, {self._governor.waited_seconds:.1f} s waiting for the rate limit"
         )
 
 
-def run_summary(counts: dict[str, int], deletions: int, retries: int, rate_limited: int, seconds: float) -> str:
-    """The one line a run ends with."""
+def run_summary(counts: dict[str, int], deletions: int, runtime: Runtime, seconds: float) -> str:
+    """The one line a run ends with; each 429 is counted once, by the governor."""
+    governor = runtime.governor
     return (
         f"Run summary: {counts['emitted']:,} emitted, {counts['hydrated']:,} hydrated, "
         f"{counts['skipped_deleted']:,} skipped (404), {counts['truncated']:,} truncated, {counts['parts']:,} parts, "
         f"{counts['replaced']:,} with characters replaced, {deletions:,} deletions, "
-        f"{retries:,} retries, {GOVERNOR.limit_waits:,} waits for the rate limit ({rate_limited:,} answered 429, "
-        f"{GOVERNOR.waited_seconds:.1f} s), {seconds:.1f} s"
+        f"{runtime.stats.retries:,} retries, {governor.limit_waits:,} waits for the rate limit "
+        f"({governor.rate_limited:,} answered 429, "
+        f"{governor.waited_seconds:.1f} s), {seconds:.1f} s"
     )

@@ -19,6 +19,10 @@ TapAdapter, the base of TapIntercomConversation:
 Public instead since issue 17: `state_writer` (was `_state_writer`).
 
 # --- the HTTP client (client.py) ---
+None. The governor, 429 waits and clock/latency observation are an HTTPAdapter mounted on the public
+`requests_session`; retries use the public backoff_* hooks and `request_decorator`; the METRIC line is
+`singer_sdk.metrics.log` on `metrics_logger`. (The deletions stream's pages go through the SDK's own
+`request_records`, which calls its private `_request` internally: nothing here overrides or calls it.)
 
 # --- the streams (streams.py, messages.py, parts.py) ---
 """

@@ -11,9 +11,8 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_intercom_conversation.bodies import describe
 from tap_intercom_conversation.client import IntercomStream
-from tap_intercom_conversation.concurrency import CONCURRENCY
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound
-from tap_intercom_conversation.freshness import SERVER_CLOCK, Fetched, complete_through, date_seconds
+from tap_intercom_conversation.freshness import Fetched, complete_through, date_seconds
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.messages import QuickRecordMessages
 from tap_intercom_conversation.progress import Progress
@@ -59,7 +58,7 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
         self._search_cut = False  # a search stopped early: the bookmark must not pass it
         self._first_date: int | None = None  # the Date of the window's first search answer
         self._emitting: dict | None = None  # the payload of the record being emitted
-        self.progress = Progress(self.logger, self.name)
+        self.progress = Progress(self.logger, self.name, self.runtime.governor)
         self.counts = {
             "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "replaced": 0, "search_rows": 0,
             "passes": 0, "parts": 0,
@@ -104,7 +103,7 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
     def _searches_in_flight(self) -> int:
         """Spans searched at once, following latency; when hydrating, usually 1 (GETs are the bottleneck)."""
         hydrating = bool(self.config["include_conversation_parts"])
-        return min(CONCURRENCY.searches(hydrating=hydrating), int(self.config["max_concurrent_requests"]))
+        return min(self.runtime.concurrency.searches(hydrating=hydrating), int(self.config["max_concurrent_requests"]))
 
     def _search_rows(self) -> t.Iterator[Fetched]:
         """The window's rows in `updated_at` order, its spans searched concurrently when nothing is hydrated."""
@@ -160,7 +159,7 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
                 break
         self._remember_recent(context, lookback)
         self.logger.info(self.progress.line())
-        self.logger.info(CONCURRENCY.summary(int(self.config["max_concurrent_requests"])))
+        self.logger.info(self.runtime.concurrency.summary(int(self.config["max_concurrent_requests"])))
 
     def _window_end(self, started: float) -> tuple[int, bool]:
         """Where the window just read ends by Intercom's clock, and whether a catch-up window must follow.
@@ -173,7 +172,7 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
         clock already, so neither applies to them.
         """
         covered = self._through if self._first_date is None else min(self._through, self._first_date)
-        offset = SERVER_CLOCK.offset()
+        offset = self.runtime.clock.offset()
         ahead = offset is not None and self._through < int(started + offset) - 1
         return covered, covered < self._through or (self.counts["passes"] == 1 and ahead)
 
@@ -190,9 +189,9 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
         in that second or before): once one more second has passed since that answer arrived, that
         second is over at Intercom. Without a `Date`, this machine's clock, with a second's margin.
         """
-        latest = SERVER_CLOCK.latest()
+        latest = self.runtime.clock.latest()
         if latest is None:
-            time.sleep(max(0.0, int(SERVER_CLOCK.answered_at) + 2 - time.time()))
+            time.sleep(max(0.0, int(self.runtime.clock.answered_at) + 2 - time.time()))
             return int(time.time()) - 1
         second, first_seen = latest
         time.sleep(max(0.0, first_seen + 1 - time.monotonic()))
@@ -204,7 +203,7 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
             workers = int(self.config["max_concurrent_requests"])  # the upper bound; below it, the latency decides
             pairs = ordered_map(
                 lambda row: self._request_conversation(row.payload["id"]), found, workers=workers,
-                concurrency=CONCURRENCY.target,
+                concurrency=self.runtime.concurrency.target,
             )
         else:
             pairs = ((row, row) for row in found)

@@ -25,11 +25,12 @@ from tap_intercom_conversation.checks import (
     read_json,
     schema_problem,
 )
-from tap_intercom_conversation.client import REGION_URLS, REQUEST_STATS, IntercomStream
+from tap_intercom_conversation.client import REGION_URLS, IntercomStream
 from tap_intercom_conversation.deletions import DELETION_STREAM, DeletedConversationsStream
 from tap_intercom_conversation.errors import IntercomError, Interrupted, OutputClosed
 from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
+from tap_intercom_conversation.runtime import Runtime
 from tap_intercom_conversation.schema_files import STREAM_NAME
 from tap_intercom_conversation.sdk_adapter import TapAdapter
 from tap_intercom_conversation.streams import ConversationsStream
@@ -104,6 +105,7 @@ class TapIntercomConversation(TapAdapter, Tap):
     ).to_dict()
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self.runtime = Runtime()  # before the SDK builds the streams: each reads it from its tap
         super().__init__(*args, **kwargs)
         # A METRIC line per request would be most of the log (a million lines for a million conversations).
         if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
@@ -119,7 +121,7 @@ class TapIntercomConversation(TapAdapter, Tap):
         conversations = t.cast(ConversationsStream, self.streams[STREAM_NAME])
         deletions = t.cast(DeletedConversationsStream, self.streams[DELETION_STREAM])
         self.logger.info(run_summary(
-            conversations.counts, deletions.emitted, REQUEST_STATS.retries, REQUEST_STATS.rate_limited, seconds,
+            conversations.counts, deletions.emitted, self.runtime, seconds,
         ))
 
     @override

@@ -24,9 +24,7 @@ from collections.abc import Sequence
 from singer_sdk.logging import ConsoleFormatter
 
 from tap_intercom_conversation.checks import read_json
-from tap_intercom_conversation.concurrency import CONCURRENCY
 from tap_intercom_conversation.errors import IntercomError
-from tap_intercom_conversation.freshness import SERVER_CLOCK
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.listing import ListingStream, parts_count
 from tap_intercom_conversation.parts import decoded_part, part_record
@@ -162,11 +160,13 @@ def confirm_unlisted(stream: ListingStream, check: TableCheck, start: int | None
 def repair(stream: ListingStream, check: TableCheck, *, hydrated: bool, remove: bool) -> None:
     """Write Intercom's current payload of every row that differs; apply the deletion rule to the rest."""
     ids = check.ids("missing", "stale", "parts")
-    progress = Progress(logger, "repair")
+    progress = Progress(logger, "repair", stream.runtime.governor)
     progress.expect(len(ids))
     if hydrated:  # as the tap writes them: GET /conversations/{id}, with its parts
         workers = int(stream.config["max_concurrent_requests"])
-        fetched = ordered_map(stream._request_conversation, ids, workers=workers, concurrency=CONCURRENCY.target)
+        fetched = ordered_map(
+            stream._request_conversation, ids, workers=workers, concurrency=stream.runtime.concurrency.target
+        )
         payloads = (got.payload for _, got in fetched if got is not None)
     else:  # the search rows themselves, looked up by id
         payloads = stream.by_ids(ids)
@@ -190,7 +190,7 @@ def repair(stream: ListingStream, check: TableCheck, *, hydrated: bool, remove: 
     vanished = [i for i in ids if i not in written]  # deleted since the listing
     gone = check.ids("gone") + vanished
     check.drop_from_listing(vanished)
-    check.delete(gone, SERVER_CLOCK.floor() or int(time.time()), remove=remove)
+    check.delete(gone, stream.runtime.clock.floor() or int(time.time()), remove=remove)
     logger.info(
         "Repaired: %s rows written, %s conversations Intercom no longer has %s",
         f"{len(written):,}",
