@@ -68,7 +68,7 @@ def schema_problem(schema: dict, config: t.Mapping[str, t.Any], secrets: frozens
     shown = "" if name.split(".")[0] in secrets else f" {show(error.instance)}"
     if error.validator == "type":
         kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        wanted = " or ".join(_JSON_KINDS.get(kind, kind) for kind in kinds if kind != "null")
+        wanted = " or ".join(_JSON_KINDS.get(kind, str(kind)) for kind in kinds if kind != "null")
         return f"{name}{shown} is not {wanted}"
     if error.validator == "enum":
         return f"{name}{shown} is not one of {', '.join(str(v) for v in error.validator_value)}"

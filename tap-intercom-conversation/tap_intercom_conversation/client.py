@@ -24,6 +24,7 @@ from tap_intercom_conversation.governor import SEARCH, GovernedAdapter, describe
 from tap_intercom_conversation.records import decoded_conversation, decoded_search_answer
 
 if t.TYPE_CHECKING:
+    from backoff.types import Details
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
@@ -130,7 +131,7 @@ class IntercomStream(RESTStream):
 
     @property
     @override
-    def timeout(self) -> float:
+    def timeout(self) -> float:  # type: ignore[override]  # the SDK says int; the setting allows 0.5 s
         return float(self.config["request_timeout_seconds"])
 
     @property
@@ -177,7 +178,7 @@ class IntercomStream(RESTStream):
         return backoff.full_jitter(value)
 
     @override
-    def backoff_handler(self, details: dict) -> None:
+    def backoff_handler(self, details: Details) -> None:
         self.runtime.stats.add_retry()
         self.logger.warning(
             "Retrying after try %d of %d: %s; waiting %.1f s",
@@ -280,6 +281,6 @@ class IntercomStream(RESTStream):
         else:
             decode = decoded_json
         try:  # parsed once, by msgspec unless only Python's json reads it (bodies.py); envelopes checked here
-            response.json_body = decode(response.content)
+            response.json_body = decode(response.content)  # type: ignore[attr-defined]  # read by the streams
         except ValueError:
             raise RetriableAPIError(f"{where} answered {status} with a body that is not valid JSON", response) from None

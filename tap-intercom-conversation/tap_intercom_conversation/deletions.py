@@ -90,8 +90,10 @@ class DeletedConversationsStream(IntercomStream):
             )
             return
         state = self.get_context_state(context)
-        known_total, last_read = state.get("deleted_total"), state.get("read_at")
-        incremental = isinstance(known_total, int) and isinstance(last_read, int)
+        stored_total, stored_read = state.get("deleted_total"), state.get("read_at")
+        incremental = isinstance(stored_total, int) and isinstance(stored_read, int)
+        known_total = stored_total if isinstance(stored_total, int) else 0
+        last_read = stored_read if isinstance(stored_read, int) else 0
         read_at = int(time.time())  # only without a Date header: then this machine's clock is all there is
         remove_row = self.config["deleted_conversations"] == "remove"
         new_seen = 0

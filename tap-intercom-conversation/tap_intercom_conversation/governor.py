@@ -214,7 +214,9 @@ class GovernedAdapter(HTTPAdapter):
         self._logger = logger
 
     @override
-    def send(self, request: requests.PreparedRequest, stream: bool = False, **kwargs: t.Any) -> requests.Response:
+    def send(  # type: ignore[override]  # requests' own keywords are passed on untouched
+        self, request: requests.PreparedRequest, stream: bool = False, **kwargs: t.Any
+    ) -> requests.Response:
         governor, clock = self._runtime.governor, self._runtime.clock
         where = describe(request.method or "", request.path_url)
         for _ in range(MAX_RATE_LIMITED):

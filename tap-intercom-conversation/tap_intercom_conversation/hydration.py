@@ -48,8 +48,8 @@ def ordered_map(
     recycle_every: items per generation of threads (default: see the module).
     """
     if workers <= 1:
-        for item in items:
-            yield item, function(item)
+        for each in items:
+            yield each, function(each)
         return
 
     def allowed() -> int:

@@ -18,7 +18,7 @@ from tap_intercom_conversation.errors import IntercomError
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.search import PER_PAGE
-from tap_intercom_conversation.spans import Span, ordered_pages
+from tap_intercom_conversation.spans import SearchRows, Span, ordered_pages
 from tap_intercom_conversation.streams import ConversationsStream
 
 if t.TYPE_CHECKING:
@@ -61,6 +61,7 @@ class ListingStream(ConversationsStream):
         """Every conversation updated in [lower, through), in updated_at order, with progress lines."""
         root = Span(lower, through)
         for page in ordered_pages(root, self._search_span, workers=self._searches_in_flight):
+            assert isinstance(page, SearchRows)
             if page.cut:
                 raise IntercomError(
                     "the search stopped early (Intercom returned a cursor it had already returned): "
@@ -71,7 +72,7 @@ class ListingStream(ConversationsStream):
             self.progress.done += len(page.rows)
             self.progress.page()
             for row in page.rows:
-                yield str(row["id"]), int(row["updated_at"]), parts_count(row)
+                yield str(row["id"]), int(row["updated_at"]), parts_count(row)  # type: ignore[arg-type]  # rows of a search answer
         self.logger.info(self.progress.line())
 
     def by_ids(self, ids: t.Sequence[str]) -> t.Iterator[SearchRow]:

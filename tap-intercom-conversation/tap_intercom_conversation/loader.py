@@ -133,7 +133,7 @@ class TargetIntercomPostgres(TargetPostgres):
         empty, mark = row if row else (True, None)
         return tables, bool(empty), mark == EMPTY_MARK
 
-    def _table(self) -> sql.Composed:
+    def _table(self) -> sql.Identifier:
         return sql.Identifier(self.target_schema, STREAM_NAME)
 
     def check_sink(self, stream_name: str, schema: dict, schema_name: str | None, table_name: str) -> None:

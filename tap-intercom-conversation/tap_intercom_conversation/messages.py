@@ -17,7 +17,7 @@ from tap_intercom_conversation.bodies import decoded_json
 class QuickRecordMessages(Stream):
     """For a stream whose records carry a payload as `data`: the conversations and their parts."""
 
-    def _generate_record_messages(self, record: dict) -> t.Iterator[singer.RecordMessage]:
+    def _generate_record_messages(self, record: dict) -> t.Generator[singer.RecordMessage, None, None]:
         """The SDK's (singer-sdk 0.54.9), but deselected columns are dropped without a walk through `data`.
 
         The SDK looks up every key at every depth of the record in the selection mask: about a quarter

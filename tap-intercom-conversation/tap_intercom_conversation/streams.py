@@ -88,12 +88,12 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
                 last = max((int(row["updated_at"]) for row in rows), default=None)
                 total = body.get("total_count") or 0  # a count or absent (checked_search_answer)
                 splits = self._searches_in_flight > 1 and total > 2 * SPAN_ROWS and last is not None
-                if first and splits and (span.lower is None or last > span.lower):
+                if first and splits and last is not None and (span.lower is None or last > span.lower):
                     complete = [row for row in rows if int(row["updated_at"]) < last]
-                    put(SearchRows(span, complete, total, first=True, sent_after=response.sent_after))
+                    put(SearchRows(span, complete, total, first=True, sent_after=response.sent_after))  # type: ignore[attr-defined]
                     put(Split(split_span(last, span.through, total - len(complete))))
                     return
-                put(SearchRows(span, rows, total, first=first, sent_after=response.sent_after))
+                put(SearchRows(span, rows, total, first=first, sent_after=response.sent_after))  # type: ignore[attr-defined]
                 first = False
             paginator.advance(response)
         if paginator.stopped_on_repeated_cursor:

@@ -167,7 +167,7 @@ def repair(stream: ListingStream, check: TableCheck, *, hydrated: bool, remove: 
         fetched = ordered_map(
             stream._request_conversation, ids, workers=workers, concurrency=stream.runtime.concurrency.target
         )
-        payloads = (got.payload for _, got in fetched if got is not None)
+        payloads: t.Iterable[dict] = (got.payload for _, got in fetched if got is not None)
     else:  # the search rows themselves, looked up by id
         payloads = stream.by_ids(ids)
     written: set[str] = set()
