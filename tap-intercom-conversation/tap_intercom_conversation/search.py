@@ -91,9 +91,6 @@ class SearchPaginator(BaseAPIPaginator[SearchPage]):
             self._safe_second = max(int(row["updated_at"]) for row in rows)
         return True
 
-    def continue_if_empty(self, response: requests.Response) -> bool:
-        return self._restart_from is not None
-
     def get_next(self, response: requests.Response) -> SearchPage | None:
         if self._restart_from is not None:
             restart, self._restart_from = SearchPage(self._restart_from), None
