@@ -202,10 +202,10 @@ def _job_env_with_db(tmp_path: Path) -> dict[str, str]:
     return {"MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
 
 
-def readme_sql_on_parts() -> list[str]:
-    """The README's SQL blocks that read the parts table: the truncation listing and the analytics queries."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = [block.split("```", 1)[0] for block in readme.split("```sql\n")[1:]]
+def documented_sql_on_parts() -> list[str]:
+    """docs/tables.md's SQL blocks that read the parts table: the truncation listing and the analytics queries."""
+    tables_doc = (REPO / "docs" / "tables.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in tables_doc.split("```sql\n")[1:]]
     return [textwrap.dedent(block) for block in blocks if PARTS in block]
 
 
@@ -245,7 +245,7 @@ def test_meltano_run_keeps_every_part_across_runs_and_a_deleted_conversations_pa
 
         with psycopg.connect(pg_url) as conn:
             conn.execute(f'SET search_path TO "{pg_schema}"')
-            answers = [conn.execute(query).fetchall() for query in readme_sql_on_parts()]
+            answers = [conn.execute(query).fetchall() for query in documented_sql_on_parts()]
         assert len(answers) == 3
         assert answers[0] == [(long_id, 623, 500, 503, 3, 120)]  # the truncation listing
         assert answers[1] and sum(row[1] for row in answers[1]) > 50  # median first admin reply per team

@@ -29,9 +29,9 @@ HEADROOM = 1.5  # in flight, as a multiple of limit rate x latency
 SPARE = 4  # and a few more: at low latency, the sync thread's own pauses
 START = 16  # before any GET has told the latency
 SMOOTHING = 0.05  # weight of each new answer in the average latency (about the last 20 answers)
-SEARCHES_IN_FLIGHT = 16  # spans searched at once when nothing is hydrated, at least (see the README's benchmark)
+SEARCHES_IN_FLIGHT = 16  # spans searched at once when nothing is hydrated, at least (see docs/benchmarks.md)
 MAX_SEARCHES_IN_FLIGHT = 64  # and at most: each holds up to 4 pages (150 rows, about 400 KB each) ahead
-SEARCH_ROWS_PER_SECOND = 8000  # what the spans in flight aim at: twice what target-postgres loads (README)
+SEARCH_ROWS_PER_SECOND = 8000  # what the spans in flight aim at: twice what target-postgres loads (docs/benchmarks.md)
 ROWS_PER_PAGE = 150
 
 
