@@ -38,6 +38,7 @@ from tap_intercom_conversation.writer import WholeLineWriter, schedule_as_batch
 
 DEFAULT_LOOKBACK_SECONDS = 600
 DEFAULT_MAX_CONCURRENT_REQUESTS = 500  # 4,167 calls per 10 s (25,000 a minute) x 1 s latency x 1.2
+MAX_CONCURRENT_REQUESTS = 1000  # Intercom's highest limit at 2.4 s per request
 
 
 class TapIntercomConversation(TapAdapter, Tap):
@@ -46,6 +47,8 @@ class TapIntercomConversation(TapAdapter, Tap):
     name = "tap-intercom-conversation"
     message_writer_class = WholeLineWriter
 
+    # The single source of every setting: type, default, limits, pattern and description. checks.py words
+    # a violation from it; tests/test_settings.py holds meltano.yml, plugin-definitions/ and the README to it.
     config_jsonschema = th.PropertiesList(
         th.Property(
             "access_token", th.StringType, required=True, secret=True,
@@ -61,7 +64,8 @@ class TapIntercomConversation(TapAdapter, Tap):
             "https only, except http:// to a loopback host (a local simulator).",
         ),
         th.Property(
-            "api_version", th.StringType, default="2.16",
+            "api_version", th.StringType(pattern=r"^(1\.[0-4]|2\.([0-9]|1[0-6])|Unstable)$"), default="2.16",
+            pattern_meaning="an Intercom version (1.0-1.4, 2.0-2.16 or Unstable)",
             description="Sent as Intercom-Version on every request: 2.0-2.16 or Unstable (1.x has no conversation "
             "search). title is null before 2.2; deletions need 2.16. Tested against 2.16.",
         ),
@@ -70,7 +74,7 @@ class TapIntercomConversation(TapAdapter, Tap):
             description="Earliest updated_at to replicate (ISO 8601). Absent: all history.",
         ),
         th.Property(
-            "lookback_window_seconds", th.IntegerType, default=DEFAULT_LOOKBACK_SECONDS,
+            "lookback_window_seconds", th.IntegerType(minimum=0, maximum=30 * 86400), default=DEFAULT_LOOKBACK_SECONDS,
             description="How far before the bookmark each incremental run searches again, for Intercom's "
             "search index lag and clock skew. Conversations already loaded are not fetched again.",
         ),
@@ -80,7 +84,8 @@ class TapIntercomConversation(TapAdapter, Tap):
             "False: data is the search payload (one request per 150 conversations).",
         ),
         th.Property(
-            "max_concurrent_requests", th.IntegerType, default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+            "max_concurrent_requests", th.IntegerType(minimum=1, maximum=MAX_CONCURRENT_REQUESTS),
+            default=DEFAULT_MAX_CONCURRENT_REQUESTS,
             description="Upper bound of the requests in flight at once (1-1000). Below it, the tap keeps as many "
             "conversations hydrating (GET /conversations/{id}) as the rate limit needs at the latency it observes "
             "(calls per second x latency x 1.5, plus 4); 500 covers Intercom's highest limit, 25,000 calls a "
@@ -89,7 +94,7 @@ class TapIntercomConversation(TapAdapter, Tap):
             "under the limit.",
         ),
         th.Property(
-            "request_timeout_seconds", th.NumberType, default=60,
+            "request_timeout_seconds", th.NumberType(minimum=1, maximum=600), default=60,
             description="Seconds to wait for an answer before the request is retried.",
         ),
         th.Property(
