@@ -17,7 +17,11 @@ from dataclasses import dataclass
 
 from singer_sdk.pagination import BaseAPIPaginator
 
+from tap_intercom_conversation.spans import SPAN_ROWS, SearchRows, Span, Split, split_span
+
 if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
     import requests
 
 PER_PAGE = 150
@@ -109,3 +113,37 @@ class SearchPaginator(BaseAPIPaginator[SearchPage]):
             return None
         self._cursors_seen.add(cursor)
         return SearchPage(self.current_value.lower, cursor)
+
+
+def search_span(
+    span: Span, put: Callable[[object], None], *,
+    post: Callable[[dict], requests.Response], may_split: Callable[[], bool],
+) -> None:
+    """Every row of one span, page after page (a span's thread); the rest handed back as spans if many.
+
+    `post` sends one search body and returns its checked answer. The first page tells how many rows
+    the span holds: past 2 * SPAN_ROWS (and when `may_split`), the seconds after the ones that page
+    completes are split, and the page's last second is searched again with them.
+    """
+    paginator = SearchPaginator(span.lower)
+    first = True
+    while not paginator.finished:
+        response = post(search_body(paginator.current_value, span.through))
+        body = response.json_body  # type: ignore[attr-defined]  # checked by validate_response
+        rows = body["conversations"]
+        sent_after = response.sent_after  # type: ignore[attr-defined]  # set by the governed adapter
+        if paginator.accept(body):
+            rows = [row for row in rows if span.holds(int(row["updated_at"]))]
+            last = max((int(row["updated_at"]) for row in rows), default=None)
+            total = body.get("total_count") or 0  # a count or absent (checked_search_answer)
+            splits = total > 2 * SPAN_ROWS and last is not None and may_split()
+            if first and splits and last is not None and (span.lower is None or last > span.lower):
+                complete = [row for row in rows if int(row["updated_at"]) < last]
+                put(SearchRows(span, complete, total, first=True, sent_after=sent_after))
+                put(Split(split_span(last, span.through, total - len(complete))))
+                return
+            put(SearchRows(span, rows, total, first=first, sent_after=sent_after))
+            first = False
+        paginator.advance(response)
+    if paginator.stopped_on_repeated_cursor:
+        put(SearchRows(span, [], 0, first=False, cut=True))
