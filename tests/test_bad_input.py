@@ -50,6 +50,7 @@ CONFIG_CASES = {
     "api_version-2.17": ({"api_version": "2.17"}, ["api_version '2.17' is not an Intercom version"]),
     "api_version-1.x": ({"api_version": "1.4"}, ["configuration: api_version '1.4' has no conversation search"]),
     "api_version-v-prefix": ({"api_version": "v2.16"}, ["api_version 'v2.16' is not an Intercom version"]),
+    "api_version-null": ({"api_version": None}, ["configuration: api_version None is not an Intercom version"]),
     "api_version-number": ({"api_version": 2.16}, ["configuration: api_version 2.16 is not a string"]),
     "region-unknown": ({"region": "mars"}, ["configuration: region 'mars' is not one of us, eu, au"]),
     # Plain digits and true/false written as text are typed (Meltano passes its string settings so); other text is not.

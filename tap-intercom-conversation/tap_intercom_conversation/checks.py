@@ -135,8 +135,11 @@ def check_state(state: object) -> None:
         raise IntercomError(f"state: {STREAM_NAME}.recent_conversations is not a map of conversation id to updated_at")
 
 
-def check_settings(config: t.Mapping[str, t.Any]) -> None:
+def check_settings(config: t.Mapping[str, t.Any], schema: dict) -> None:
     """Raise IntercomError naming the first setting that cannot work."""
+    for name, spec in schema["properties"].items():
+        if "pattern" in spec and name in config and config[name] is None:  # JSON schema's pattern skips null
+            raise IntercomError(f"configuration: {name} None is not {spec['pattern_meaning']}")
     token = str(config.get("access_token") or "")
     if not token.strip():
         raise IntercomError("configuration: access_token is blank")

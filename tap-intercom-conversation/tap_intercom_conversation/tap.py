@@ -139,7 +139,7 @@ class TapIntercomConversation(TapAdapter, Tap):
         coerce_strings(settings, self.config_jsonschema)
         try:
             super().validate_settings(settings, raise_errors=True)  # also fills in the defaults
-            check_settings(self.config)
+            check_settings(self.config, self.config_jsonschema)
         except ConfigValidationError:
             problem = IntercomError(f"configuration: {schema_problem(self.config_jsonschema, settings)}")
         except IntercomError as err:
