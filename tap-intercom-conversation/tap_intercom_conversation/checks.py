@@ -6,14 +6,15 @@ value of a secret.
 
 from __future__ import annotations
 
+import decimal
 import ipaddress
 import re
 import time
 import typing as t
 from urllib.parse import urlsplit
 
+import simplejson
 from jsonschema.validators import validator_for
-from singer_sdk.helpers._util import load_json
 
 from tap_intercom_conversation.errors import IntercomError
 from tap_intercom_conversation.records import show, to_unix
@@ -42,7 +43,7 @@ def parse_json(text: str, name: str, what: str) -> dict:
     if not text.strip():
         raise IntercomError(f"{what}: {name} is empty (expected a JSON object)")
     try:
-        value = load_json(text)
+        value = simplejson.loads(text, parse_float=decimal.Decimal)  # as the SDK reads these files
     except ValueError as err:
         where = f"{getattr(err, 'msg', 'parse error')} at line {getattr(err, 'lineno', '?')}"
         raise IntercomError(f"{what}: {name} is not valid JSON ({where} column {getattr(err, 'colno', '?')})") from None

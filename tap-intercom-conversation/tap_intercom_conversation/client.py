@@ -82,6 +82,7 @@ class _QuietExpectedFailures(logging.Filter):
     keeps its log line and its traceback, because it is a bug.
     """
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR and str(record.msg).startswith("An unhandled error occurred"):
             return not isinstance(sys.exc_info()[1], IntercomError | BrokenPipeError)
@@ -192,7 +193,8 @@ class IntercomStream(RESTStream):
         """One try: authenticated, sent through the governed adapter (governor, 429 waits), timed, validated."""
         authenticated = self.authenticator(prepared_request)
         response = self.requests_session.send(
-            authenticated, timeout=self.timeout, allow_redirects=False, proxies=self._proxies(authenticated)
+            authenticated, timeout=self.timeout, allow_redirects=self.allow_redirects,
+            proxies=self._proxies(authenticated),
         )
         if self.metrics_logger.isEnabledFor(logging.INFO):  # a METRIC line per request only when asked for
             succeeded = response.status_code < 400

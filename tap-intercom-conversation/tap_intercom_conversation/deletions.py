@@ -7,6 +7,7 @@ import typing as t
 
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.pagination import PageNumberPaginator
+from typing_extensions import override
 
 from tap_intercom_conversation.client import IntercomStream
 from tap_intercom_conversation.records import BadPayload, is_unix_seconds, to_iso
@@ -34,6 +35,7 @@ class _DeletedPages(PageNumberPaginator):
         super().__init__(1)
         self._stream = stream
 
+    @override
     def has_more(self, response: requests.Response) -> bool:
         return bool(response.json_body.get("pages", {}).get("next")) and not self._stream.found_every_new_one  # type: ignore[attr-defined]
 
@@ -63,12 +65,15 @@ class DeletedConversationsStream(IntercomStream):
         self._total: int | None = None
         self._read_at: int | None = None
 
+    @override
     def get_new_paginator(self) -> _DeletedPages:
         return _DeletedPages(self)
 
+    @override
     def get_url_params(self, context: Context | None, next_page_token: int | None) -> dict:
         return {"per_page": self.PER_PAGE, "order": "desc", "page": next_page_token or 1}
 
+    @override
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
         body = response.json_body  # type: ignore[attr-defined]
         rows = body.get("conversations")
@@ -82,6 +87,7 @@ class DeletedConversationsStream(IntercomStream):
                 raise BadPayload(f"a deleted conversation without id or deleted_at: {str(row)[:120]!r}")
         yield from rows
 
+    @override
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         if not supports_deletions(self.config["api_version"]):
             self.logger.warning(

@@ -196,7 +196,6 @@ class RateGovernor:
                 self._blocked_until = max(self._blocked_until, reset_at)
 
 
-
 def describe(method: str, path: str) -> str:
     return f"{method} {path.split('?')[0]}"
 

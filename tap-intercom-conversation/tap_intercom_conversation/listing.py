@@ -12,6 +12,7 @@ from __future__ import annotations
 import typing as t
 
 import msgspec
+from typing_extensions import override
 
 from tap_intercom_conversation.concurrency import SEARCHES_IN_FLIGHT
 from tap_intercom_conversation.errors import IntercomError
@@ -54,6 +55,7 @@ class ListingStream(ConversationsStream):
         self.progress = Progress(self.logger, "verify listing", self.runtime.governor)
 
     @property
+    @override
     def _searches_in_flight(self) -> int:
         return min(SEARCHES_IN_FLIGHT, int(self.config["max_concurrent_requests"]))
 

@@ -30,12 +30,12 @@ except ModuleNotFoundError as missing:  # the distribution was installed without
     sys.exit(f"target-intercom-postgres: {missing.name} is missing: install tap-intercom-conversation[postgres]")
 
 from singer_sdk.exceptions import ConfigValidationError
+from typing_extensions import override
 
 from tap_intercom_conversation.checks import coerce_strings, schema_problem
 from tap_intercom_conversation.schema_files import STREAM_NAME
-from tap_intercom_conversation.table import InputError, apply, check_schema, libpq_url
-from tap_intercom_conversation.table import _scrub as scrub
-from tap_intercom_conversation.table import _secrets as secrets
+from tap_intercom_conversation.sdk_adapter import TargetAdapter
+from tap_intercom_conversation.table import InputError, apply, check_schema, libpq_url, scrub, url_secrets
 
 PROG = "target-intercom-postgres"
 PREFIX = "intercom_conversation"  # every table (and stream) of the product starts with it
@@ -72,7 +72,7 @@ class IntercomPostgresSink(PostgresSink):
         super().setup()
 
 
-class TargetIntercomPostgres(TargetPostgres):
+class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
     """target-postgres that applies the product's tables with its own settings before loading."""
 
     name = "target-postgres"  # same settings and TARGET_POSTGRES_* variables as the loader it extends
@@ -102,16 +102,17 @@ class TargetIntercomPostgres(TargetPostgres):
             self.logger.info(apply(self._url, self.target_schema))
             self.tables, empty, self._marked = self._inspect()
         except InputError as error:
-            raise LoaderError(scrub(str(error), secrets(url))) from None
+            raise LoaderError(scrub(str(error), url_secrets(url))) from None
         self._was_empty = empty and not self._marked
 
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+    @override
+    def validate_settings(self, settings: dict[str, t.Any], *, raise_errors: bool) -> list[str]:
         """Text numbers and booleans (Meltano string settings) typed, then one line naming a bad setting."""
-        coerce_strings(self._config, self.config_jsonschema)
+        coerce_strings(settings, self.config_jsonschema)
         try:
-            return super()._validate_config(raise_errors=raise_errors)
+            return super().validate_settings(settings, raise_errors=raise_errors)
         except ConfigValidationError:
-            problem = schema_problem(self.config_jsonschema, self._config, secrets=SECRET_SETTINGS)
+            problem = schema_problem(self.config_jsonschema, settings, secrets=SECRET_SETTINGS)
             raise LoaderError(f"configuration: {problem}") from None
 
     def _inspect(self) -> tuple[set[str], bool, bool]:
@@ -147,11 +148,13 @@ class TargetIntercomPostgres(TargetPostgres):
             "stream map or alias that renames it"
         )
 
-    def _process_schema_message(self, message_dict: dict) -> None:
+    @override
+    def on_schema_message(self, message_dict: dict) -> None:
         self._seen_schema = True
-        super()._process_schema_message(message_dict)
+        super().on_schema_message(message_dict)
 
-    def _process_state_message(self, message_dict: dict) -> None:
+    @override
+    def on_state_message(self, message_dict: dict) -> None:
         """The tap writes the state it resumes from before its first SCHEMA: check it against the table."""
         if not self._seen_schema and self._was_empty:
             bookmark = (message_dict.get("value") or {}).get("bookmarks", {}).get(STREAM_NAME, {})
@@ -162,8 +165,9 @@ class TargetIntercomPostgres(TargetPostgres):
                     "schema or database changed since that state was saved. Load everything into it with "
                     "`meltano run --full-refresh ...` (or clear the state: `meltano state clear ...`)"
                 )
-        super()._process_state_message(message_dict)
+        super().on_state_message(message_dict)
 
+    @override
     def process_endofpipe(self) -> None:
         """After the last commit: mark the conversation table if a complete load left it empty, unmark it if not."""
         super().process_endofpipe()

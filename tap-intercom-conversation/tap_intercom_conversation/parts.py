@@ -4,7 +4,7 @@ The parts come from the `GET /conversations/{id}` payload the conversation strea
 no request of their own. It is a child stream of the conversation stream (singer-sdk's
 `parent_stream_type`), so discovery, `--about`, selection, stream maps and flattening treat it like
 any other stream; but the parent writes each conversation's parts itself, right before the
-conversation's own record (ConversationsStream._sync_children), instead of the SDK's sync per
+conversation's own record (ConversationsStream.sync_children), instead of the SDK's sync per
 child context. That sync would write a SCHEMA message, two log lines and two metrics per
 conversation, and its STATE would not be the conversation stream's. So the parts of a conversation
 always reach the target before the STATE that covers the conversation, and its progress is the
@@ -18,12 +18,14 @@ import typing as t
 import msgspec
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from typing_extensions import override
 
 from tap_intercom_conversation.bodies import plain
 from tap_intercom_conversation.client import IntercomStream
-from tap_intercom_conversation.messages import QuickRecordMessages
+from tap_intercom_conversation.messages import RawData
 from tap_intercom_conversation.records import BadPayload, SearchRow, is_unix_seconds, show, to_iso
 from tap_intercom_conversation.schema_files import PARTS_STREAM, schema_path
+from tap_intercom_conversation.sdk_adapter import StreamAdapter
 from tap_intercom_conversation.streams import ConversationsStream
 
 if t.TYPE_CHECKING:
@@ -93,7 +95,7 @@ def part_record(conversation_id: str, part: object) -> dict:
     }
 
 
-class ConversationPartsStream(QuickRecordMessages, IntercomStream):
+class ConversationPartsStream(RawData, StreamAdapter, IntercomStream):
     """`intercom_conversation_part_v1`: one record per part of each conversation the parent emits.
 
     Nothing with `include_conversation_parts: false` (a search row has no parts). Intercom returns a
@@ -113,6 +115,7 @@ class ConversationPartsStream(QuickRecordMessages, IntercomStream):
         super().__init__(*args, **kwargs)
         self._schema_written = False
 
+    @override
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         conversation = (context or {}).get("conversation") or {}
         listed = conversation.get("conversation_parts") or {}
@@ -130,6 +133,8 @@ class ConversationPartsStream(QuickRecordMessages, IntercomStream):
             self._schema_written = True
         written = 0
         for record in self.get_records(context):
-            self._write_record_message(record)
-            written += 1
+            processed = self.post_process(record, context)
+            if processed is not None:
+                self.write_record_message(processed)
+                written += 1
         return written

@@ -20,25 +20,35 @@ TapAdapter, the base of TapIntercomConversation:
   `on_termination`.
 Public instead since issue 17: `state_writer` (was `_state_writer`).
 
+# --- the loader (loader.py) ---
+TargetAdapter, the base of TargetIntercomPostgres (target-postgres's TargetPostgres after it):
+- `_validate_config` (override): as the tap's, Meltano's text settings are typed and a violation is
+  one line naming the setting. Forwarded to `validate_settings`, with `_config` (use) as its argument.
+- `_process_schema_message`, `_process_state_message` (override): the loader must see the tap's first
+  STATE before any SCHEMA (an empty table with a bookmark means a changed database); the SDK has no
+  public per-message hook. Forwarded to `on_schema_message` and `on_state_message`.
+
 # --- the HTTP client (client.py) ---
 None. The governor, 429 waits and clock/latency observation are an HTTPAdapter mounted on the public
 `requests_session`; retries use the public backoff_* hooks and `request_decorator`; the METRIC line is
 `singer_sdk.metrics.log` on `metrics_logger`. (The deletions stream's pages go through the SDK's own
 `request_records`, which calls its private `_request` internally: nothing here overrides or calls it.)
 
-# --- the streams (streams.py, messages.py, parts.py) ---
-Still in place, not yet behind a mixin here:
-- `_increment_stream_state` (override, streams.py): the bookmark is the search position, never a
-  hydrated `updated_at`, which the SDK's version would take from the record.
-- `_write_state_message` (use, streams.py): a STATE after each window, before the catch-up waits, so the
-  target can commit what it has while the tap waits for Intercom's clock.
-- `_sync_children` (override, streams.py): a conversation's parts are written right after it, from the
-  payload already in memory, instead of one SDK child sync per context.
-- `_generate_record_messages` (override, messages.py), with `helpers._typing.conform_record_data_types`
-  and `helpers._util.utc_now`: a copy of the SDK's that drops deselected columns without walking `data`;
-  to be measured against the public `post_process` (issue 17, point 2).
-- `helpers._util.load_json` (checks.py): reads --config/--state as the SDK does; public replacement:
-  simplejson.loads(text, parse_float=decimal.Decimal), the parser the SDK itself uses.
+# --- the streams (streams.py, parts.py) ---
+StreamAdapter, the base of the conversations and parts streams:
+- `_increment_stream_state` (override): the bookmark is the search position (window.py), never a
+  hydrated `updated_at`, which the SDK's version would take from the record. Forwarded to
+  `advance_bookmark`.
+- `_write_state_message` (use): a STATE after each window, before the catch-up waits, so the target can
+  commit what it has while the tap waits for Intercom's clock. Exposed as `write_state_message`.
+- `_sync_children` (override): a conversation's parts are written right after it, from the payload
+  already in memory, instead of one SDK child sync per context. Forwarded to `sync_children`.
+- `_write_record_message` (use): the parts stream writes one conversation's parts at once from there.
+  Exposed as `write_record_message`.
+Public instead since issue 17: `post_process` decodes `data` when stream maps or a catalog read inside
+it (messages.py); the copy of `_generate_record_messages` (with `helpers._typing` and `helpers._util`)
+is gone (its measurement: docs/benchmarks.md). checks.py reads --config/--state with simplejson and
+Decimal, as the SDK's private `helpers._util.load_json` does.
 """
 
 from __future__ import annotations
@@ -47,8 +57,11 @@ import time
 import typing as t
 from types import FrameType
 
-from singer_sdk import Tap
+from singer_sdk import Stream, Tap, Target
 from typing_extensions import override
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
 
 # --- the tap (tap.py) ---
 
@@ -87,4 +100,59 @@ class TapAdapter(Tap):
 # --- the HTTP client (client.py) ---
 
 
-# --- the streams (streams.py, messages.py, parts.py) ---
+# --- the streams (streams.py, parts.py) ---
+
+
+class StreamAdapter(Stream):
+    """The streams' private SDK hooks, each forwarded to (or exposed as) a public-named method."""
+
+    @override
+    def _increment_stream_state(self, latest_record: dict, *, context: Context | None = None) -> None:
+        self.advance_bookmark(latest_record, context)
+
+    def advance_bookmark(self, latest_record: dict, context: Context | None) -> None:
+        """After each record: the SDK's bookmark from the record's replication key."""
+        super()._increment_stream_state(latest_record, context=context)
+
+    @override
+    def _sync_children(self, child_context: Context | None) -> None:
+        self.sync_children(child_context)
+
+    def sync_children(self, child_context: Context | None) -> None:
+        """After each record: the SDK's sync of every child stream for its context."""
+        super()._sync_children(child_context)
+
+    def write_state_message(self) -> None:
+        self._write_state_message()
+
+    def write_record_message(self, record: dict) -> None:
+        self._write_record_message(record)
+
+
+# --- the loader (loader.py) ---
+
+
+class TargetAdapter(Target):
+    """The loader's private SDK hooks, each forwarded to a public-named method."""
+
+    @override
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        return self.validate_settings(self._config, raise_errors=raise_errors)
+
+    def validate_settings(self, settings: dict[str, t.Any], *, raise_errors: bool) -> list[str]:
+        """The SDK's JSON-schema validation of `settings` (the mutable dict behind `config`)."""
+        return super()._validate_config(raise_errors=raise_errors)
+
+    @override
+    def _process_schema_message(self, message_dict: dict) -> None:
+        self.on_schema_message(message_dict)
+
+    def on_schema_message(self, message_dict: dict) -> None:
+        super()._process_schema_message(message_dict)
+
+    @override
+    def _process_state_message(self, message_dict: dict) -> None:
+        self.on_state_message(message_dict)
+
+    def on_state_message(self, message_dict: dict) -> None:
+        super()._process_state_message(message_dict)

@@ -16,6 +16,7 @@ import typing as t
 from dataclasses import dataclass
 
 from singer_sdk.pagination import BaseAPIPaginator
+from typing_extensions import override
 
 from tap_intercom_conversation.spans import SPAN_ROWS, SearchRows, Span, Split, split_span
 
@@ -95,6 +96,7 @@ class SearchPaginator(BaseAPIPaginator[SearchPage]):
             self._safe_second = max(int(row["updated_at"]) for row in rows)
         return True
 
+    @override
     def get_next(self, response: requests.Response) -> SearchPage | None:
         if self._restart_from is not None:
             restart, self._restart_from = SearchPage(self._restart_from), None

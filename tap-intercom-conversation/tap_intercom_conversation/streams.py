@@ -8,16 +8,18 @@ from functools import cached_property
 
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from typing_extensions import override
 
 from tap_intercom_conversation.bodies import describe
 from tap_intercom_conversation.client import IntercomStream
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound
 from tap_intercom_conversation.freshness import Fetched, complete_through, date_seconds
 from tap_intercom_conversation.hydration import ordered_map
-from tap_intercom_conversation.messages import QuickRecordMessages
+from tap_intercom_conversation.messages import RawData
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
 from tap_intercom_conversation.schema_files import STREAM_NAME, schema_path
+from tap_intercom_conversation.sdk_adapter import StreamAdapter
 from tap_intercom_conversation.search import search_span
 from tap_intercom_conversation.spans import SearchRows, Span, ordered_pages
 from tap_intercom_conversation.window import MAX_PASSES, Windows
@@ -26,7 +28,7 @@ if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
 
-class ConversationsStream(QuickRecordMessages, IntercomStream):
+class ConversationsStream(RawData, StreamAdapter, IntercomStream):
     """Every conversation, found by search in `updated_at` order and hydrated with its parts.
 
     A run reads windows of `updated_at` until one finds nothing new; window.py holds the rules (bounds,
@@ -101,6 +103,7 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
 
     # The sync
 
+    @override
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         windows = self.windows = self._windows_from_state(context)
         started = time.time()
@@ -114,7 +117,7 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
                 break
             covered, short = windows.end(started, self.runtime.clock.offset())
             self._increment_bookmark(context)
-            self._write_state_message()  # before the catch-up waits: the target gets every record and their STATE
+            self.write_state_message()  # before the catch-up waits: the target gets every record and their STATE
             if self.counts["emitted"] == emitted_before and not short:
                 break
             lower, through = windows.next_lower(covered), windows.catch_up_through(self.runtime.clock)
@@ -158,6 +161,7 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
     def _parts_selected(self) -> bool:
         return bool(self.config["include_conversation_parts"]) and any(c.selected for c in self.child_streams)
 
+    @override
     def get_child_context(self, record: dict, context: Context | None) -> Context | None:
         """The hydrated payload, for its parts; None (nothing to do) without parts or when they are deselected.
 
@@ -168,7 +172,8 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
             return None
         return {"conversation": payload}
 
-    def _sync_children(self, child_context: Context | None) -> None:
+    @override
+    def sync_children(self, child_context: Context | None) -> None:
         """Each selected child writes this conversation's records at once (see parts.py), not a sync per context."""
         if child_context is None:
             return
@@ -221,7 +226,8 @@ class ConversationsStream(QuickRecordMessages, IntercomStream):
             recent={str(key): value for key, value in recent.items()},
         )
 
-    def _increment_stream_state(self, latest_record: dict, *, context: Context | None = None) -> None:
+    @override
+    def advance_bookmark(self, latest_record: dict, context: Context | None) -> None:
         """Bookmark the search position of the record just emitted (see the class docstring)."""
         self._increment_bookmark(context)
 

@@ -37,7 +37,7 @@ class InputError(Exception):
     """Bad input or an unusable database: reported as one line, without a traceback."""
 
 
-def _secrets(url: str) -> set[str]:
+def url_secrets(url: str) -> set[str]:
     """Every spelling of the password in the URL, so no message can print it."""
     try:
         parts = urlsplit(url)
@@ -47,7 +47,7 @@ def _secrets(url: str) -> set[str]:
     return {text for secret in found if secret for text in (secret, unquote(secret))}
 
 
-def _scrub(text: str, secrets: set[str]) -> str:
+def scrub(text: str, secrets: set[str]) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
@@ -151,14 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     url = args.sqlalchemy_url or os.environ.get(URL_ENV) or ""
     schema = args.schema if args.schema is not None else os.environ.get(SCHEMA_ENV) or "public"
-    secrets = _secrets(url)
+    secrets = url_secrets(url)
     try:
         if not url:
             raise InputError(f"no database URL: pass --sqlalchemy-url or set {URL_ENV}")
         check_schema(schema)
-        print(_scrub(apply(libpq_url(url), schema), secrets))
+        print(scrub(apply(libpq_url(url), schema), secrets))
     except InputError as error:
-        print(f"{PROG}: {_scrub(str(error), secrets)}", file=sys.stderr)
+        print(f"{PROG}: {scrub(str(error), secrets)}", file=sys.stderr)
         return 1
     return 0
 

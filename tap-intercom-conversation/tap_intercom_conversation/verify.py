@@ -214,14 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging()
     url = args.database_url or os.environ.get(URL_ENV) or ""
     try:
-        from tap_intercom_conversation.table import InputError, _scrub, _secrets
+        from tap_intercom_conversation.table import InputError, scrub, url_secrets
     except ImportError as err:  # psycopg: the [postgres] extra
         print(f"{PROG}: error: {err.name} is missing: install tap-intercom-conversation[postgres]", file=sys.stderr)
         return 2
     try:
         return verify(args)
     except (IntercomError, InputError) as err:
-        print(f"{PROG}: error: {_scrub(str(err), _secrets(url))}", file=sys.stderr)
+        print(f"{PROG}: error: {scrub(str(err), url_secrets(url))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: error: interrupted; nothing more was written", file=sys.stderr)
