@@ -12,13 +12,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bootstrap import REPO, environment
+from bootstrap import REPO, environment, uv
 
 
 def main() -> None:
+    """Each environment's bin folder goes to the tests as INTERCOM_TOOLS_<ENV> (tests/tools.py)."""
     dev = environment("dev")
+    os.environ["INTERCOM_TOOLS_DEV"] = str(dev)
     for name in ("meltano", "target-postgres", "target-jsonl"):
-        environment(name)
+        os.environ["INTERCOM_TOOLS_" + name.upper().replace("-", "_")] = str(environment(name))
+    os.environ["INTERCOM_TOOLS_UV"] = str(uv().parent)
     os.chdir(REPO)
     python = str(dev / "python")
     os.execv(python, [python, "-m", "pytest", *sys.argv[1:]])

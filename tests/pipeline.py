@@ -12,20 +12,17 @@ from pathlib import Path
 import psycopg
 
 from tests.postgres import sqlalchemy_url
+from tests.tools import tool
 
 REPO = Path(__file__).resolve().parents[1]
 STREAM = "intercom_conversation_v1"
 PARTS = "intercom_conversation_part_v1"
 
 
-def venv_bin(env: str, executable: str) -> str:
-    return str(REPO / ".venvs" / env / "bin" / executable)
-
-
-TAP = venv_bin("dev", "tap-intercom-conversation")
-TABLE = venv_bin("dev", "intercom-conversation-table")
-TARGET_POSTGRES = os.environ.get("TARGET_POSTGRES_BIN") or venv_bin("target-postgres", "target-postgres")
-TARGET_JSONL = venv_bin("target-jsonl", "target-jsonl")
+TAP = tool("dev", "tap-intercom-conversation")
+TABLE = tool("dev", "intercom-conversation-table")
+TARGET_POSTGRES = os.environ.get("TARGET_POSTGRES_BIN") or tool("target-postgres", "target-postgres")
+TARGET_JSONL = tool("target-jsonl", "target-jsonl")
 
 
 @dataclass

@@ -22,8 +22,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from tests.pipeline import REPO, STREAM, TAP, TapRun
+from tests.tools import tool
 
-PYTHON = str(REPO / ".venvs" / "dev" / "bin" / "python")
+PYTHON = tool("dev", "python")
 PROG = "tap-intercom-conversation"
 ERROR_PREFIX = f"{PROG}: error: "
 FAST_TAP = (

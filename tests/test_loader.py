@@ -10,11 +10,12 @@ from urllib.parse import urlsplit
 import psycopg
 
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, TAP, table_rows, tap_config, venv_bin
+from tests.pipeline import STREAM, TAP, table_rows, tap_config
 from tests.postgres import sqlalchemy_url
 from tests.test_meltano import assert_table_is_the_truth, assert_the_documented_table
+from tests.tools import tool
 
-LOADER = venv_bin("dev", "target-intercom-postgres")
+LOADER = tool("dev", "target-intercom-postgres")
 
 
 def tap_into_loader(
@@ -98,7 +99,7 @@ def test_settings_the_documented_table_cannot_take_are_refused_in_one_line(pg_ur
 
 
 def test_without_the_postgres_extra_the_loader_and_the_utility_say_so_in_one_line():
-    python = venv_bin("dev", "python")
+    python = tool("dev", "python")
     for module, program in (("loader", "target-intercom-postgres"), ("table", "intercom-conversation-table")):
         done = subprocess.run(
             [python, "-c", f"import sys; sys.modules['psycopg'] = None; import tap_intercom_conversation.{module}"],

@@ -16,13 +16,14 @@ import psycopg
 import pytest
 
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import PARTS, REPO, STREAM, table_rows, venv_bin
+from tests.pipeline import PARTS, REPO, STREAM, table_rows
 from tests.postgres import scratch_schema, sqlalchemy_url
 from tests.test_parts import truth_parts
 from tests.test_real_data import REPLACED_WHEN_HYDRATED, assert_table_holds_what_was_sent, defects
 from tests.test_table import DOCUMENTED_DDL, shape
+from tests.tools import tool
 
-MELTANO = venv_bin("meltano", "meltano")
+MELTANO = tool("meltano", "meltano")
 STATE_ID = "prod:tap-intercom-conversation-to-target-postgres"
 
 

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from tests.pipeline import REPO
+from tests.tools import tool
 
-UV = REPO / ".venvs" / "uv" / "bin" / "uv"
+UV = tool("uv", "uv")
 
 
 def test_a_non_editable_install_discovers_the_repository_schemas(tmp_path):

@@ -21,11 +21,12 @@ from psycopg.conninfo import make_conninfo
 
 from tap_intercom_conversation import table
 from tap_intercom_conversation.schema_files import stream_schema
+from tests.pipeline import TARGET_POSTGRES
 from tests.postgres import scratch_schema, sqlalchemy_url
 
 REPO = Path(__file__).resolve().parents[1]
 SQL_FILE = REPO / "schemas" / "intercom_conversation_v1.sql"
-TARGET_BIN = Path(os.environ.get("TARGET_POSTGRES_BIN") or REPO / ".venvs/target-postgres/bin/target-postgres")
+TARGET_BIN = Path(TARGET_POSTGRES)
 needs_target = pytest.mark.skipif(not TARGET_BIN.exists(), reason=f"no target-postgres at {TARGET_BIN}")
 UTC = dt.timezone.utc
 # 04:00Z plus one minute per record crosses 05:00-07:00Z, the hour New York lives twice (DST ends).

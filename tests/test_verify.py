@@ -17,11 +17,12 @@ import psycopg
 import pytest
 
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, load, table_rows, tap_config, venv_bin
+from tests.pipeline import STREAM, load, table_rows, tap_config
 from tests.postgres import sqlalchemy_url
 from tests.test_meltano import MELTANO, _env, project  # noqa: F401  # project: the Meltano project fixture
+from tests.tools import tool
 
-VERIFY = venv_bin("dev", "intercom-conversation-verify")
+VERIFY = tool("dev", "intercom-conversation-verify")
 PROG = "intercom-conversation-verify"
 
 
