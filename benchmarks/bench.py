@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark of issue #4: the tap and target-postgres as users run them, against the Intercom simulator.
 
-    .venvs/dev/bin/python scripts/bench.py [--quick] [--runs 3] [--only hydrated,search,memory,incremental]
-    .venvs/dev/bin/python scripts/bench.py --sweep 16,32,48,64   # hydration throughput per max_concurrent_requests
-    .venvs/dev/bin/python scripts/bench.py --only latency        # figure 1 at 50-1,000 ms x R = 1,000-4,167 (~25 min)
-    TAP_BIN=/elsewhere/.venvs/dev/bin/tap-intercom-conversation scripts/bench.py ...  # another build: a "before"
+    .venvs/dev/bin/python benchmarks/bench.py [--quick] [--runs 3] [--only hydrated,search,memory,incremental]
+    .venvs/dev/bin/python benchmarks/bench.py --sweep 16,32,48,64   # hydration throughput per max_concurrent_requests
+    .venvs/dev/bin/python benchmarks/bench.py --only latency        # figure 1 at 50-1,000 ms x R = 1,000-4,167, ~25 min
+    TAP_BIN=/elsewhere/.venvs/dev/bin/tap-intercom-conversation benchmarks/bench.py ...  # another build: a "before"
 
 Each measurement starts the simulator CLI (`python -m tests.intercom_simulator`) as a subprocess, then runs
 `.venvs/dev/bin/tap-intercom-conversation | target-postgres` with the loader config of meltano.yml into a
@@ -24,7 +24,7 @@ simulator's 10-second windows, the least favourable phase (the first window is p
    The simulator keeps each row's JSON until it changes (its CPU is not Intercom's, yet it shares this
    machine): an unmeasured run of the tap warms it first. This machine's speed drifts by a quarter within
    minutes, so the loader alone and end to end run back to back, and their ratio is also given run by run.
-   What the ratio cannot tell apart, scripts/loader_watch.py measures: how much of its run target-postgres
+   What the ratio cannot tell apart, benchmarks/loader_watch.py measures: how much of its run target-postgres
    waited on an empty stdin (for the tap), and its CPU time and time waiting for a CPU (the price of sharing);
 3. the tap's peak memory, hydrated at 2,000 to 20,000 and search-only at 10,000 to 200,000 conversations (the
    tap alone into a file: a slower loader only blocks its writes);
@@ -55,7 +55,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +72,15 @@ from bench_report import (
 from loader_watch import LoaderWatch, watched_median
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = REPO / ".venvs" / "dev" / "bin"
-TAP = os.environ.get("TAP_BIN") or str(BIN / "tap-intercom-conversation")  # another build of the tap: a before
-TABLE = str(BIN / "intercom-conversation-table")
-PYTHON = str(BIN / "python")
-TARGET = os.environ.get("TARGET_POSTGRES_BIN") or str(REPO / ".venvs" / "target-postgres" / "bin" / "target-postgres")
+sys.path.insert(1, str(REPO))  # the tests' helpers: where the executables are, PostgreSQL's scratch schemas
+from tests import postgres  # noqa: E402
+from tests.pipeline import TABLE, TARGET_POSTGRES  # noqa: E402
+from tests.pipeline import TAP as THIS_TAP  # noqa: E402
+from tests.tools import tool  # noqa: E402
+
+TAP = os.environ.get("TAP_BIN") or THIS_TAP  # another build of the tap: a before
+PYTHON = tool("dev", "python")
+TARGET = TARGET_POSTGRES  # TARGET_POSTGRES_BIN: another build of the loader
 DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STREAM = "intercom_conversation_v1"
 PER_PAGE = 150
@@ -150,21 +153,15 @@ def delta(before: dict, after: dict) -> dict:
 
 @contextlib.contextmanager
 def scratch_schema() -> Iterator[str]:
-    """A fresh schema with the table applied, dropped afterwards."""
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    try:
+    """A fresh schema (the tests' own) with the table applied, dropped afterwards."""
+    with postgres.scratch_schema(DATABASE_URL) as name:
         subprocess.run([TABLE, "--sqlalchemy-url", sqlalchemy_url(), "--schema", name], check=True,
                        capture_output=True, text=True, timeout=120)
         yield name
-    finally:
-        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 def sqlalchemy_url() -> str:
-    return DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    return postgres.sqlalchemy_url(DATABASE_URL)
 
 
 def row_count(schema: str) -> int:
@@ -397,7 +394,10 @@ def memory(conversations: int, parts: bool, latency_ms: float = 0.0, rate_limit:
     with simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=rate_limit) as sim, \
             tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         run = run_tap(sim, {"include_conversation_parts": parts}, out=Path(tmp) / "messages.jsonl")
-        rows = sum(1 for line in (Path(tmp) / "messages.jsonl").open() if line.startswith('{"type":"RECORD"'))
+        rows = sum(
+            1 for line in (Path(tmp) / "messages.jsonl").open()
+            if line.startswith('{"type":"RECORD"') and json.loads(line)["stream"] == STREAM  # not the parts' records
+        )
     if rows != conversations:
         sys.exit(f"memory run emitted {rows} records of {conversations}")
     print(f"  memory n={conversations} parts={parts} latency={latency_ms} R={rate_limit}: {run.tap_rss_mb:.1f} MB, "

@@ -8,7 +8,7 @@ clock, process start included), a check that every row arrived once with a pk fr
 then the same file again (every row already there: the upsert path), and the schema dropped;
 for each, best and median of --repeat runs (wall clock) and target-postgres's own CPU seconds.
 
-    .venvs/dev/bin/python scripts/bench_loader.py [--records 20000] [--database-url postgresql://...]
+    .venvs/dev/bin/python benchmarks/bench_loader.py [--records 20000] [--database-url postgresql://...]
 
 Needs the dev environment (psycopg, the tap package) and .venvs/target-postgres (or TARGET_POSTGRES_BIN).
 """
@@ -29,12 +29,13 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from bench import TARGET
 
 from tap_intercom_conversation.schema_files import STREAM_NAME, stream_schema
 from tap_intercom_conversation.table import apply
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET_BIN = Path(os.environ.get("TARGET_POSTGRES_BIN") or REPO / ".venvs/target-postgres/bin/target-postgres")
+TARGET_BIN = Path(TARGET)
 # The loader config we run with; each setting below overrides parts of it.
 BASE = {"add_record_metadata": False, "activate_version": False, "load_method": "upsert"}
 SETTINGS: list[tuple[str, dict]] = [

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """What the conversation parts stream costs: a hydrated backfill with and without it (issue #14).
 
-    .venvs/dev/bin/python scripts/bench_parts.py [--conversations 10000] [--runs 3] [--latency-ms 0] [--rate-limit R]
+    .venvs/dev/bin/python benchmarks/bench_parts.py [--conversations 10000] [--runs 3] [--latency-ms 0] [--rate-limit R]
 
-The same simulator (the CLI, as scripts/bench.py starts it) and the same pipeline as bench.py's figure 1:
+The same simulator (the CLI, as benchmarks/bench.py starts it) and the same pipeline as bench.py's figure 1:
 `tap-intercom-conversation | target-postgres` with meltano.yml's loader config into a scratch schema where
 intercom-conversation-table applied both tables. One run in each pair selects every stream (the default
 catalog); the other deselects intercom_conversation_part_v1 in the catalog from --discover. The pairs
 alternate, so that the machine's drift weighs on both alike. Printed: the rows of each table, the API calls
 (the same in both), wall time from the tap's start to the loader's exit, the tap's own time, and
-target-postgres's CPU seconds (scripts/loader_watch.py). Without --rate-limit and latency the run is
+target-postgres's CPU seconds (benchmarks/loader_watch.py). Without --rate-limit and latency the run is
 CPU-bound: the difference is what the parts cost the tap, the loader and PostgreSQL on this machine.
 """
 

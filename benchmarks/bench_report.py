@@ -1,4 +1,4 @@
-"""The markdown tables of scripts/bench.py."""
+"""The markdown tables of benchmarks/bench.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The tap's CPU seconds for one search-only backfill, A/B between versions of the tap, runs alternating.
 
-    .venvs/dev/bin/python scripts/bench_tap_cpu.py --tap NAME=COMMAND [--tap NAME=COMMAND ...] [--runs 5]
+    .venvs/dev/bin/python benchmarks/bench_tap_cpu.py --tap NAME=COMMAND [--tap NAME=COMMAND ...] [--runs 5]
 
 Each COMMAND runs a tap (e.g. `.venvs/dev/bin/tap-intercom-conversation`, or another checkout's package with
 `env PYTHONPATH=/tmp/old/tap-intercom-conversation .venvs/dev/bin/python -m tap_intercom_conversation.tap`).
@@ -22,9 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench import REPO, simulator
-
-TAP = str(REPO / ".venvs" / "dev" / "bin" / "tap-intercom-conversation")
+from bench import REPO, TAP, simulator
 
 
 def tap_cpu(command: list[str], config: Path) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of intercom-conversation-verify: requests and wall time to verify a loaded table.
 
-    .venvs/dev/bin/python scripts/bench_verify.py [--conversations 10000,100000] [--modes search,hydrated]
+    .venvs/dev/bin/python benchmarks/bench_verify.py [--conversations 10000,100000] [--modes search,hydrated]
 
 For each size and mode, the table is loaded by the tap and target-postgres (bench.py's run_tap) from a
 simulator without latency or rate limit, then verified by the console script as users run it against a

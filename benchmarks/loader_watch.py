@@ -1,4 +1,4 @@
-"""What target-postgres waited for during a benchmark run (Linux /proc); used by scripts/bench.py."""
+"""What target-postgres waited for during a benchmark run (Linux /proc); used by benchmarks/bench.py."""
 
 from __future__ import annotations
 

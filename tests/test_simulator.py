@@ -410,7 +410,7 @@ def test_data_is_realistic(sim: IntercomSimulator) -> None:
 
 
 def test_100k_conversations_are_served_in_updated_at_order() -> None:
-    """The benchmark's workspace size works; how fast is scripts/bench.py's business, not a unit test's."""
+    """The benchmark's workspace size works; how fast is benchmarks/bench.py's business, not a unit test's."""
     with IntercomSimulator(conversations=100_000, seed=2) as big:
         page = search(big, per_page=150, sort=ASC, cursor=None).json()
     assert page["total_count"] == 100_000
