@@ -12,7 +12,6 @@ run the table equals the simulator's truth: every conversation once, pk unique, 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fcntl
 import io
@@ -265,28 +264,3 @@ def test_a_pipe_on_stdout_is_widened_so_the_tap_runs_ahead_while_the_target_comm
     assert capacity == WholeLineWriter.PIPE_BYTES
     assert tap.returncode == 0
     assert rest.count(CONVERSATION_RECORD) == 20
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
-def test_every_thread_of_the_tap_runs_as_a_batch_job_so_its_wakeups_do_not_preempt_the_target():
-    settings = {"include_conversation_parts": False}  # spans searched by threads of their own
-    with IntercomSimulator(conversations=10000, seed=5, latency_ms=200) as sim, tempfile.TemporaryDirectory() as folder:
-        tap = start_tap(Path(folder), tap_config(sim, **settings), stderr=subprocess.DEVNULL)
-        assert tap.stdout is not None
-        records = 0
-        for line in tap.stdout:  # ends early if the tap does
-            records += line.startswith(b'{"type":"RECORD"')
-            if records == 300:  # past the first page: the spans' threads are searching
-                break
-        policies = {}
-        for thread_id in os.listdir(f"/proc/{tap.pid}/task"):
-            with contextlib.suppress(ProcessLookupError):  # a span's thread that just ended
-                policies[int(thread_id)] = os.sched_getscheduler(int(thread_id))
-        rest = tap.stdout.read()
-        tap.wait(timeout=120)
-
-    assert len(policies) > 1
-    assert set(policies.values()) == {os.SCHED_BATCH}
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the test's own process is left alone
-    assert tap.returncode == 0
-    assert records + rest.count(b'{"type":"RECORD"') == 10000

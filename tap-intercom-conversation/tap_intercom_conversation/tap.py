@@ -34,7 +34,7 @@ from tap_intercom_conversation.runtime import Runtime
 from tap_intercom_conversation.schema_files import STREAM_NAME
 from tap_intercom_conversation.sdk_adapter import TapAdapter
 from tap_intercom_conversation.streams import ConversationsStream
-from tap_intercom_conversation.writer import WholeLineWriter, schedule_as_batch
+from tap_intercom_conversation.writer import WholeLineWriter
 
 DEFAULT_LOOKBACK_SECONDS = 600
 DEFAULT_MAX_CONCURRENT_REQUESTS = 500  # 4,167 calls per 10 s (25,000 a minute) x 1 s latency x 1.2
@@ -219,7 +219,6 @@ def one_line_warning(message: Warning | str, category: type[Warning], *_: object
 def main() -> None:
     """The console script: expected failures are one line on stderr and exit 1, never a traceback."""
     warnings.formatwarning = one_line_warning
-    schedule_as_batch()
     try:
         TapIntercomConversation.cli()
     except IntercomError as err:

@@ -1,4 +1,4 @@
-"""How the tap's output reaches the target: the stdout writer, the pipe's size, the process's scheduling."""
+"""How the tap's output reaches the target: the stdout writer and the pipe's size."""
 
 from __future__ import annotations
 
@@ -70,17 +70,3 @@ def widen_pipe(stream: t.IO, size: int) -> None:
         fd = stream.fileno()
         if set_size is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
             fcntl.fcntl(fd, set_size, size)
-
-
-def schedule_as_batch() -> None:
-    """Ask Linux to treat the tap as a batch job (SCHED_BATCH); threads started later inherit it.
-
-    Its priority is unchanged; what changes is that a thread of the tap woken by an answer or by room in
-    the pipe no longer preempts a running process, such as the target it shares the machine with:
-    the tap runs ahead of the target, so its work can wait for the next tick, and the target's cannot.
-    Where the policy does not exist or is refused (a sandbox), the tap runs as it was started.
-    """
-    policy = getattr(os, "SCHED_BATCH", None)  # Linux only
-    if policy is not None:
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, policy, os.sched_param(0))
