@@ -6,7 +6,7 @@ this module; the streams' private uses are not moved here yet (issue 17 is open)
 their section below, where they are.
 
 # --- the tap (tap.py) ---
-TapAdapter, the base of TapIntercomConversation:
+TapAdapter, the base of TapIntercomConversation (its settings check is SettingsAdapter, shared with the loader):
 - `_validate_config` (override): the SDK calls it from PluginBase.__init__, after merging the settings
   from the environment, with no public hook around it; the tap coerces string values, adds the checks
   JSON schema cannot express, and turns a violation into one line. Forwarded to `validate_settings`.
@@ -58,16 +58,17 @@ import typing as t
 from types import FrameType
 
 from singer_sdk import Stream, Tap, Target
+from singer_sdk.plugin_base import PluginBase
 from typing_extensions import override
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
-# --- the tap (tap.py) ---
+# --- the tap and the loader (tap.py, loader.py) ---
 
 
-class TapAdapter(Tap):
-    """The tap's private SDK hooks, each forwarded to a public-named method the tap implements."""
+class SettingsAdapter(PluginBase):
+    """The settings check of a tap or a target: `_validate_config` forwarded to `validate_settings`."""
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -76,6 +77,10 @@ class TapAdapter(Tap):
     def validate_settings(self, settings: dict[str, t.Any], *, raise_errors: bool) -> list[str]:
         """The SDK's JSON-schema validation of `settings` (the mutable dict behind `config`)."""
         return super()._validate_config(raise_errors=raise_errors)
+
+
+class TapAdapter(SettingsAdapter, Tap):
+    """The tap's private SDK hooks, each forwarded to a public-named method the tap implements."""
 
     @override  # type: ignore[misc]  # sync_all is @final in the SDK: see the module docstring
     def sync_all(self) -> None:
@@ -132,16 +137,8 @@ class StreamAdapter(Stream):
 # --- the loader (loader.py) ---
 
 
-class TargetAdapter(Target):
+class TargetAdapter(SettingsAdapter, Target):
     """The loader's private SDK hooks, each forwarded to a public-named method."""
-
-    @override
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        return self.validate_settings(self._config, raise_errors=raise_errors)
-
-    def validate_settings(self, settings: dict[str, t.Any], *, raise_errors: bool) -> list[str]:
-        """The SDK's JSON-schema validation of `settings` (the mutable dict behind `config`)."""
-        return super()._validate_config(raise_errors=raise_errors)
 
     @override
     def _process_schema_message(self, message_dict: dict) -> None:
