@@ -103,6 +103,14 @@ def test_search_pages_match_spec(sim: IntercomSimulator, spec: Spec) -> None:
         cursor = page["pages"]["next"]["starting_after"]
 
 
+def test_me_names_the_tokens_app_as_the_spec_does(sim: IntercomSimulator, spec: Spec) -> None:
+    """GET /me (identifyAdmin): verify's report names the workspace from its app."""
+    resp = http().get(f"{sim.url}/me")
+    assert resp.status_code == 200
+    spec.validate_response("/me", "get", 200, resp.json())
+    assert resp.json()["app"]["id_code"] and resp.json()["app"]["name"]
+
+
 def test_spec_request_example_is_answered(sim: IntercomSimulator, spec: Spec) -> None:
     body = json.loads((EXAMPLES_DIR / "search_conversations.request.json").read_text())
     spec.validate(body, "search_request", strict=False)

@@ -15,7 +15,7 @@ import msgspec
 from typing_extensions import override
 
 from tap_intercom_conversation.concurrency import SEARCHES_IN_FLIGHT
-from tap_intercom_conversation.errors import IntercomError
+from tap_intercom_conversation.errors import IntercomError, IntercomRefused
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.search import PER_PAGE
@@ -76,6 +76,16 @@ class ListingStream(ConversationsStream):
             for row in page.rows:
                 yield str(row["id"]), int(row["updated_at"]), parts_count(row)  # type: ignore[arg-type]  # rows of a search answer
         self.logger.info(self.progress.line())
+
+    def app(self) -> dict | None:
+        """The workspace the token belongs to (GET /me: the admin with its app), None when Intercom does not tell."""
+        prepared = self.build_prepared_request(method="GET", url=f"{self.url_base}/me", headers=self.http_headers)
+        try:
+            body = self.send(prepared).json_body  # type: ignore[attr-defined]  # checked by validate_response
+        except IntercomRefused:  # 403 (a token without that permission) or 404: the check goes on without it
+            return None
+        app = body.get("app") if isinstance(body, dict) else None
+        return app if isinstance(app, dict) else None
 
     def by_ids(self, ids: t.Sequence[str]) -> t.Iterator[SearchRow]:
         """The search rows of these conversations (those Intercom still has), searched 150 ids at a time."""

@@ -17,6 +17,7 @@ target-postgres with three additions, all driven by its own settings, however th
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import typing as t
 
@@ -32,6 +33,7 @@ except ModuleNotFoundError as missing:  # the distribution was installed without
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
+from tap_intercom_conversation import source_mark
 from tap_intercom_conversation.checks import coerce_strings, schema_problem
 from tap_intercom_conversation.schema_files import STREAM_NAME
 from tap_intercom_conversation.sdk_adapter import TargetAdapter
@@ -104,6 +106,7 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
         except InputError as error:
             raise LoaderError(scrub(str(error), url_secrets(url))) from None
         self._was_empty = empty and not self._marked
+        self.mark_source()
 
     @override
     def validate_settings(self, settings: dict[str, t.Any], *, raise_errors: bool) -> list[str]:
@@ -133,6 +136,22 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
             ).fetchone()
         empty, mark = row if row else (True, None)
         return tables, bool(empty), mark == EMPTY_MARK
+
+    def mark_source(self) -> None:
+        """Under `meltano run`, record which Intercom the table is loaded from (source_mark.py), for verify --repair."""
+        wanted = source_mark.from_meltano_env(os.environ)
+        if wanted is None:
+            return
+        column = sql.Identifier(self.target_schema, STREAM_NAME, "intercom_id")
+        table = sql.Literal(f'"{self.target_schema}"."{STREAM_NAME}"')
+        with psycopg.connect(self._url) as conn:
+            row = conn.execute(sql.SQL(source_mark.READ_SQL).format(table=table)).fetchone()
+            if row and row[0] == wanted:
+                return
+            try:
+                conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(column, sql.Literal(wanted)))
+            except psycopg.Error as error:  # not the table's owner: verify --repair will refuse the table
+                self.logger.warning("could not mark %s with its source: %s", STREAM_NAME, error.diag.message_primary)
 
     def _table(self) -> sql.Identifier:
         return sql.Identifier(self.target_schema, STREAM_NAME)

@@ -143,6 +143,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--schema", help=f"target-postgres's default_target_schema (env {SCHEMA_ENV}, default public)"
     )
+    parser.add_argument(
+        "--loader",
+        help="through Meltano (meltano invoke intercom-conversation-table:apply): the loader whose database and "
+        "schema to use, as Meltano resolves its settings",
+    )
     return parser.parse_args(argv)
 
 
@@ -153,6 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     schema = args.schema if args.schema is not None else os.environ.get(SCHEMA_ENV) or "public"
     secrets = url_secrets(url)
     try:
+        if args.loader:  # the loader's own settings, from Meltano (job_settings.py)
+            from tap_intercom_conversation.job_settings import meltano_settings
+
+            if args.sqlalchemy_url or args.schema:
+                raise InputError("--sqlalchemy-url and --schema come from the loader with --loader: set them there")
+            loader = meltano_settings(None, args.loader)
+            url, schema = loader.database_url, loader.schema
+            secrets = url_secrets(url) | {str(loader.loader[k]) for k in ("password",) if loader.loader.get(k)}
         if not url:
             raise InputError(f"no database URL: pass --sqlalchemy-url or set {URL_ENV}")
         check_schema(schema)

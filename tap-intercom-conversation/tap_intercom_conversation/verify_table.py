@@ -21,6 +21,7 @@ import msgspec
 import psycopg
 from psycopg import sql
 
+from tap_intercom_conversation import source_mark
 from tap_intercom_conversation.table import CONNECT_TIMEOUT_SECONDS, InputError, _one_line
 
 if t.TYPE_CHECKING:
@@ -33,12 +34,30 @@ DELETIONS = "intercom_conversation_v1_deletion"
 PARTS = "intercom_conversation_part_v1"
 PART_CAP = 500  # Intercom returns at most the 500 most recent parts of a conversation
 SHOWN = 20  # ids shown per class
-KINDS = ("missing", "stale", "gone", "parts")
+KINDS = ("missing", "stale", "gone", "parts", "part_rows")
 
 _CREATE = """
 CREATE TEMPORARY TABLE verify_listed (intercom_id text, updated_at bigint, parts integer);
 CREATE TEMPORARY TABLE verify_difference (kind text, intercom_id text, listed bigint, stored bigint,
                                           detail text);
+CREATE TEMPORARY TABLE verify_part_rows (intercom_id text PRIMARY KEY, missing text[]);
+"""
+# Current conversations (the row at Intercom's updated_at, not deleted) with fewer part rows than Intercom
+# counts, up to the 500 parts it returns; rows the table keeps of older parts count. Their GET decides.
+_PART_ROW_CANDIDATES = """
+SELECT l.intercom_id FROM verify_listing l JOIN {table} t ON t.intercom_id = l.intercom_id
+LEFT JOIN (SELECT conversation_intercom_id, count(*) AS n FROM {parts} GROUP BY 1) p
+  ON p.conversation_intercom_id = l.intercom_id
+WHERE l.updated_at < %(cutoff)s AND t.updated_at = to_timestamp(l.updated_at) AND NOT t.data ? 'deleted'
+  AND coalesce(p.n, 0) < least(l.parts, {cap})
+ORDER BY l.updated_at, l.intercom_id
+"""
+_PART_ROWS = """
+INSERT INTO verify_difference
+SELECT 'part_rows', intercom_id, NULL, NULL,
+       format('%%s without a row: %%s', cardinality(missing),
+              array_to_string(missing[1:3], ', ') || CASE WHEN cardinality(missing) > 3 THEN ', ...' ELSE '' END)
+FROM verify_part_rows
 """
 # A search can return a conversation twice (its cursor is stateless); the newest sighting counts.
 _DEDUPLICATE = """
@@ -144,7 +163,7 @@ class TableCheck:
     """One connection to the database; the listing and the differences live in its temporary tables."""
 
     def __init__(self, url: str, schema: str) -> None:
-        self.schema = schema
+        self.schema, self.url = schema, url
         try:
             self.conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True)
         except psycopg.Error as error:
@@ -229,6 +248,7 @@ class TableCheck:
             cur.execute(self._q(_GONE), params)
             if parts:
                 cur.execute(self._q(_PARTS), params)
+            cur.execute(_PART_ROWS)
             cur.execute(
                 "SELECT count(*) FILTER (WHERE updated_at < %(cutoff)s), count(*) FILTER "
                 "(WHERE updated_at >= %(cutoff)s) FROM verify_listing",
@@ -243,6 +263,34 @@ class TableCheck:
             for kind, count, shown in cur.fetchall():
                 found.counts[kind], found.shown[kind] = count, shown
         return found
+
+    def source_mark(self) -> dict[str, str] | None:
+        """The mark the loader left on the table (source_mark.py), None when there is none."""
+        with self._errors("read the source mark of"):
+            row = self.conn.execute(
+                sql.SQL(source_mark.READ_SQL).format(table=sql.Literal(self.table.as_string(self.conn)))
+            ).fetchone()
+        return source_mark.read(row[0] if row else None)
+
+    def write_source_mark(self, mark: str) -> None:
+        column = sql.Identifier(self.schema, TABLE, "intercom_id")
+        with self._errors("mark"):
+            self.conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(column, sql.Literal(mark)))
+
+    def part_row_candidates(self, cutoff: int) -> list[str]:
+        with self._errors("compare the parts of"):
+            return [row[0] for row in self.conn.execute(self._q(_PART_ROW_CANDIDATES), {"cutoff": cutoff})]
+
+    def part_ids(self, conversation_id: str) -> set[str]:
+        with self._errors("read the parts of"):
+            query = self._q("SELECT intercom_id FROM {parts} WHERE conversation_intercom_id = %s")
+            return {row[0] for row in self.conn.execute(query, (conversation_id,))}
+
+    def record_part_rows(self, missing: dict[str, list[str]]) -> None:
+        """The part ids each conversation lacks (from its GET), for compare() to report."""
+        with self._errors("compare the parts of"), self.conn.cursor() as cur:
+            cur.execute("TRUNCATE verify_part_rows")
+            cur.executemany("INSERT INTO verify_part_rows VALUES (%s, %s)", list(missing.items()))
 
     def ids(self, *kinds: str) -> list[str]:
         with self._errors("read the differences of"):
