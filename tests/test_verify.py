@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,10 +17,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tap_intercom_conversation.records import to_iso
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, load, table_rows, tap_config
-from tests.postgres import sqlalchemy_url
-from tests.test_meltano import MELTANO, _env, project  # noqa: F401  # project: the Meltano project fixture
+from tests.pipeline import REPO, STREAM, load, table_rows, tap_config
+from tests.postgres import scratch_schema, sqlalchemy_url
+from tests.test_meltano import MELTANO, _env
 from tests.tools import tool
 
 VERIFY = tool("dev", "intercom-conversation-verify")
@@ -42,7 +44,7 @@ def run_verify(
 def classes(stdout: str) -> dict[str, set[str]]:
     """Each class's ids from the report's lines (the first report when --repair printed two)."""
     found: dict[str, set[str]] = {}
-    for label in ("Missing", "Stale", "Not in Intercom", "Parts"):
+    for label in ("Missing", "Stale", "Not in Intercom", "Parts", "Part rows"):
         line = next(line for line in stdout.splitlines() if line.startswith(f"{label}: "))
         shown = line.split(": ", 2)[2] if line.count(": ") >= 2 else ""
         found[label] = set(re.findall(r"(?:^|, )(\w+)", re.sub(r" \([^)]*\)", "", shown)))
@@ -50,8 +52,29 @@ def classes(stdout: str) -> dict[str, set[str]]:
 
 
 def after_cutoff(stdout: str) -> int:
-    """Conversations the report says were updated after the cut-off (not compared)."""
-    return int(re.search(r"; ([\d,]+) updated since are not", stdout)[1].replace(",", ""))
+    """Conversations the report says were updated after the window (not compared)."""
+    return int(re.search(r"\(([\d,]+) updated since are not compared\)", stdout)[1].replace(",", ""))
+
+
+def verdict(stdout: str) -> str:
+    """The report's last line: its one verdict."""
+    last = stdout.splitlines()[-1]
+    assert last.startswith("Verdict: ") and sum(line.startswith("Verdict: ") for line in stdout.splitlines()) == 1
+    return last
+
+
+def header(stdout: str) -> dict[str, str]:
+    """The report's first lines: what was compared with what."""
+    lines = stdout.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines[:6]] == [
+        "Settings", "Intercom", "Database", "Schema", "Window", "Loaded from"
+    ], stdout
+    return {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in lines[:6]}
+
+
+def an_hour_ago() -> int:
+    """The simulator's conversations end an hour ago: all of them inside the window (the check's start - 300 s)."""
+    return int(time.time()) - 3600
 
 
 def totals(stdout: str) -> str:
@@ -92,25 +115,40 @@ def assert_no_secret(done: subprocess.CompletedProcess, sim: IntercomSimulator) 
 
 
 def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_url, pg_schema, tmp_path):
-    with IntercomSimulator(conversations=1000, seed=21) as sim:
+    with IntercomSimulator(conversations=1000, seed=21, now=an_hour_ago()) as sim:
         config = tap_config(sim, include_conversation_parts=True, max_concurrent_requests=8)
         load(pg_url, pg_schema, config)
 
         sim.reset_stats()
         clean = run_verify(tmp_path, config, pg_url, pg_schema)
         assert clean.returncode == 0, clean.stderr[-3000:]
-        assert totals(clean.stdout).endswith("the table matches"), clean.stdout
+        named = header(clean.stdout)
+        assert named["Intercom"] == f"{sim.url}, workspace Simulator 21 (app sim0021app)"
+        assert named["Database"].startswith("127.0.0.1:5432, database ") and "password" not in clean.stdout
+        assert named["Schema"] == f"{pg_schema}; tables: intercom_conversation_v1, intercom_conversation_part_v1"
+        assert named["Window"].startswith("conversations updated from the beginning to before ")
+        assert "minus 300 s for Intercom's search index lag" in named["Window"]
+        assert verdict(clean.stdout) == f"Verdict: {pg_schema}.{STREAM} matches Intercom"
         assert "Progress verify listing: 1,000 of 1,000 conversations (100.0 %)" in clean.stderr
         assert sim.stats["by_route"]["retrieve"] == 0
         clean_searches = sim.stats["by_route"]["search"]
         assert math.ceil(1000 / 150) <= clean_searches <= math.ceil(1000 / 150) + 8, sim.stats
 
-        # A change after the last load is past the cut-off (the newest row the table holds): not stale.
+        # The newest conversation is compared too (no blind tail); a change after the window's end is not.
+        newest = sim.ids()[-1]
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DELETE FROM "{pg_schema}".{STREAM} WHERE intercom_id = %s', (newest,))
         sim.touch(sim.ids()[100])
         damaged = damage(pg_url, pg_schema, sim)
+        damaged["Missing"].append(newest)
+        # A conversation whose part rows were lost, its row intact: named with the parts it lacks.
+        counts = {i: sim.conversation(i)["statistics"]["count_conversation_parts"] for i in sim.ids()[300:400]}
+        lost_rows = next(i for i, count in counts.items() if count >= 3)
+        lost_parts = [p["id"] for p in sim.conversation(lost_rows)["conversation_parts"]["conversation_parts"][:2]]
         parts_table = f'"{pg_schema}".intercom_conversation_part_v1'
         with psycopg.connect(pg_url, autocommit=True) as conn:  # the lost conversations' parts go too
             conn.execute(f"DELETE FROM {parts_table} WHERE conversation_intercom_id = ANY(%s)", (damaged["Missing"],))
+            conn.execute(f"DELETE FROM {parts_table} WHERE intercom_id = ANY(%s)", (lost_parts,))
         with_parts = sim.ids()[200]
         assert sim.conversation(with_parts)["statistics"]["count_conversation_parts"] >= 1
         drop_parts(pg_url, pg_schema, with_parts)
@@ -120,18 +158,32 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
         found = run_verify(tmp_path, config, pg_url, pg_schema)
         assert found.returncode == 1, found.stderr[-3000:]
         reported = classes(found.stdout)
-        assert reported == {**{k: set(v) for k, v in damaged.items()}, "Parts": {with_parts}}, found.stdout
+        assert reported == {
+            **{k: set(v) for k, v in damaged.items()}, "Parts": {with_parts}, "Part rows": {lost_rows}
+        }, found.stdout
+        part_rows_line = next(line for line in found.stdout.splitlines() if line.startswith("Part rows: "))
+        assert f"{lost_rows} (2 without a row: {lost_parts[0]}, {lost_parts[1]})" in part_rows_line
         assert after_cutoff(found.stdout) == after_cutoff(clean.stdout) + 1
-        assert totals(found.stdout).endswith(": 8 differences"), found.stdout
-        # Search pages only: the listing, and one search by id for the rows it did not find.
-        assert sim.stats["by_route"] == {"search": clean_searches + 1, "retrieve": 0, "list": 0, "deleted": 0}
+        assert verdict(found.stdout) == f"Verdict: {pg_schema}.{STREAM} differs from Intercom in 10 conversations"
+        # Search pages, one search by id for the rows it did not find, and a GET for the part rows' suspect only.
+        assert sim.stats["by_route"] == {"search": clean_searches + 1, "retrieve": 1, "list": 0, "deleted": 0}
         assert_no_secret(found, sim)
 
         sim.reset_stats()
-        repaired = run_verify(tmp_path, config, pg_url, pg_schema, "--repair")
+        refused = run_verify(tmp_path, config, pg_url, pg_schema, "--repair")  # loaded without Meltano: no mark
+        assert refused.returncode == 1 and refused.stdout == "", refused.stdout
+        assert refused.stderr.strip().splitlines()[-1].startswith(f"{PROG}: refused: {pg_schema}.{STREAM} of ")
+        assert "carries no mark of the job that loads it" in refused.stderr and "Traceback" not in refused.stderr
+        sim.reset_stats()
+        repaired = run_verify(tmp_path, config, pg_url, pg_schema, "--repair", "--adopt")
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
-        assert "After the repair:" in repaired.stdout and totals(repaired.stdout).endswith("the table matches")
-        assert sim.stats["by_route"]["retrieve"] == 3 + 2 + 1  # hydrated like the tap: a GET each, no more
+        assert "After the repair:" in repaired.stdout and verdict(repaired.stdout).endswith("matches Intercom")
+        assert header(repaired.stdout)["Loaded from"] == f"unmarked; adopted as {sim.url}'s (--adopt)"
+        # hydrated like the tap: a GET each (4 missing, 2 stale, 1 with parts), and the part rows' suspect once
+        assert sim.stats["by_route"]["retrieve"] == 4 + 2 + 1 + 1
+        with psycopg.connect(pg_url) as conn:
+            back = conn.execute(f"SELECT count(*) FROM {parts_table} WHERE intercom_id = ANY(%s)", (lost_parts,))
+            assert back.fetchone()[0] == 2
 
         rows = table_rows(pg_url, pg_schema)
         truth = sim.truth()
@@ -162,11 +214,12 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
         sim.reset_stats()
         again = run_verify(tmp_path, config, pg_url, pg_schema)
         assert again.returncode == 0, again.stdout
+        assert header(again.stdout)["Loaded from"].endswith("(the same host and access token)")
         assert sim.stats["by_route"] == {"search": clean_searches, "retrieve": 0, "list": 0, "deleted": 0}
 
 
 def test_a_search_only_table_is_repaired_from_search_rows_and_gone_rows_removed(pg_url, pg_schema, tmp_path):
-    with IntercomSimulator(conversations=2000, seed=22) as sim:
+    with IntercomSimulator(conversations=2000, seed=22, now=an_hour_ago()) as sim:
         config = tap_config(sim, include_conversation_parts=False, deleted_conversations="remove")
         load(pg_url, pg_schema, config)
         damaged = damage(pg_url, pg_schema, sim)
@@ -176,14 +229,14 @@ def test_a_search_only_table_is_repaired_from_search_rows_and_gone_rows_removed(
         sim.reset_stats()
         found = run_verify(tmp_path, config, pg_url, pg_schema)
         assert found.returncode == 1, found.stderr[-3000:]
-        expected = {**{k: set(v) for k, v in damaged.items()}, "Parts": set()}
+        expected = {**{k: set(v) for k, v in damaged.items()}, "Parts": set(), "Part rows": set()}
         expected["Not in Intercom"] |= {deleted_in_intercom}
         assert classes(found.stdout) == expected, found.stdout
         assert sim.stats["by_route"]["retrieve"] == 0
         assert sim.stats["by_route"]["search"] <= math.ceil(2000 / 150) + 12, sim.stats
 
         sim.reset_stats()
-        repaired = run_verify(tmp_path, config, pg_url, pg_schema, "--repair")
+        repaired = run_verify(tmp_path, config, pg_url, pg_schema, "--repair", "--adopt")
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
         assert sim.stats["by_route"]["retrieve"] == 0  # search rows, looked up by id: as the tap stores them
         rows = table_rows(pg_url, pg_schema)
@@ -194,13 +247,12 @@ def test_a_search_only_table_is_repaired_from_search_rows_and_gone_rows_removed(
 
 
 def test_an_empty_table_is_all_missing(pg_url, pg_schema, tmp_path):
-    with IntercomSimulator(conversations=300, seed=23) as sim:
+    with IntercomSimulator(conversations=300, seed=23, now=an_hour_ago()) as sim:
         config = tap_config(sim)
         load(pg_url, pg_schema, {**config, "start_date": "2099-01-01T00:00:00Z"})  # applies the table, loads nothing
         done = run_verify(tmp_path, config, pg_url, pg_schema)
         assert done.returncode == 1
-        assert "(the table is empty: the start of this check)" in done.stdout
-        assert totals(done.stdout).startswith("Totals: 300 conversations in Intercom before the cut-off, 0 rows")
+        assert totals(done.stdout).startswith("Totals: 300 conversations in Intercom in the window (0 updated since")
         assert "300 missing" in totals(done.stdout)
 
 
@@ -245,36 +297,157 @@ def test_bad_input_is_one_line_and_exit_2(pg_url, pg_schema, tmp_path, config, d
     assert "Traceback" not in done.stderr and "s3cr" not in done.stderr and "sekrit" not in done.stderr
 
 
-def test_meltano_invoke_verify_uses_the_projects_settings(project, pg_url, pg_schema, tmp_path):  # noqa: F811
-    """`meltano invoke intercom-conversation-table:verify [--repair]`: the token set for the tap (.env) reaches it."""
-    with IntercomSimulator(conversations=400, seed=24) as sim:
-        load(pg_url, pg_schema, tap_config(sim))
-        lost = sim.ids()[7]
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(f'DELETE FROM "{pg_schema}".{STREAM} WHERE intercom_id = %s', (lost,))
-        env = _env(
-            MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
-            TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
-            TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
-            TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
+# The commands the README shows for verify, exactly as these tests run them (tests/test_readme.py holds them equal).
+README_COMMANDS = [
+    "meltano config set tap-intercom-conversation start_date 2026-01-01T00:00:00Z",
+    "meltano config set target-postgres default_target_schema sales",
+    "meltano invoke intercom-conversation-table:apply",
+    "meltano invoke intercom-conversation-table:verify",
+    "meltano invoke intercom-conversation-table:verify --repair",
+    "meltano invoke intercom-conversation-table:verify"
+    " --extractor tap-intercom-conversation--b --loader target-postgres--b",
+    "intercom-conversation-verify --config ENV",
+    "intercom-conversation-verify --config ENV --repair --adopt",
+]
+
+
+def readme_command(text: str, **values: str) -> list[str]:
+    """One of README_COMMANDS as argv, its example values (sales, the date) replaced by the test's."""
+    assert text in README_COMMANDS
+    return [values.get(word, word) for word in text.split()]
+
+
+@pytest.fixture
+def own_project(tmp_path: Path) -> Path:
+    """A fresh Meltano project of its own: `meltano config set` and `meltano add` write into its meltano.yml."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "meltano.yml", root / "meltano.yml")
+    for name in ("tap-intercom-conversation", "schemas"):
+        (root / name).symlink_to(REPO / name)
+    done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_workspace_its_own(
+    own_project, pg_url, pg_schema, tmp_path
+):
+    """Settings made by `meltano config set` (api_url, start_date, schema) and a second workspace via inherit_from."""
+    env = _env(MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}")
+
+    def meltano(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [MELTANO, *args], cwd=own_project, env=env, capture_output=True, text=True, timeout=600
         )
 
-        def meltano(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run([MELTANO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    def ok(*args: str) -> subprocess.CompletedProcess:
+        done = meltano(*args)
+        assert done.returncode == 0, f"meltano {' '.join(args)}:\n{done.stdout}{done.stderr[-4000:]}"
+        return done
 
-        assert meltano("config", "set", "tap-intercom-conversation", "access_token", sim.token).returncode == 0
-        try:
-            found = meltano("invoke", "intercom-conversation-table:verify")
-            assert found.returncode == 1, found.stdout + found.stderr[-3000:]
-            assert classes(found.stdout)["Missing"] == {lost}
-            repaired = meltano("invoke", "intercom-conversation-table:verify", "--repair")
-            assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
-            assert totals(repaired.stdout).endswith("the table matches")
-            assert table_rows(pg_url, pg_schema)[lost]["data"] == sim.conversation(lost)
-            for done in (found, repaired):
-                assert_no_secret(done, sim)
-        finally:
-            (project / ".env").unlink(missing_ok=True)
+    with IntercomSimulator(conversations=400, seed=24, now=an_hour_ago()) as sim, scratch_schema(pg_url) as second, \
+            IntercomSimulator(conversations=200, seed=25, now=an_hour_ago(), token="sim-token-b") as sim_b:
+        ids = sim.ids()
+        start_date = to_iso(sim.conversation(ids[200])["updated_at"])  # half of the workspace is older
+        ok("config", "set", "tap-intercom-conversation", "access_token", sim.token)  # into .env
+        ok("config", "set", "tap-intercom-conversation", "api_url", sim.url)  # into meltano.yml
+        ok(*readme_command(README_COMMANDS[0], **{"2026-01-01T00:00:00Z": start_date})[1:])
+        ok("config", "set", "target-postgres", "sqlalchemy_url", sqlalchemy_url(pg_url))
+        ok(*readme_command(README_COMMANDS[1], sales=pg_schema)[1:])
+        applied = ok(*readme_command(README_COMMANDS[2])[1:])
+        assert f"in schema {pg_schema!r}" in applied.stdout
+        ok("run", "intercom-to-postgres")
+
+        newest = ids[-1]
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DELETE FROM "{pg_schema}".{STREAM} WHERE intercom_id = %s', (newest,))
+        found = meltano(*readme_command(README_COMMANDS[3])[1:])
+        assert found.returncode == 1, found.stdout + found.stderr[-3000:]
+        named = header(found.stdout)
+        assert named["Settings"] == (
+            "Meltano (extractor tap-intercom-conversation, loader target-postgres, environment prod)"
+        )
+        assert named["Intercom"] == f"{sim.url}, workspace Simulator 24 (app sim0024app)"
+        assert named["Schema"].startswith(f"{pg_schema}; ")
+        assert named["Window"].startswith(f"conversations updated from {start_date} (start_date) to before ")
+        assert named["Loaded from"] == f"{sim.url} by tap-intercom-conversation (the same host and access token)"
+        # Only the lost conversation: none of the 200 older than start_date, which the job never loads.
+        assert classes(found.stdout)["Missing"] == {newest}, found.stdout
+        assert verdict(found.stdout).endswith("differs from Intercom in 1 conversations")
+        repaired = meltano(*readme_command(README_COMMANDS[4])[1:])
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
+        assert table_rows(pg_url, pg_schema)[newest]["data"] == sim.conversation(newest)
+        assert_no_secret(repaired, sim)
+
+        # A second workspace: its own token, Intercom and schema, through plugins inherited from the first.
+        ok("add", "--plugin-type", "extractor", "tap-intercom-conversation--b", "--inherit-from",
+           "tap-intercom-conversation")
+        ok("add", "--plugin-type", "loader", "target-postgres--b", "--inherit-from", "target-postgres")
+        ok("config", "set", "tap-intercom-conversation--b", "access_token", sim_b.token)
+        ok("config", "set", "tap-intercom-conversation--b", "api_url", sim_b.url)
+        ok("config", "set", "tap-intercom-conversation--b", "start_date", to_iso(0))
+        ok("config", "set", "target-postgres--b", "default_target_schema", second)
+        ok("run", "tap-intercom-conversation--b", "target-postgres--b")
+        own = meltano(*readme_command(README_COMMANDS[5])[1:])
+        assert own.returncode == 0, own.stdout + own.stderr[-3000:]
+        named = header(own.stdout)
+        assert named["Intercom"].startswith(f"{sim_b.url}, workspace Simulator 25")
+        assert named["Schema"].startswith(f"{second}; ")
+        assert named["Loaded from"] == f"{sim_b.url} by tap-intercom-conversation--b (the same host and access token)"
+        assert "200 conversations in Intercom in the window" in totals(own.stdout)
+
+        # The first workspace's settings against the second's table: refused, nothing compared or written.
+        before = table_rows(pg_url, second)
+        wrong = meltano("invoke", "intercom-conversation-table:verify", "--loader", "target-postgres--b", "--repair")
+        assert wrong.returncode == 1 and wrong.stdout == "", wrong.stdout
+        refusal = [line for line in wrong.stderr.splitlines() if f"{PROG}: refused: " in line]
+        assert len(refusal) == 1 and f"{second}.{STREAM} " in refusal[0] and f"loaded from {sim_b.url}" in refusal[0]
+        assert table_rows(pg_url, second) == before
+
+
+def test_the_plain_command_reads_exported_variables_never_a_dotenv(pg_url, pg_schema, tmp_path):
+    """`intercom-conversation-verify --config ENV` with variables exported and a conflicting .env where it runs."""
+    with IntercomSimulator(conversations=300, seed=26, now=an_hour_ago()) as sim, \
+            IntercomSimulator(conversations=300, seed=27, now=an_hour_ago()) as other:
+        load(pg_url, pg_schema, tap_config(sim))
+        (tmp_path / ".env").write_text(
+            "TAP_INTERCOM_CONVERSATION_API_URL=http://127.0.0.1:9\n"
+            "TARGET_POSTGRES_SQLALCHEMY_URL=postgresql+psycopg://nobody:dotenv-secret@127.0.0.1:1/none\n"
+            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=dotenv_schema\n"
+        )
+
+        def plain(command: str, intercom: IntercomSimulator) -> subprocess.CompletedProcess:
+            exported = _env(
+                TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=intercom.token,
+                TAP_INTERCOM_CONVERSATION_API_URL=intercom.url,
+                TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
+                TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
+            )
+            argv = readme_command(command)
+            return subprocess.run(
+                [VERIFY, *argv[1:]], cwd=tmp_path, env=exported, capture_output=True, text=True, timeout=300
+            )
+
+        done = plain(README_COMMANDS[6], sim)
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        named = header(done.stdout)
+        assert named["Settings"].startswith("the variables exported in this shell")
+        assert named["Intercom"].startswith(f"{sim.url}, ") and named["Schema"].startswith(f"{pg_schema}; ")
+        assert named["Loaded from"].startswith("unmarked")
+        adopted = plain(README_COMMANDS[7], sim)
+        assert adopted.returncode == 0, adopted.stdout + adopted.stderr[-3000:]
+
+        # Another Intercom exported against this table (marked as the first's): refused in one line, exit 1.
+        before = table_rows(pg_url, pg_schema)
+        refused = plain(README_COMMANDS[6], other)
+        assert refused.returncode == 1 and refused.stdout == "", refused.stdout
+        lines = [line for line in refused.stderr.splitlines() if line.startswith(f"{PROG}: ")]
+        assert len(lines) == 1 and lines[0].startswith(f"{PROG}: refused: {pg_schema}.{STREAM} of 127.0.0.1:5432")
+        assert f"loaded from {sim.url}" in lines[0] and other.url in lines[0]
+        assert table_rows(pg_url, pg_schema) == before
+        for run in (done, adopted, refused):
+            assert "dotenv-secret" not in run.stdout + run.stderr and sim.token not in run.stdout + run.stderr
 
 
 def test_verify_searches_under_the_taps_rate_governor(pg_url, pg_schema, tmp_path):

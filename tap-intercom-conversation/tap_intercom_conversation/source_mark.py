@@ -61,7 +61,9 @@ def read(comment: str | None) -> dict[str, str] | None:
 
 def from_meltano_env(env: t.Mapping[str, str]) -> str | None:
     """The mark of the extractor Meltano runs this loader with, None outside a Meltano pipeline of this tap."""
-    if env.get("MELTANO_EXTRACTOR_NAMESPACE") != NAMESPACE or not env.get(f"{EXTRACT_PREFIX}ACCESS_TOKEN"):
+    # An inherited extractor's namespace is its own name's (tap_intercom_conversation__b), not its parent's.
+    namespace = env.get("MELTANO_EXTRACTOR_NAMESPACE") or ""
+    if not namespace.startswith(NAMESPACE) or not env.get(f"{EXTRACT_PREFIX}ACCESS_TOKEN"):
         return None
     settings = {
         name: env.get(f"{EXTRACT_PREFIX}{name.upper()}") for name in ("access_token", "api_url", "region")

@@ -52,10 +52,11 @@ WHERE l.updated_at < %(cutoff)s AND t.updated_at = to_timestamp(l.updated_at) AN
   AND coalesce(p.n, 0) < least(l.parts, {cap})
 ORDER BY l.updated_at, l.intercom_id
 """
+# Sent without parameters: its % signs are literal.
 _PART_ROWS = """
 INSERT INTO verify_difference
 SELECT 'part_rows', intercom_id, NULL, NULL,
-       format('%%s without a row: %%s', cardinality(missing),
+       format('%s without a row: %s', cardinality(missing),
               array_to_string(missing[1:3], ', ') || CASE WHEN cardinality(missing) > 3 THEN ', ...' ELSE '' END)
 FROM verify_part_rows
 """
