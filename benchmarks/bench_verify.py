@@ -10,7 +10,12 @@ second simulator holding the same conversations (same seed and `now`) that answe
 simulator (`GET /__stats`); wall time runs from verify's start to its exit, and verify's own log lines
 split it into the listing (the searches, COPY into a temporary table as they arrive) and the rest (the
 comparison in SQL; on a hydrated table it reads every row's parts). search: include_conversation_parts
-false; hydrated: true (the table's data holds conversation_parts, which verify checks too).
+false; hydrated: true (the table's data holds conversation_parts, and intercom_conversation_part_v1 is
+loaded: verify checks its rows per conversation against the search rows' statistics.count_conversation_parts).
+With --damaged N (hydrated), one part row of each of N conversations is deleted before verify: the
+figure shows that only those N are fetched (a GET each) and named, exit 1.
+The simulator's conversations end an hour before the check, so all of them lie in verify's window (the
+check's start minus 300 s).
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
 from bench import (
     BIN,
+    DATABASE_URL,
     INTERCOM_LIMIT,
     JITTER_MS,
     LATENCY_MS,
@@ -42,13 +49,30 @@ from bench import load as load_average
 VERIFY = str(BIN / "intercom-conversation-verify")
 
 
-def verify_once(conversations: int, hydrated: bool) -> dict:
-    now = int(time.time()) - 60
+def damage_parts(schema: str, count: int) -> list[str]:
+    """Delete one part row of each of `count` conversations (spread over the table); returns their ids."""
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        victims = conn.execute(
+            f'SELECT DISTINCT ON (conversation_intercom_id) conversation_intercom_id, intercom_id'
+            f' FROM "{schema}".intercom_conversation_part_v1 ORDER BY conversation_intercom_id, intercom_id'
+        ).fetchall()
+        step = max(1, len(victims) // max(count, 1))
+        chosen = victims[::step][:count]
+        conn.execute(
+            f'DELETE FROM "{schema}".intercom_conversation_part_v1 WHERE intercom_id = ANY(%s)',
+            ([part for _, part in chosen],),
+        )
+    return [conversation for conversation, _ in chosen]
+
+
+def verify_once(conversations: int, hydrated: bool, damaged: int = 0) -> dict:
+    now = int(time.time()) - 3600
     pinned = ("--now", str(now))
     settings = {"include_conversation_parts": hydrated}
     with scratch_schema() as schema:
         with simulator(conversations, latency_ms=0, jitter_ms=0, extra=pinned) as fast:
             loaded = run_tap(fast, settings, schema=schema)
+        victims = damage_parts(schema, damaged) if hydrated and damaged else []
         with (
             simulator(
                 conversations, latency_ms=LATENCY_MS, jitter_ms=JITTER_MS, rate_limit=INTERCOM_LIMIT, extra=pinned
@@ -67,12 +91,12 @@ def verify_once(conversations: int, hydrated: bool) -> dict:
             )
             seconds = time.perf_counter() - started
             calls = delta(before, sim.stats())
-    if done.returncode != 0:
-        raise SystemExit(f"verify exited {done.returncode}:\n{done.stdout}\n{done.stderr[-3000:]}")
+    if done.returncode != (1 if victims else 0) or (victims and calls["gets"] != len(victims)):
+        raise SystemExit(f"verify exited {done.returncode}, {calls}:\n{done.stdout}\n{done.stderr[-3000:]}")
     listed = re.search(r"Listed ([\d,]+) conversations in ([\d.]+) s", done.stderr)
     return {
         "conversations": conversations,
-        "mode": "hydrated" if hydrated else "search",
+        "mode": ("hydrated" if hydrated else "search") + (f", {len(victims)} damaged" if victims else ""),
         "seconds": seconds,
         "listing_seconds": float(listed[2]) if listed else math.nan,
         "calls": calls,
@@ -85,9 +109,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", default="10000,100000", help="comma-separated sizes")
     parser.add_argument("--modes", default="search,hydrated", help="search and/or hydrated")
+    parser.add_argument("--damaged", type=int, default=0, help="hydrated: conversations to lose one part row each")
     args = parser.parse_args()
     results = [
-        verify_once(int(size), mode == "hydrated")
+        verify_once(int(size), mode == "hydrated", args.damaged)
         for size in args.conversations.split(",")
         for mode in args.modes.split(",")
     ]

@@ -22,3 +22,13 @@ def test_the_readme_settings_table_is_the_taps_own():
     about = subprocess.run([TAP, "--about", "--format=markdown"], capture_output=True, text=True, check=True)
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert settings_rows(readme) == settings_rows(about.stdout)
+
+
+def test_the_readme_verify_commands_are_the_ones_the_verify_tests_run():
+    """The README's verify block, line for line, is tests/test_verify.py's README_COMMANDS (each run by a test)."""
+    from tests.test_verify import README_COMMANDS
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in readme.split("```sh\n")[1:]]
+    verify_block = next(block for block in blocks if "intercom-conversation-table:verify" in block)
+    assert verify_block.strip().splitlines() == README_COMMANDS
