@@ -31,7 +31,6 @@ from pathlib import Path
 
 import psycopg
 from bench import (
-    BIN,
     DATABASE_URL,
     INTERCOM_LIMIT,
     JITTER_MS,
@@ -46,7 +45,9 @@ from bench import (
 )
 from bench import load as load_average
 
-VERIFY = str(BIN / "intercom-conversation-verify")
+from tests.tools import tool
+
+VERIFY = tool("dev", "intercom-conversation-verify")
 
 
 def damage_parts(schema: str, count: int) -> list[str]:

@@ -297,6 +297,18 @@ def test_bad_input_is_one_line_and_exit_2(pg_url, pg_schema, tmp_path, config, d
     assert "Traceback" not in done.stderr and "s3cr" not in done.stderr and "sekrit" not in done.stderr
 
 
+def test_an_intercom_error_names_the_host(pg_url, pg_schema, tmp_path):
+    with IntercomSimulator(conversations=10, seed=28) as sim:
+        load(pg_url, pg_schema, tap_config(sim))
+        done = run_verify(tmp_path, {**tap_config(sim), "access_token": "wrong-token"}, pg_url, pg_schema)
+        url = sim.url
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith(f"{PROG}: error: ")]
+    assert errors == [f"{PROG}: error: Intercom at {url}: Intercom rejected the access token (401 on "
+                      "POST /conversations/search): check access_token"], done.stderr
+    assert "wrong-token" not in done.stdout + done.stderr
+
+
 # The commands the README shows for verify, exactly as these tests run them (tests/test_readme.py holds them equal).
 README_COMMANDS = [
     "meltano config set tap-intercom-conversation start_date 2026-01-01T00:00:00Z",

@@ -1,13 +1,19 @@
-"""intercom-conversation-verify: prove that intercom_conversation_v1 matches Intercom, and repair it if not.
+"""intercom-conversation-verify: prove that the job's tables match Intercom, and repair them if not.
+
+Settings: the job's own, through Meltano (--extractor/--loader: job_settings.py asks Meltano for each
+plugin's config as `meltano run` hands it over), or without Meltano (--config FILE, or ENV: exported
+variables only, never a .env). A table the loader marked as another Intercom's (source_mark.py) is refused.
 
 Lists every conversation Intercom has with the tap's own search (one request per 150 conversations,
 spans searched at once under the tap's rate governor, never a GET per conversation), compares
-(intercom_id, updated_at) with the table in SQL, and reports each class of difference. --repair
-fetches what is missing or stale and writes it through the tap's row building and the table's
-triggers, applies the deletion rule to rows Intercom no longer has, and compares again. The tap's
-bookmark is never read or moved.
+(intercom_id, updated_at) and the part rows per conversation with the tables in SQL, GETs only the
+conversations whose part rows fall short of Intercom's count, and reports each class of difference
+after naming what it compared. --repair fetches what is missing or stale and writes it through the
+tap's row building and the tables' triggers, applies the deletion rule to rows Intercom no longer has,
+and compares again. The tap's bookmark is never read or moved.
 
-Exit 0: the table matches; 1: it differs; 2: an error (one line, never the token or a password).
+Exit 0: the tables match; 1: they differ, or the table is not this job's (refused); 2: an error (one
+line, never the token or a password).
 """
 
 from __future__ import annotations
