@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -19,9 +18,10 @@ import pytest
 
 from tap_intercom_conversation.records import to_iso
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import REPO, STREAM, load, table_rows, tap_config
+from tests.pipeline import STREAM, load, table_rows, tap_config
 from tests.postgres import scratch_schema, sqlalchemy_url
 from tests.test_meltano import MELTANO, _env
+from tests.test_meltano_use import project  # noqa: F401  # a fresh project per test: config set writes into it
 from tests.tools import tool
 
 VERIFY = tool("dev", "intercom-conversation-verify")
@@ -329,28 +329,15 @@ def readme_command(text: str, **values: str) -> list[str]:
     return [values.get(word, word) for word in text.split()]
 
 
-@pytest.fixture
-def own_project(tmp_path: Path) -> Path:
-    """A fresh Meltano project of its own: `meltano config set` and `meltano add` write into its meltano.yml."""
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(REPO / "meltano.yml", root / "meltano.yml")
-    for name in ("tap-intercom-conversation", "schemas"):
-        (root / name).symlink_to(REPO / name)
-    done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return root
-
-
 def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_workspace_its_own(
-    own_project, pg_url, pg_schema, tmp_path
+    project, pg_url, pg_schema, tmp_path  # noqa: F811
 ):
     """Settings made by `meltano config set` (api_url, start_date, schema) and a second workspace via inherit_from."""
     env = _env(MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}")
 
     def meltano(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [MELTANO, *args], cwd=own_project, env=env, capture_output=True, text=True, timeout=600
+            [MELTANO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
         )
 
     def ok(*args: str) -> subprocess.CompletedProcess:
