@@ -404,6 +404,13 @@ def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_worksp
         assert len(refusal) == 1 and f"{second}.{STREAM} " in refusal[0] and f"loaded from {sim_b.url}" in refusal[0]
         assert table_rows(pg_url, second) == before
 
+        # A variable exported in the shell beats meltano.yml for verify as for `meltano run`: here it names the
+        # second workspace's Intercom for the first job, whose table then is refused.
+        env["TAP_INTERCOM_CONVERSATION_API_URL"] = sim_b.url
+        shell = meltano(*readme_command(README_COMMANDS[3])[1:])
+        assert shell.returncode == 1 and shell.stdout == "", shell.stdout
+        assert f"than this check's ({sim_b.url})" in shell.stderr and f"loaded from {sim.url}" in shell.stderr
+
 
 def test_the_plain_command_reads_exported_variables_never_a_dotenv(pg_url, pg_schema, tmp_path):
     """`intercom-conversation-verify --config ENV` with variables exported and a conflicting .env where it runs."""
