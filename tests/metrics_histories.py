@@ -39,8 +39,9 @@ UNANSWERED = History(D + 82800, CONTACT, (
     Event(30, "comment", "bot"),
     Event(100, "comment", CONTACT),
 ))
-# 3, later: A answers at 400 s (the wait counts from the contact's first unanswered message).
-ANSWERED = History(UNANSWERED.created_at, CONTACT, (*UNANSWERED.events, Event(400, "comment", A)))
+# 3, later: A answers at 7200 s (the wait counts from the contact's first unanswered message), after
+# QUICK's last part, so that an incremental run of the tap finds the change.
+ANSWERED = History(UNANSWERED.created_at, CONTACT, (*UNANSWERED.events, Event(7200, "comment", A)))
 # 4. A contact asks; A replies at 1200 s and closes at 1300 s; rated 2 for A. Deleted later.
 QUICK = History(D + 86400, CONTACT, (
     Event(1200, "comment", A),
@@ -83,7 +84,7 @@ ADMINS = {
 }
 # After UNANSWERED became ANSWERED and QUICK was deleted.
 ADMINS_LATER = {
-    A: (2, 1, 2, 500, None, 0, None),
+    A: (2, 1, 2, 3900, None, 0, None),
     B: (2, 2, 1, 300, 9500, 1, 4),
 }
 # intercom_daily_metrics: day -> (opened, closed, closes, reopens, open_backlog).

@@ -130,8 +130,8 @@ def test_the_models_hold_the_metrics_computed_by_hand_and_follow_changes_and_del
             assert after[ids[name]] == before[ids[name]]
         assert after[ids["UNANSWERED"]]["_snapshot_xmin"] > before[ids["UNANSWERED"]]["_snapshot_xmin"]
         assert_conversations(after, ids, {"UNANSWERED": dict(
-            time_to_first_admin_response_seconds=400, first_response_admin_id=h.A, admin_replies=1,
-            median_reply_wait_seconds=400, parts_count=3)})
+            time_to_first_admin_response_seconds=7200, first_response_admin_id=h.A, admin_replies=1,
+            median_reply_wait_seconds=7200, parts_count=3)})
         assert after[ids["QUICK"]]["is_deleted"] is True
         assert admin_rows(pg_url, pg_schema) == h.ADMINS_LATER
         assert day_rows(pg_url, pg_schema, h.DAYS_LATER) == h.DAYS_LATER
