@@ -60,31 +60,34 @@ messages as (
        or (p.part_type in ('comment', 'quick_reply') and p.author_type = 'admin' and not p.from_ai_agent)
 ),
 
+-- exchange: for a contact's message, the admin replies before it; for an admin reply, the replies before
+-- it too, so a reply shares its exchange with the messages it answers (window functions, no self-join).
 numbered as (
     select m.*,
         count(*) filter (where m.kind = 'admin') over (
             partition by m.conversation_id order by m.at, m.seq rows unbounded preceding
-        ) as replies_so_far
+        ) - case when m.kind = 'admin' then 1 else 0 end as exchange
     from messages as m
 ),
 
 -- An admin reply that ends a wait: seconds since the first contact message it answers.
 waits as (
-    select a.conversation_id, a.at, a.admin_id, a.replies_so_far,
-        extract(epoch from a.at - min(w.at)) as wait_seconds, min(w.at) as waiting_since
-    from numbered as a
-    join numbered as w
-        on w.conversation_id = a.conversation_id and w.kind = 'customer' and w.replies_so_far = a.replies_so_far - 1
-    where a.kind = 'admin'
-    group by a.conversation_id, a.at, a.admin_id, a.replies_so_far
+    select conversation_id, at, admin_id, exchange, waiting_since,
+        extract(epoch from at - waiting_since) as wait_seconds
+    from (
+        select n.*, min(n.at) filter (where n.kind = 'customer') over (
+            partition by n.conversation_id, n.exchange) as waiting_since
+        from numbered as n
+    ) as exchanges
+    where kind = 'admin' and waiting_since is not null
 ),
 
 wait_stats as (
     select conversation_id,
-        (array_agg(at order by replies_so_far))[1] as first_admin_response_at,
-        (array_agg(admin_id order by replies_so_far))[1] as first_response_admin_id,
-        (array_agg(waiting_since order by replies_so_far))[1] as first_contact_message_at,
-        (array_agg(wait_seconds order by replies_so_far))[1] as time_to_first_admin_response_seconds,
+        (array_agg(at order by exchange))[1] as first_admin_response_at,
+        (array_agg(admin_id order by exchange))[1] as first_response_admin_id,
+        (array_agg(waiting_since order by exchange))[1] as first_contact_message_at,
+        (array_agg(wait_seconds order by exchange))[1] as time_to_first_admin_response_seconds,
         percentile_cont(0.5) within group (order by wait_seconds) as median_reply_wait_seconds,
         count(*) as replies_to_waits
     from waits
