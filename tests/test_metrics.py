@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from psycopg.rows import dict_row
 
 from tests import metrics_histories as h
@@ -147,3 +148,13 @@ def test_the_models_hold_the_metrics_computed_by_hand_and_follow_changes_and_del
         dbt_build(pg_url, pg_schema, tmp_path, "--full-refresh")
         assert by_conversation(pg_url, pg_schema, "intercom_conversation_metrics") == incremental
         assert admin_rows(pg_url, pg_schema) == h.ADMINS_LATER
+
+
+def test_the_transformer_installs_the_dbt_the_tests_run():
+    project = yaml.safe_load((REPO / "meltano.yml").read_text(encoding="utf-8"))
+    (transformer,) = project["plugins"]["transformers"]
+    pinned = [line for line in (REPO / "scripts" / "requirements" / "dbt.txt").read_text().splitlines()
+              if line and not line.startswith("#")]
+    assert transformer["pip_url"].split() == pinned
+    assert transformer["settings"][0] == {"name": "project_dir", "kind": "string",
+                                          "value": "$MELTANO_PROJECT_ROOT/transform"}
