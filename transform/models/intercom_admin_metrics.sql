@@ -1,17 +1,21 @@
 -- Per admin (teammate): load, closes, response and close times, ratings; deleted conversations left out.
 with live as (
-    select * from {{ ref('intercom_conversations') }} where not is_deleted
+    select conversation_id, participant_admin_ids, closed_by_admin_ids, first_response_admin_id,
+        time_to_first_admin_response_seconds, last_closed_by_admin_id, time_to_last_close_seconds, rating,
+        rating_admin_id
+    from {{ ref('intercom_conversations') }}
+    where not is_deleted
 ),
 
 participated as (
-    select admin_id, count(distinct conversation_id) as conversations_participated
+    select admin_id, count(*) as conversations_participated  -- each admin once per conversation already
     from live cross join unnest(participant_admin_ids) as admin_id
     group by admin_id
 ),
 
 closed as (
-    select admin_id, count(distinct conversation_id) as conversations_closed
-    from live cross join unnest(closed_by_admin_ids) as admin_id
+    select admin_id, count(*) as conversations_closed
+    from live cross join lateral (select distinct unnest(live.closed_by_admin_ids)) as closers (admin_id)
     group by admin_id
 ),
 

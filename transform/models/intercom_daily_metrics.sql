@@ -3,7 +3,9 @@
 {% set tz = "'" ~ var('metrics_timezone') ~ "'" %}
 
 with live as (
-    select * from {{ ref('intercom_conversations') }} where not is_deleted
+    select conversation_id, created_at, close_times, reopen_times
+    from {{ ref('intercom_conversations') }}
+    where not is_deleted
 ),
 
 events as (
