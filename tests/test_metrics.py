@@ -167,3 +167,24 @@ def test_a_schema_without_the_loaders_tables_is_named_before_any_model_runs(pg_u
     assert "set TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA" in out
     assert query(pg_url, pg_schema, "SELECT count(*) AS n FROM pg_tables WHERE schemaname = current_schema()") == [
         {"n": 0}]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sqlalchemy_url", "host, port, user, database"])
+def test_dbt_connects_with_the_loaders_variables_either_way(pg_url, tmp_path, how):
+    libpq = psycopg.conninfo.conninfo_to_dict(pg_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TARGET_POSTGRES", "DBT_"))}
+    if how == "sqlalchemy_url":
+        env["TARGET_POSTGRES_SQLALCHEMY_URL"] = sqlalchemy_url(pg_url) + "?sslmode=prefer"
+    else:
+        env.update(TARGET_POSTGRES_HOST=str(libpq.get("host", "localhost")), TARGET_POSTGRES_PORT=str(
+            libpq.get("port", 5432)), TARGET_POSTGRES_USER=str(libpq["user"]), TARGET_POSTGRES_DATABASE=str(
+            libpq["dbname"]), TARGET_POSTGRES_PASSWORD=str(libpq.get("password", "")))
+    env.update(TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA="sales", DBT_PROFILES_DIR=str(TRANSFORM),
+               DBT_TARGET_PATH=str(tmp_path / "target"), DBT_LOG_PATH=str(tmp_path / "logs"))
+    done = subprocess.run([DBT, "debug"], cwd=TRANSFORM, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    shown = dict(re.findall(r"^\S+\s+(host|port|user|database|schema): (\S+)$", done.stdout, re.M))
+    assert shown == {"host": str(libpq.get("host", "localhost")), "port": str(libpq.get("port", 5432)),
+                     "user": str(libpq["user"]), "database": str(libpq["dbname"]), "schema": "sales"}
+    assert "Connection test: [OK connection ok]" in re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
