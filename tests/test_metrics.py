@@ -155,7 +155,7 @@ def test_the_transformer_installs_the_dbt_the_tests_run():
     (transformer,) = project["plugins"]["transformers"]
     pinned = [line for line in (REPO / "scripts" / "requirements" / "dbt.txt").read_text().splitlines()
               if line and not line.startswith("#")]
-    assert transformer["pip_url"].split() == pinned
+    assert transformer["pip_url"].split() == [*pinned, "./transform/runner"]
     assert transformer["settings"][0] == {"name": "project_dir", "kind": "string",
                                           "value": "$MELTANO_PROJECT_ROOT/transform"}
 
@@ -164,7 +164,7 @@ def test_the_transformer_installs_the_dbt_the_tests_run():
 def test_a_schema_without_the_loaders_tables_is_named_before_any_model_runs(pg_url, pg_schema, tmp_path):
     out = dbt_build(pg_url, pg_schema, tmp_path, ok=False)
     assert f"{pg_schema}.intercom_conversation_v1 does not exist in database " in out
-    assert "set TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA" in out
+    assert "load first, or build where the loader loads" in out
     assert query(pg_url, pg_schema, "SELECT count(*) AS n FROM pg_tables WHERE schemaname = current_schema()") == [
         {"n": 0}]
 

@@ -1,6 +1,7 @@
 """The README's metrics commands through real Meltano: the job loads, then the transformer builds the
-models in the loader's schema, reading the loader's variables; `dbt-postgres:full-refresh` rebuilds them
-(incremental builds after changes and deletions: tests/test_metrics.py)."""
+models in the loader's schema and database, as Meltano resolves the loader's settings (one set with
+`meltano config set`, one a variable); `dbt-postgres:full-refresh` rebuilds them (incremental builds
+after changes and deletions: tests/test_metrics.py)."""
 
 from __future__ import annotations
 
@@ -35,10 +36,12 @@ def test_the_job_with_metrics_builds_the_models_in_the_loaders_schema(pg_url, pg
         ids = {name: sim.add_history(history) for name, history in SCRIPTED.items()}
         env = _env(
             TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=sim.token, TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
-            TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url), TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
+            TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
             MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
         )
         meltano(project, env, "install")
+        # The schema where users set it (meltano.yml), the database in a variable: both reach dbt.
+        meltano(project, env, "config", "set", "target-postgres", "default_target_schema", pg_schema)
         run = meltano(project, env, "run", "intercom-to-postgres-with-metrics")
 
         assert "Completed successfully" in run.stderr, run.stderr[-3000:]

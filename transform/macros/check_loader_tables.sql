@@ -6,8 +6,8 @@
       {% if adapter.get_relation(database=target.database, schema=target.schema, identifier=table) is none %}
         {{ exceptions.raise_compiler_error(
              target.schema ~ '.' ~ table ~ ' does not exist in database ' ~ target.dbname ~ ' on ' ~ target.host
-             ~ ':' ~ target.port ~ ': set TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA and TARGET_POSTGRES_SQLALCHEMY_URL'
-             ~ ' (the shell or .env) to the loader\'s schema and database, and load first') }}
+             ~ ':' ~ target.port ~ ': load first, or build where the loader loads (its default_target_schema'
+             ~ ' and database; without Meltano TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA and _SQLALCHEMY_URL)') }}
       {% endif %}
     {% endfor %}
   {% endif %}
