@@ -4,7 +4,7 @@ Standard library only: the two README commands run this first. Each environment 
 with uv (itself installed from PyPI into .venvs/uv) and rebuilt only when what it installs changes:
 .venvs/dev is the tap (editable, [postgres] extra) with the `dev` dependency group of its pyproject.toml
 (the tests' and the demo's tools); the others are separate programs the tests run, one pin each in
-scripts/requirements/<name>.txt (meltano, target-postgres, target-jsonl). Packages are compiled to
+scripts/requirements/<name>.txt (meltano, target-postgres, target-jsonl, dbt). Packages are compiled to
 bytecode as they are installed, as pip does: without it, a machine that sets PYTHONDONTWRITEBYTECODE
 compiles singer-sdk and its dependencies again in every tap, target and test process (about a second each).
 """
@@ -67,4 +67,4 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["dev", "meltano", "target-postgres", "target-jsonl"])
+    main(sys.argv[1:] or ["dev", "meltano", "target-postgres", "target-jsonl", "dbt"])

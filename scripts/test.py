@@ -19,7 +19,7 @@ def main() -> None:
     """Each environment's bin folder goes to the tests as INTERCOM_TOOLS_<ENV> (tests/tools.py)."""
     dev = environment("dev")
     os.environ["INTERCOM_TOOLS_DEV"] = str(dev)
-    for name in ("meltano", "target-postgres", "target-jsonl"):
+    for name in ("meltano", "target-postgres", "target-jsonl", "dbt"):
         os.environ["INTERCOM_TOOLS_" + name.upper().replace("-", "_")] = str(environment(name))
     os.environ["INTERCOM_TOOLS_UV"] = str(uv().parent)
     os.chdir(REPO)

@@ -34,6 +34,7 @@ def project(tmp_path_factory) -> Path:
     shutil.copy(REPO / "meltano.yml", root / "meltano.yml")
     (root / "tap-intercom-conversation").symlink_to(REPO / "tap-intercom-conversation")
     (root / "schemas").symlink_to(REPO / "schemas")
+    (root / "transform").symlink_to(REPO / "transform")  # the transformer installs its runner from there
     done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return root
@@ -145,7 +146,7 @@ def test_meltano_run_loads_what_real_workspaces_hold_with_intercoms_clock_ahead(
 def fast_ack_project(tmp_path_factory) -> Path:
     """The same project, its loader acknowledging STATE every 3 s instead of every 5 minutes."""
     root = tmp_path_factory.mktemp("meltano-fast-ack")
-    for name in ("tap-intercom-conversation", "schemas"):
+    for name in ("tap-intercom-conversation", "schemas", "transform"):
         (root / name).symlink_to(REPO / name)
     wrapper = root / "fast-ack-target-postgres"
     config = (REPO / "meltano.yml").read_text()

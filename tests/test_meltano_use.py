@@ -36,7 +36,7 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(REPO / "meltano.yml", root / "meltano.yml")
-    for name in ("tap-intercom-conversation", "schemas"):
+    for name in ("tap-intercom-conversation", "schemas", "transform"):
         (root / name).symlink_to(REPO / name)
     meltano(root, _env(), "install")
     return root

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ENVIRONMENTS = ("dev", "meltano", "target-postgres", "target-jsonl", "uv")
+ENVIRONMENTS = ("dev", "meltano", "target-postgres", "target-jsonl", "dbt", "uv")
 
 
 def variable(env: str) -> str:

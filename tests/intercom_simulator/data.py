@@ -8,7 +8,7 @@ an API payload (source, contacts, parts, ...) is rendered on demand from
 from __future__ import annotations
 
 import random
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 DAY = 86_400
 HISTORY_SECONDS = 730 * DAY  # conversations are spread over ~2 years before `now`
@@ -40,6 +40,7 @@ class Rec(NamedTuple):
     metrics_retained: bool = False
     edits: tuple[tuple[int, int], ...] = ()  # (part index, when): parts edited (redacted) since they were made
     defect: str | None = None  # one of DEFECTS: what render.py breaks in this conversation (bad_data)
+    history: Any = None  # a histories.History: a scripted conversation (rendered by histories.py)
 
     @property
     def n_parts(self) -> int:

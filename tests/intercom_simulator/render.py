@@ -13,6 +13,7 @@ import random
 import re
 from typing import Any
 
+from . import histories
 from .data import ADMINS, BODIES, BOT, Rec
 from .static import Static, admin_author, static_for
 
@@ -81,6 +82,8 @@ def list_item(seed: int, rec: Rec) -> dict[str, Any]:
         row[key] = st[key]
     if rec.defect is not None:
         _break(row, rec.defect)
+    if rec.history is not None:
+        histories.apply(row, rec, st)
     return row
 
 
@@ -90,7 +93,8 @@ def conversation(seed: int, rec: Rec) -> dict[str, Any]:
     total = rec.n_parts
     row["conversation_parts"] = {
         "type": "conversation_part.list",
-        "conversation_parts": [_part(seed, rec, st, k) for k in range(max(0, total - PART_CAP), total)],
+        "conversation_parts": histories.parts(rec, st)[-PART_CAP:] if rec.history is not None
+        else [_part(seed, rec, st, k) for k in range(max(0, total - PART_CAP), total)],
         "total_count": total,
     }
     if rec.defect == "nul_in_part_body" and row["conversation_parts"]["conversation_parts"]:
@@ -99,6 +103,8 @@ def conversation(seed: int, rec: Rec) -> dict[str, Any]:
 
 
 def statistics(rec: Rec, st: Static) -> dict[str, Any]:
+    if rec.history is not None:
+        return histories.statistics(rec)
     rng = random.Random(st.stats_seed)  # type: ignore[attr-defined]
     c0, span = rec.created_at, max(0, rec.base_updated_at - rec.created_at)
     out: dict[str, Any] = {"type": "conversation_statistics"}

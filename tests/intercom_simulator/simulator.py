@@ -146,6 +146,11 @@ class IntercomSimulator:
     def create(self, at: int | None = None) -> str:
         return self._store.create(at)
 
+    def add_history(self, history: Any, conversation_id: str | None = None) -> str:
+        """Serve a scripted conversation (histories.History); with `conversation_id`, replace that one's history
+        (its parts grow, its updated_at moves on). Returns the conversation's id."""
+        return self._store.add_history(history, None if conversation_id is None else int(conversation_id))
+
     @property
     def faults(self) -> Faults:
         """The live fault switches: change them (e.g. ``sim.faults.change_rate = 0``) while serving."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import histories
 from .data import Rec, generate, new_record, part_edited, touched
 from .query import Compiled
 
@@ -131,6 +132,16 @@ class Store:
             retained = random.Random(f"{self.seed}/{cid}/deleted").random() < 0.5
             self.deleted[cid] = old._replace(deleted_at=when, metrics_retained=retained)
             bisect.insort(self.deleted_index, (when, cid))
+
+    def add_history(self, history: Any, cid: int | None = None) -> str:
+        """A scripted conversation (histories.History): a new one, or `cid`'s history replaced (a new version)."""
+        with self.lock:
+            old = None if cid is None else self.records[cid]
+            if cid is None:
+                cid = self._next_id
+                self._next_id += random.Random(f"{self.seed}/{cid}/gap").randint(1, 1500)
+            self._replace(old, histories.record(cid, history, 0 if old is None else old.version + 1))
+            return str(cid)
 
     def create(self, at: int | None = None) -> str:
         with self.lock:

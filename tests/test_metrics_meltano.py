@@ -1,0 +1,55 @@
+"""The README's metrics commands through real Meltano: the job loads, then the transformer builds the
+models in the loader's schema and database, as Meltano resolves the loader's settings (one set with
+`meltano config set`, one a variable); `dbt-postgres:full-refresh` rebuilds them (incremental builds
+after changes and deletions: tests/test_metrics.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests import metrics_histories as h
+from tests.intercom_simulator import IntercomSimulator
+from tests.pipeline import REPO
+from tests.postgres import sqlalchemy_url
+from tests.test_meltano import MELTANO, _env
+from tests.test_metrics import SCRIPTED, admin_rows, by_conversation
+
+
+def meltano(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([MELTANO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"meltano {' '.join(args)}:\n{done.stderr[-4000:]}"
+    return done
+
+
+@pytest.mark.slow
+def test_the_job_with_metrics_builds_the_models_in_the_loaders_schema(pg_url, pg_schema, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "meltano.yml", project / "meltano.yml")
+    for name in ("tap-intercom-conversation", "schemas", "transform"):
+        (project / name).symlink_to(REPO / name)
+    with IntercomSimulator(conversations=0, seed=26) as sim:
+        ids = {name: sim.add_history(history) for name, history in SCRIPTED.items()}
+        env = _env(
+            TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=sim.token, TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
+            TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
+            MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
+        )
+        meltano(project, env, "install")
+        # The schema where users set it (meltano.yml), the database in a variable: both reach dbt.
+        meltano(project, env, "config", "set", "target-postgres", "default_target_schema", pg_schema)
+        run = meltano(project, env, "run", "intercom-to-postgres-with-metrics")
+
+        assert "Completed successfully" in run.stderr, run.stderr[-3000:]
+        metrics = by_conversation(pg_url, pg_schema, "intercom_conversation_metrics")
+        assert metrics[ids["STORY"]]["median_reply_wait_seconds"] == 600
+        assert admin_rows(pg_url, pg_schema) == h.ADMINS
+
+        meltano(project, env, "invoke", "dbt-postgres:full-refresh")
+        assert by_conversation(pg_url, pg_schema, "intercom_conversation_metrics") == metrics
+        assert admin_rows(pg_url, pg_schema) == h.ADMINS
+    assert not (REPO / "transform" / "target").exists()  # dbt's output stays in .meltano/
