@@ -109,6 +109,7 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
     default_sink_class = IntercomPostgresSink
     message_reader_class = GuardedReader
     _busy = True  # handling a message or committing: a signal waits until that is done
+    _warned_full = False
     _stop_signal: int | None = None
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
@@ -195,8 +196,18 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
 
     @override
     def on_schema_message(self, message_dict: dict) -> None:
+        if not self._seen_schema and self._latest_state is None:  # no STATE first: the tap resumes from nothing
+            self.warn_full_backfill()
         self._seen_schema = True
         super().on_schema_message(message_dict)
+
+    def warn_full_backfill(self) -> None:
+        if self._had_rows and not self._warned_full:
+            self._warned_full = True
+            self.logger.warning(
+                "%s.%s has rows, but the tap resumes from no bookmark: this run reads every conversation again "
+                "(a full backfill; pass the last STATE to resume instead)", self.target_schema, STREAM_NAME,
+            )
 
     @override
     def on_state_message(self, message_dict: dict) -> None:
@@ -215,12 +226,8 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
                     "schema or database changed since that state was saved. Load everything into it with "
                     "`meltano run --full-refresh ...` (or clear the state: `meltano state clear ...`)"
                 )
-            if not resumes and self._had_rows and not getattr(self, "_warned_full", False):
-                self._warned_full = True
-                self.logger.warning(
-                    "%s.%s has rows, but the tap resumes from no bookmark: this run reads every conversation "
-                    "again (a full backfill; pass the last STATE to resume instead)", self.target_schema, STREAM_NAME,
-                )
+            if not resumes:
+                self.warn_full_backfill()
         if message_dict.get("value") == self._latest_state:
             return
         super().on_state_message(message_dict)
