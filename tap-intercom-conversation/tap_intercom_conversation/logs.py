@@ -48,6 +48,19 @@ class BatchLines(logging.Filter):
         return True
 
 
+class ShownAtInfo(logging.Filter):
+    """Under Meltano, a plugin asked for debug (`<PLUGIN>_LOGLEVEL=debug`) shows its debug lines as info lines
+    starting with `debug: `: Meltano drops a parsed line below its own level, and its own debug level
+    (`meltano --log-level=debug`) also logs every message the tap writes, records included."""
+
+    @override
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = f"debug: {record.msg}"
+        return True
+
+
 def structured() -> bool:
     """Whether the plugin logs singer-sdk's structured JSON (as Meltano asks), rather than plain lines."""
     return any(isinstance(handler.formatter, StructuredFormatter) for handler in logging.getLogger().handlers)
@@ -67,6 +80,10 @@ def configure(plugin_name: str, *, per_batch: bool) -> None:
     level = os.environ.get(f"{prefix}_LOGLEVEL")
     if level and isinstance(logging.getLevelName(level.upper()), int):
         root.setLevel(level.upper())
+        if structured() and root.getEffectiveLevel() < logging.INFO:
+            for handler in root.handlers:
+                if not any(isinstance(existing, ShownAtInfo) for existing in handler.filters):
+                    handler.addFilter(ShownAtInfo())
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
 
