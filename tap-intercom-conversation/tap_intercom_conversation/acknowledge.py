@@ -25,7 +25,9 @@ if t.TYPE_CHECKING:
 
 
 class Sink(t.Protocol):
-    current_size: int  # records read and not yet committed (singer-sdk's Sink.current_size)
+    @property
+    def current_size(self) -> int:
+        """Records read and not yet committed (singer-sdk's Sink.current_size)."""
 
 
 class CommitLedger:

@@ -196,7 +196,7 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
 
     @override
     def on_schema_message(self, message_dict: dict) -> None:
-        if not self._seen_schema and self._latest_state is None:  # no STATE first: the tap resumes from nothing
+        if not self._seen_schema and self.latest_state is None:  # no STATE first: the tap resumes from nothing
             self.warn_full_backfill()
         self._seen_schema = True
         super().on_schema_message(message_dict)
@@ -228,15 +228,11 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
                 )
             if not resumes:
                 self.warn_full_backfill()
-        if message_dict.get("value") == self._latest_state:
+        if message_dict.get("value") == self.latest_state:
             return
         super().on_state_message(message_dict)
         self.ledger.read(message_dict["value"], self.sinks())
         self.acknowledge()
-
-    def sinks(self) -> list[t.Any]:
-        """Every sink that may hold records read and not committed."""
-        return [*self._sinks_to_clear, *self._sinks_active.values()]
 
     # --- commits and acknowledgements ---
 

@@ -37,6 +37,8 @@ TargetAdapter, the base of TargetIntercomPostgres (target-postgres's TargetPostg
   inside the signal handler, also in the middle of a batch. Forwarded to `on_termination`.
 - `_total_records_read` (use): a sink's records read in all, which acknowledge.py compares with its
   public `current_size`. Exposed as `records_read(sink)`.
+- `_latest_state`, `_sinks_active`, `_sinks_to_clear` (use): the latest STATE read and every sink that
+  may hold uncommitted records (no public accessor). Exposed as `latest_state` and `sinks()`.
 
 # --- the HTTP client (client.py) ---
 None. The governor, 429 waits and clock/latency observation are an HTTPAdapter mounted on the public
@@ -155,6 +157,15 @@ def records_read(sink: Sink) -> int:
 
 class TargetAdapter(SettingsAdapter, Target):
     """The loader's private SDK hooks, each forwarded to a public-named method."""
+
+    @property
+    def latest_state(self) -> dict | None:
+        """The latest STATE value read."""
+        return self._latest_state
+
+    def sinks(self) -> list[Sink]:
+        """Every sink that may hold records read and not committed (those replaced by a new SCHEMA too)."""
+        return [*self._sinks_to_clear, *self._sinks_active.values()]
 
     @override  # type: ignore[misc]  # drain_one is @final in the SDK: see the module docstring
     def drain_one(self, sink: Sink) -> None:
