@@ -19,11 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tap_intercom_conversation.acknowledge import CommitLedger
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import REPO, STREAM, TAP, table_rows, tap_config, target_config
+from tests.pipeline import REPO, STREAM, TAP, apply_table, table_rows, tap_config, target_config
 from tests.test_meltano import MELTANO, _env, _job_env, _job_env_with_db, assert_table_is_the_truth, emitted
 from tests.tools import tool
 
@@ -219,3 +220,27 @@ def test_a_state_that_resumes_nothing_on_a_table_with_rows_is_one_warning(pg_url
     assert warning not in logs[0]
     assert [line for line in logs[1].splitlines() if warning in line and "| WARNING" in line] != []
     assert logs[1].count(warning) == 1
+
+
+def test_a_batch_the_database_refuses_is_one_line_naming_table_host_port_and_database(pg_url, pg_schema):
+    apply_table(pg_url, pg_schema)
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(f'ALTER TABLE "{pg_schema}".{STREAM} ADD CONSTRAINT refuses_all CHECK (false) NOT VALID')
+    with IntercomSimulator(conversations=60, seed=44) as sim, tempfile.TemporaryDirectory() as folder:
+        files = Path(folder)
+        (files / "tap.json").write_text(json.dumps(tap_config(sim)))
+        (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
+        tap = subprocess.Popen([TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+        done = subprocess.run([LOADER, "--config", str(files / "target.json")], stdin=tap.stdout,
+                              capture_output=True, text=True, timeout=300)
+        tap.wait(timeout=60)
+        bodies = [c["source"]["body"] for c in sim.truth().values() if len(c["source"].get("body") or "") > 20]
+
+    info = psycopg.conninfo.conninfo_to_dict(pg_url)
+    where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}/{info.get('dbname')}"
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"target-intercom-postgres: error: loading {pg_schema}.{STREAM} into {where} failed: ")
+    assert 'violates check constraint "refuses_all"' in last
+    assert not [body for body in bodies if body in done.stderr]  # the refused row is not in the log
