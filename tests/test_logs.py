@@ -49,7 +49,7 @@ def run(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
 
 def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project, pg_url, pg_schema, tmp_path):
     env = _job_env_with_db(tmp_path)
-    with IntercomSimulator(conversations=3000, seed=61, bad_data=True) as sim:
+    with IntercomSimulator(conversations=3000, seed=61, bad_data=True, rate_limit=600) as sim:  # a minute
         env.update(_job_env(sim, pg_url, pg_schema))
         done = run(project, env)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -58,6 +58,7 @@ def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project
 
     lines = done.stderr.splitlines()
     log = parsed(done.stderr)
+    print(f"{len(lines)} lines for a backfill of {conversations:,} conversations")
     assert len(lines) <= 40 + conversations / 1000, f"{len(lines)} lines:\n" + "\n".join(lines)
     assert len(log) == len(lines)  # every line is a log line: no traceback, no bare print
     assert not [message for _, _, message in log if message.startswith(PER_BATCH)]

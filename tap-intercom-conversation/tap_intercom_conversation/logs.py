@@ -16,8 +16,12 @@ import sys
 from singer_sdk.logging import StructuredFormatter
 from typing_extensions import override
 
-# target-postgres's lines for every batch: at info they are most of a run's log (issue 24).
-PER_BATCH = ("Inserting with SQL:", "is full. Current size is", "Emitting completed target state")
+# target-postgres's lines for every batch: at info they are most of a run's log (issue 24); and
+# singer-sdk's routine lines that say nothing a run's summary does not. Both shown at debug.
+PER_BATCH = (
+    "Inserting with SQL:", "is full. Current size is", "Emitting completed target state",
+    "Skipping parse of env var settings", "Added '", "Pagination stopped after", "Reader '",
+)
 # singer-sdk's sink logs each record at debug together with its whole batch (customer data, GBs).
 NEVER = ("Processed record:",)
 # Libraries whose debug lines carry SQL parameters or request details: never below warning.
