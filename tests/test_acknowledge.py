@@ -114,7 +114,8 @@ def test_the_loader_acknowledges_during_the_run_never_ahead_of_the_table_and_sto
             log = target_err.read()
 
         assert [missing for _, _, missing in arrivals] == [[], []]  # never ahead of the table
-        assert arrivals[0][0] < 45 and arrivals[1][0] - arrivals[0][0] < 35  # the tap's startup, then 30 s
+        # the first after both programs started (slow on a loaded machine), then at most 30 s apart
+        assert arrivals[0][0] < 90 and arrivals[1][0] - arrivals[0][0] < 30, [a for a, _, _ in arrivals]
         assert loader.returncode == 143 and stopped_after < 10, (loader.returncode, stopped_after)
         last = json.loads(rest.splitlines()[-1]) if rest.strip() else arrivals[-1][1]
         assert missing_before(sim, pg_url, pg_schema, bookmark_seconds(last) or 0) == []
@@ -186,16 +187,18 @@ def test_sigterm_between_messages_stops_a_quiet_loader_at_once(pg_url, pg_schema
         loader = subprocess.Popen([LOADER, "--config", str(config)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert loader.stdin is not None
+        assert loader.stdout is not None
         loader.stdin.write(json.dumps({"type": "STATE", "value": {"bookmarks": {}}}) + "\n")
         loader.stdin.flush()
-        time.sleep(8)  # the loader is up and blocked on its input
+        acknowledged = loader.stdout.readline()  # nothing to commit: acknowledged at once
+        time.sleep(1)  # the loader is blocked on its input
         stopping = time.monotonic()
         loader.send_signal(signal.SIGTERM)
         out, err = loader.communicate(timeout=30)
         elapsed = time.monotonic() - stopping
 
     assert loader.returncode == 143 and elapsed < 10
-    assert json.loads(out.splitlines()[-1]) == {"bookmarks": {}}
+    assert json.loads(acknowledged) == {"bookmarks": {}} and out == ""  # acknowledged once
     assert err.splitlines()[-1].endswith(
         "interrupted by SIGTERM; every record read was committed and its STATE acknowledged"
     )
