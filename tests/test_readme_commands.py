@@ -146,3 +146,9 @@ def test_a_state_message_is_taken_as_its_value(tmp_path):
     assert again.returncode == 0 and again.records == []  # resumed: nothing changed
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].endswith("is a STATE message whose value is not a JSON object")
+
+
+def test_meltano_yml_carries_no_comment_for_meltano_config_set_to_move():
+    """`meltano config set` rewrites meltano.yml and moves comment blocks: explanations live in docs/."""
+    lines = (REPO / "meltano.yml").read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if line.lstrip().startswith("#") or re.search(r"\s#\s", line)] == []
