@@ -11,20 +11,33 @@ target-postgres with three additions, all driven by its own settings, however th
   adds columns) stops the run before anything is written, with one line saying what to fix;
 - a table found empty while the tap resumes from a bookmark (the schema or database changed under an
   old state) stops the run with one line naming `--full-refresh`: loading only what changed since the
-  bookmark would leave every older conversation out, silently.
+  bookmark would leave every older conversation out, silently; a table with rows while the tap resumes
+  from no bookmark (a full backfill) is one warning line;
+- it commits every sink at least every 30 s as well as after each full batch, and acknowledges (writes
+  on stdout, where Meltano stores it) the newest STATE whose records are all committed, right after the
+  commit (acknowledge.py), so a killed run redoes at most 30 s of work; SIGTERM/SIGINT commit what was
+  read and exit 143/130 within seconds;
+- its log is one summary line (rows per table, seconds), warnings, and per-batch lines only with
+  log_metrics or at debug (logs.py); a failure is one line naming the table, host:port and database.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import os
+import signal
 import sys
+import threading
+import time
 import typing as t
+from types import FrameType
 
 try:
     import psycopg
     from psycopg import sql
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
     from target_postgres.sinks import PostgresSink
     from target_postgres.target import TargetPostgres
 except ModuleNotFoundError as missing:  # the distribution was installed without its [postgres] extra
@@ -33,10 +46,11 @@ except ModuleNotFoundError as missing:  # the distribution was installed without
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_intercom_conversation import source_mark
+from tap_intercom_conversation import logs, source_mark
+from tap_intercom_conversation.acknowledge import CommitLedger, GuardedReader
 from tap_intercom_conversation.checks import coerce_strings, schema_problem
 from tap_intercom_conversation.schema_files import STREAM_NAME
-from tap_intercom_conversation.sdk_adapter import TargetAdapter
+from tap_intercom_conversation.sdk_adapter import TargetAdapter, records_read
 from tap_intercom_conversation.table import InputError, apply, check_schema, libpq_url, scrub, url_secrets
 
 PROG = "target-intercom-postgres"
@@ -47,11 +61,25 @@ EMPTY_MARK = "tap-intercom-conversation: loaded, empty"
 # What the documented tables need; the loader's defaults, and a run stops when they are changed.
 REQUIRED = {"add_record_metadata": False, "activate_version": False, "load_method": "upsert"}
 SECRET_SETTINGS = frozenset({"sqlalchemy_url", "password"})
-DEFAULTS = {**REQUIRED, "default_target_schema": "public", "use_copy": True, "validate_records": True}
+DEFAULTS = {
+    **REQUIRED, "default_target_schema": "public", "use_copy": True, "validate_records": True, "log_metrics": False,
+}
+# Between the starts of two commits; with the commit's own seconds, a killed run redoes at most 30 s of work.
+COMMIT_EVERY_SECONDS = 25.0
 
 
 class LoaderError(Exception):
     """A setting or a database the loader cannot load correctly: one line, exit 1, nothing written."""
+
+    exit_code = 1
+
+
+class Stopped(LoaderError):
+    """SIGTERM or SIGINT: what was read is committed and acknowledged; exit 128 + the signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 def _config_schema() -> dict:
@@ -81,12 +109,26 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
     package_name = "tap-intercom-conversation"
     config_jsonschema = _config_schema()
     default_sink_class = IntercomPostgresSink
+    message_reader_class = GuardedReader
+    _busy = True  # handling a message or committing: a signal waits until that is done
+    _warned_full = False
+    _stop_signal: int | None = None
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self._started = time.monotonic()
         try:
             super().__init__(*args, **kwargs)
         except AssertionError as error:  # target-postgres checks its connection settings with assert
             raise LoaderError(f"configuration: {error}") from None
+        logs.configure(self.name, per_batch=bool(self.config.get("log_metrics")))
+        if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
+            self.metrics_logger.setLevel(logging.WARNING)  # a METRIC line per batch, only when asked for
+        self.ledger = CommitLedger(records_read)
+        self._ack_lock = threading.RLock()
+        self._acknowledged_seq = 0
+        self._last_commit = time.monotonic()
+        self._sinks_drained: dict[int, t.Any] = {}
+        t.cast(GuardedReader, self.message_reader).guard = self.handle_message
         for name, value in REQUIRED.items():
             if self.config.get(name) != value:
                 raise LoaderError(
@@ -107,6 +149,10 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
             raise LoaderError(scrub(str(error), url_secrets(url))) from None
         self._was_empty = empty and not self._marked
         self.mark_source()
+        self._had_rows = not empty
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, COMMIT_EVERY_SECONDS)
+        self._busy = False
 
     @override
     def validate_settings(self, settings: dict[str, t.Any], *, raise_errors: bool) -> list[str]:
@@ -169,27 +215,139 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
 
     @override
     def on_schema_message(self, message_dict: dict) -> None:
+        if not self._seen_schema and self.latest_state is None:  # no STATE first: the tap resumes from nothing
+            self.warn_full_backfill()
         self._seen_schema = True
         super().on_schema_message(message_dict)
 
+    def warn_full_backfill(self) -> None:
+        if self._had_rows and not self._warned_full:
+            self._warned_full = True
+            self.logger.warning(
+                "%s.%s has rows, but the tap resumes from no bookmark: this run reads every conversation again "
+                "(a full backfill; pass the last STATE to resume instead)", self.target_schema, STREAM_NAME,
+            )
+
     @override
     def on_state_message(self, message_dict: dict) -> None:
-        """The tap writes the state it resumes from before its first SCHEMA: check it against the table."""
-        if not self._seen_schema and self._was_empty:
+        """The tap writes the state it resumes from before its first SCHEMA: check it against the table.
+
+        Every STATE is then noted with the records it waits for, and acknowledged at once if they are
+        all committed.
+        """
+        if not self._seen_schema:
             bookmark = (message_dict.get("value") or {}).get("bookmarks", {}).get(STREAM_NAME, {})
-            if isinstance(bookmark, dict) and bookmark.get("replication_key_value"):
+            resumes = isinstance(bookmark, dict) and bookmark.get("replication_key_value")
+            if resumes and self._was_empty:
                 raise LoaderError(
                     f"{self.target_schema}.{STREAM_NAME} is empty, but the tap resumes from a bookmark "
                     f"({bookmark['replication_key_value']}), so only newer conversations would be loaded: the "
                     "schema or database changed since that state was saved. Load everything into it with "
                     "`meltano run --full-refresh ...` (or clear the state: `meltano state clear ...`)"
                 )
+            if not resumes:
+                self.warn_full_backfill()
+        if message_dict.get("value") == self.latest_state:
+            return
         super().on_state_message(message_dict)
+        self.ledger.read(message_dict["value"], self.sinks())
+        self.acknowledge()
+
+    # --- commits and acknowledgements ---
+
+    def handle_message(self, callback: t.Callable[[dict], None], message: dict) -> None:
+        """Each message of the input; then a stop or a commit that became due while it was handled."""
+        self._busy = True
+        try:
+            callback(message)
+        except (psycopg.Error, SQLAlchemyError) as error:  # creating or checking a table
+            table = f"{self.target_schema}.{message.get('stream', STREAM_NAME)}"
+            raise LoaderError(describe_failure(error, self._url, table)) from error
+        finally:
+            self._busy = False
+        if self._stop_signal is not None:
+            self.stop(self._stop_signal)
+        elif time.monotonic() - self._last_commit >= COMMIT_EVERY_SECONDS:
+            self.commit()
+
+    def commit(self) -> None:
+        """Commit every sink (whole batches) and acknowledge the latest STATE."""
+        self._busy = True
+        self._last_commit = time.monotonic()
+        try:
+            if any(sink.current_size for sink in self.sinks()):
+                self.drain_all()
+        finally:
+            self._busy = False
+        if self._stop_signal is not None:  # arrived during the commit
+            self.stop(self._stop_signal)
+        signal.setitimer(signal.ITIMER_REAL, COMMIT_EVERY_SECONDS)
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        """Records waiting while the input is quiet (the tap waits for the rate limit) are committed too."""
+        if self._busy:
+            signal.setitimer(signal.ITIMER_REAL, 1.0)  # handle_message commits when the message is done
+        else:
+            self.commit()
+
+    @override
+    def after_drain(self, sink: t.Any) -> None:
+        self._sinks_drained[id(sink)] = sink
+        self.acknowledge()
+
+    def acknowledge(self) -> None:
+        """Write the newest STATE whose records are all committed, if not written yet."""
+        with self._ack_lock:
+            covered = self.ledger.covered()
+            if covered is not None and covered[0] > self._acknowledged_seq:
+                self._acknowledged_seq = covered[0]
+                super().write_state(copy.deepcopy(covered[1]))
+
+    @override
+    def write_state(self, state: dict) -> None:
+        """The SDK's full drain: every record read is committed, so its latest STATE is covered."""
+        with self._ack_lock:
+            latest = self.ledger.latest_seq
+            self.ledger.clear()
+            if latest > self._acknowledged_seq:
+                self._acknowledged_seq = latest
+                super().write_state(state)
+
+    @override
+    def on_drain_failed(self, sink: t.Any, error: Exception) -> None:
+        if isinstance(error, LoaderError):
+            return
+        raise LoaderError(describe_failure(error, self._url, str(sink.full_table_name))) from error
+
+    @override
+    def on_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: after the message being handled (at once between messages), commit, acknowledge, exit."""
+        self._stop_signal = signum
+        if not self._busy:
+            self.stop(signum)
+
+    def stop(self, signum: int) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self._busy = True
+        self.drain_all(is_endofpipe=True)
+        self.log_summary()
+        name = signal.Signals(signum).name
+        raise Stopped(f"interrupted by {name}; every record read was committed and its STATE acknowledged", signum)
+
+    def log_summary(self) -> None:
+        """One line: the rows each table received, inserted and updated when the sink counts them, and seconds."""
+        self.logger.info(load_summary(self.sinks_loaded(), time.monotonic() - self._started))
+
+    def sinks_loaded(self) -> list[t.Any]:
+        return list({**self._sinks_drained, **{id(sink): sink for sink in self.sinks()}}.values())
 
     @override
     def process_endofpipe(self) -> None:
-        """After the last commit: mark the conversation table if a complete load left it empty, unmark it if not."""
+        """After the last commit: the summary; mark the conversation table if a complete load left it empty."""
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self._busy = True
         super().process_endofpipe()
+        self.log_summary()
         if not (self._was_empty or self._marked):
             return
         with psycopg.connect(self._url) as conn:
@@ -204,13 +362,43 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
                 self.logger.warning("could not mark %s: %s", STREAM_NAME, error.diag.message_primary)
 
 
+def load_summary(sinks: list[t.Any], seconds: float) -> str:
+    """`rows_inserted` / `rows_updated` from a sink that counts them, else the rows it committed."""
+    rows: dict[str, int] = {}
+    split: dict[str, tuple[int, int] | None] = {}
+    for sink in sinks:
+        table = str(sink.table_name)
+        rows[table] = rows.get(table, 0) + records_read(sink) - sink.current_size
+        inserted, updated = getattr(sink, "rows_inserted", None), getattr(sink, "rows_updated", None)
+        before = split.get(table, (0, 0))
+        counted = isinstance(inserted, int) and isinstance(updated, int) and before is not None
+        split[table] = (before[0] + inserted, before[1] + updated) if counted else None  # type: ignore[index,operator]
+    parts = []
+    for table in sorted(rows):
+        counts = split[table]
+        detail = f" ({counts[0]:,} inserted, {counts[1]:,} updated)" if counts is not None else ""
+        parts.append(f"{table} {rows[table]:,} rows{detail}")
+    return f"Load summary: {'; '.join(parts) or 'no rows'}, {seconds:.1f} s"
+
+
+def describe_failure(error: BaseException, url: str, table: str) -> str:
+    """One line for a failed batch: the table, host:port and database, and PostgreSQL's (or libpq's) reason."""
+    cause: BaseException = getattr(error, "orig", None) or error  # SQLAlchemy wraps psycopg's error
+    diag = getattr(cause, "diag", None)
+    reason = (diag.message_primary if diag is not None and diag.message_primary else None) or str(cause)
+    reason = " ".join(reason.split()) or type(cause).__name__
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+    return scrub(f"loading {table} into {where} failed: {reason}", url_secrets(url))
+
+
 def main() -> None:
-    """The console script: an unusable setting or database is one line on stderr and exit 1."""
+    """The console script: an unusable setting or database is one line, and exit 1 (SIGTERM: 143)."""
     try:
         TargetIntercomPostgres.cli()
     except LoaderError as error:
-        sys.stderr.write(f"{PROG}: error: {error}\n")
-        sys.exit(1)
+        logs.fail(TargetIntercomPostgres.logger, f"{PROG}: error: {error}")
+        sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":

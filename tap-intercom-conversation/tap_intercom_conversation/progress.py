@@ -10,7 +10,11 @@ if t.TYPE_CHECKING:
     from tap_intercom_conversation.governor import RateGovernor
     from tap_intercom_conversation.runtime import Runtime
 
-EVERY_SECONDS = 5.0  # one line per search page, but not more often than this
+# A line when a tenth more of the total is done, or a minute has passed, and never twice in 5 s: a
+# backfill's log stays within 40 + N/1,000 lines for N conversations at any rate (issue 24).
+EVERY_SECONDS = 5.0
+QUIET_SECONDS = 60.0
+STEP = 0.1
 
 
 def _duration(seconds: float) -> str:
@@ -29,6 +33,7 @@ class Progress:
         self._what = what
         self._started = time.monotonic()
         self._last_line = 0.0
+        self._next_step = 0
         self.total = 0
         self.done = 0
 
@@ -38,9 +43,12 @@ class Progress:
 
     def page(self) -> None:
         now = time.monotonic()
-        if self._last_line and now - self._last_line < EVERY_SECONDS:
-            return
+        if self._last_line:
+            since = now - self._last_line
+            if since < EVERY_SECONDS or (since < QUIET_SECONDS and self.done < self._next_step):
+                return
         self._last_line = now
+        self._next_step = self.done + max(1, int(STEP * max(self.total, self.done)))
         self._logger.info(self.line(now))
 
     def line(self, now: float | None = None) -> str:

@@ -25,8 +25,20 @@ TargetAdapter, the base of TargetIntercomPostgres (target-postgres's TargetPostg
 - `_validate_config` (override): as the tap's, Meltano's text settings are typed and a violation is
   one line naming the setting. Forwarded to `validate_settings`, with `_config` (use) as its argument.
 - `_process_schema_message`, `_process_state_message` (override): the loader must see the tap's first
-  STATE before any SCHEMA (an empty table with a bookmark means a changed database); the SDK has no
-  public per-message hook. Forwarded to `on_schema_message` and `on_state_message`.
+  STATE before any SCHEMA (an empty table with a bookmark means a changed database), and note each
+  STATE with what it waits for (acknowledge.py); the SDK has no public per-message hook. Forwarded to
+  `on_schema_message` and `on_state_message`.
+- `drain_one` (`@final` override): the SDK acknowledges STATE only after draining every sink; the
+  loader acknowledges the STATE a batch commit covers right after that commit, and names the table a
+  failed commit was for. Forwarded to `after_drain` / `on_drain_failed`.
+- `_write_state_message` (override): the SDK's full drain writes its latest STATE; the loader keeps
+  its own acknowledgements in order with it. Forwarded to `write_state`.
+- `_handle_termination` (override): installed by PluginBase.__init__; the SDK's drains all sinks from
+  inside the signal handler, also in the middle of a batch. Forwarded to `on_termination`.
+- `_total_records_read` (use): a sink's records read in all, which acknowledge.py compares with its
+  public `current_size`. Exposed as `records_read(sink)`.
+- `_latest_state`, `_sinks_active`, `_sinks_to_clear` (use): the latest STATE read and every sink that
+  may hold uncommitted records (no public accessor). Exposed as `latest_state` and `sinks()`.
 
 # --- the HTTP client (client.py) ---
 None. The governor, 429 waits and clock/latency observation are an HTTPAdapter mounted on the public
@@ -63,6 +75,7 @@ from typing_extensions import override
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
+    from singer_sdk.sinks import Sink
 
 # --- the tap and the loader (tap.py, loader.py) ---
 
@@ -137,8 +150,53 @@ class StreamAdapter(Stream):
 # --- the loader (loader.py) ---
 
 
+def records_read(sink: Sink) -> int:
+    """How many records `sink` has read since it was created (committed or not)."""
+    return int(sink._total_records_read)
+
+
 class TargetAdapter(SettingsAdapter, Target):
     """The loader's private SDK hooks, each forwarded to a public-named method."""
+
+    @property
+    def latest_state(self) -> dict | None:
+        """The latest STATE value read."""
+        return self._latest_state
+
+    def sinks(self) -> list[Sink]:
+        """Every sink that may hold records read and not committed (those replaced by a new SCHEMA too)."""
+        return [*self._sinks_to_clear, *self._sinks_active.values()]
+
+    @override  # type: ignore[misc]  # drain_one is @final in the SDK: see the module docstring
+    def drain_one(self, sink: Sink) -> None:
+        try:
+            super().drain_one(sink)
+        except Exception as error:
+            self.on_drain_failed(sink, error)
+            raise
+        self.after_drain(sink)
+
+    def after_drain(self, sink: Sink) -> None:
+        """After a sink committed its batch (also from the SDK's threads during a full drain)."""
+
+    def on_drain_failed(self, sink: Sink, error: Exception) -> None:
+        """A sink's batch failed: raise what should be reported instead, or return to let `error` go on."""
+
+    @override
+    def _write_state_message(self, state: dict) -> None:
+        self.write_state(state)
+
+    def write_state(self, state: dict) -> None:
+        """The SDK's full drain acknowledges its latest STATE (one JSON line on stdout)."""
+        super()._write_state_message(state)
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        self.on_termination(signum, frame)
+
+    def on_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGINT/SIGTERM: the SDK's handler (drains every sink, writes the STATE, exits 0)."""
+        super()._handle_termination(signum, frame)
 
     @override
     def _process_schema_message(self, message_dict: dict) -> None:

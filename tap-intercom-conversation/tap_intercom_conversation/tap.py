@@ -12,11 +12,13 @@ import typing as t
 import warnings
 
 import click
+import simplejson
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
+from tap_intercom_conversation import logs
 from tap_intercom_conversation.checks import (
     check_settings,
     check_state,
@@ -112,6 +114,7 @@ class TapIntercomConversation(TapAdapter, Tap):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.runtime = Runtime()  # before the SDK builds the streams: each reads it from its tap
         super().__init__(*args, **kwargs)
+        logs.configure(self.name, per_batch=bool(self.config.get("log_metrics")))
         # A METRIC line per request would be most of the log (a million lines for a million conversations).
         if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
             self.metrics_logger.setLevel(logging.WARNING)
@@ -199,7 +202,12 @@ class TapIntercomConversation(TapAdapter, Tap):
             return
         if state is not None:
             text = state.read()
-            parse_json(text, getattr(state, "name", "--state"), "state")
+            name = getattr(state, "name", "--state")
+            given = parse_json(text, name, "state")
+            if given.get("type") == "STATE":  # a STATE message (the last line of a run's output): its value
+                if not isinstance(given.get("value"), dict):
+                    raise IntercomError(f"state: {name} is a STATE message whose value is not a JSON object")
+                text = simplejson.dumps(given["value"])
             state = io.StringIO(text)
         try:
             super().invoke(config=config, state=state, catalog=catalog)
@@ -224,7 +232,7 @@ def main() -> None:
     except IntercomError as err:
         if isinstance(err, OutputClosed):  # nothing more can be delivered, and Python must not complain at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.stderr.write(f"tap-intercom-conversation: error: {err}\n")
+        logs.fail(TapIntercomConversation.logger, f"tap-intercom-conversation: error: {err}")
         sys.exit(getattr(err, "exit_code", 1))
 
 
