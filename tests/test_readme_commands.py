@@ -20,6 +20,7 @@ from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import REPO, run_tap, tap_config
 from tests.postgres import scratch_schema, sqlalchemy_url
 from tests.test_meltano import MELTANO, _env, assert_table_is_the_truth
+from tests.test_verify import README_COMMANDS as VERIFY_README_COMMANDS
 
 URL_PLACEHOLDER = "'postgresql+psycopg://user:password@host:5432/dbname'"
 GIT_SOURCE = "git+https://github.com/<owner>/<repo>.git@<tag>#subdirectory=tap-intercom-conversation"
@@ -36,6 +37,10 @@ COMMANDS_RUN_ELSEWHERE = {
     "tap-intercom-conversation --config ENV": "tests/test_secrets.py::test_the_token_never_appears_in_any_output...",
     ".venvs/dev/bin/python benchmarks/bench.py": "NOT RUN by a test (a benchmark: 20 minutes)",
     ".venvs/dev/bin/python benchmarks/bench.py --only latency": "NOT RUN by a test (a benchmark: 25 minutes)",
+    "meltano run intercom-to-postgres-with-metrics":
+        "tests/test_metrics_meltano.py::test_the_job_with_metrics_builds_the_models_in_the_loaders_schema",
+    "meltano invoke dbt-postgres:full-refresh":
+        "tests/test_metrics_meltano.py::test_the_job_with_metrics_builds_the_models_in_the_loaders_schema",
 }
 
 
@@ -68,6 +73,7 @@ def test_every_readme_command_is_run_by_a_test():
     meltano_blocks = [block("python3 scripts/bootstrap.py meltano"), block("meltano add --plugin-type extractor"),
                       block("echo 'TAP_INTERCOM_CONVERSATION_SOURCE")]
     run_here = {command for commands in meltano_blocks for command in commands}
+    run_here |= set(VERIFY_README_COMMANDS)  # the verify block: tests/test_verify.py runs each (test_readme)
     shown = {command for commands in readme_blocks() for command in commands}
     assert shown - run_here - set(COMMANDS_RUN_ELSEWHERE) == set()
     assert set(COMMANDS_RUN_ELSEWHERE) <= shown  # no stale entry
@@ -88,7 +94,7 @@ def test_the_readmes_meltano_recipes_run_as_written(pg_url, pg_schema, tmp_path)
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(REPO / "meltano.yml", project / "meltano.yml")
-    for name in ("tap-intercom-conversation", "schemas", "scripts", ".venvs"):
+    for name in ("tap-intercom-conversation", "schemas", "scripts", ".venvs", "transform"):
         (project / name).symlink_to(REPO / name)
     url = sqlalchemy_url(pg_url)
     with (
