@@ -482,3 +482,16 @@ def test_a_payload_is_complete_for_its_second_only_if_asked_after_it():
     assert complete_through(100, sent_after=101) == 100
     assert complete_through(100, sent_after=100) == 99  # asked during second 100: a later change may follow
     assert complete_through(100, sent_after=None) == 99  # nothing known of Intercom's clock yet
+
+
+def test_search_only_spans_follow_latency_up_to_32_whose_pages_read_ahead_are_the_taps_memory():
+    """Searches slowed by their own number (a saturated server) must not grow the read-ahead with the workspace."""
+    wanted = Concurrency(RateGovernor())
+    wanted.observe(0.1, search=True)
+    assert wanted.searches() == 16  # fast answers: the floor
+    for _ in range(100):
+        wanted.observe(0.45, search=True)
+    assert wanted.searches() == 24  # 8,000 rows/s x 0.45 s / 150 rows
+    for _ in range(100):
+        wanted.observe(5.0, search=True)
+    assert wanted.searches() == 32
