@@ -58,6 +58,7 @@ class ServerProbe:
         app.limiter.hit = counting_hit
 
 
+@pytest.mark.slow
 def test_hydration_runs_concurrently_and_records_leave_in_search_order():
     with IntercomSimulator(conversations=80, seed=11, latency_ms=200) as sim:
         probe = ServerProbe(sim)
@@ -70,6 +71,7 @@ def test_hydration_runs_concurrently_and_records_leave_in_search_order():
     assert [record["intercom_id"] for record in run.records] == sim.ids()  # (updated_at, id): the search order
 
 
+@pytest.mark.slow
 def test_a_tight_rate_limit_is_never_exceeded_in_any_window():
     limit = 15
     with IntercomSimulator(conversations=24, seed=5, latency_ms=20, rate_limit=limit) as sim:
@@ -84,6 +86,7 @@ def test_a_tight_rate_limit_is_never_exceeded_in_any_window():
     assert max(probe.per_window.values()) <= limit - 1  # the governor keeps one call in reserve
 
 
+@pytest.mark.slow
 def test_with_default_settings_the_requests_in_flight_follow_the_latency():
     peaks = {}
     for latency_ms in (50, 600):

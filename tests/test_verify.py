@@ -91,6 +91,7 @@ def assert_no_secret(done: subprocess.CompletedProcess, sim: IntercomSimulator) 
     assert sim.token not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_url, pg_schema, tmp_path):
     with IntercomSimulator(conversations=1000, seed=21) as sim:
         config = tap_config(sim, include_conversation_parts=True, max_concurrent_requests=8)
@@ -165,6 +166,7 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
         assert sim.stats["by_route"] == {"search": clean_searches, "retrieve": 0, "list": 0, "deleted": 0}
 
 
+@pytest.mark.slow
 def test_a_search_only_table_is_repaired_from_search_rows_and_gone_rows_removed(pg_url, pg_schema, tmp_path):
     with IntercomSimulator(conversations=2000, seed=22) as sim:
         config = tap_config(sim, include_conversation_parts=False, deleted_conversations="remove")
@@ -193,6 +195,7 @@ def test_a_search_only_table_is_repaired_from_search_rows_and_gone_rows_removed(
         assert run_verify(tmp_path, config, pg_url, pg_schema).returncode == 0
 
 
+@pytest.mark.slow
 def test_an_empty_table_is_all_missing(pg_url, pg_schema, tmp_path):
     with IntercomSimulator(conversations=300, seed=23) as sim:
         config = tap_config(sim)
@@ -229,6 +232,7 @@ def test_an_empty_table_is_all_missing(pg_url, pg_schema, tmp_path):
     ],
     ids=["blank-token", "plain-http", "out-of-range", "not-json", "unreachable-db", "not-postgres", "no-table"],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_2(pg_url, pg_schema, tmp_path, config, database, expected):
     path = tmp_path / "config.json"
     path.write_text(config if isinstance(config, str) else json.dumps(config))
@@ -245,6 +249,7 @@ def test_bad_input_is_one_line_and_exit_2(pg_url, pg_schema, tmp_path, config, d
     assert "Traceback" not in done.stderr and "s3cr" not in done.stderr and "sekrit" not in done.stderr
 
 
+@pytest.mark.slow
 def test_meltano_invoke_verify_uses_the_projects_settings(project, pg_url, pg_schema, tmp_path):  # noqa: F811
     """`meltano invoke intercom-conversation-table:verify [--repair]`: the token set for the tap (.env) reaches it."""
     with IntercomSimulator(conversations=400, seed=24) as sim:
@@ -277,6 +282,7 @@ def test_meltano_invoke_verify_uses_the_projects_settings(project, pg_url, pg_sc
             (project / ".env").unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 def test_verify_searches_under_the_taps_rate_governor(pg_url, pg_schema, tmp_path):
     """Intercom's limit is waited for, never exceeded: the same conversations, served 3 calls per 10 s."""
     now = int(time.time()) - 60
