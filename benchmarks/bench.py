@@ -4,6 +4,7 @@
     .venvs/dev/bin/python benchmarks/bench.py [--quick] [--runs 3] [--only hydrated,search,memory,incremental]
     .venvs/dev/bin/python benchmarks/bench.py --sweep 16,32,48,64   # hydration throughput per max_concurrent_requests
     .venvs/dev/bin/python benchmarks/bench.py --only latency        # figure 1 at 50-1,000 ms x R = 1,000-4,167, ~25 min
+    .venvs/dev/bin/python benchmarks/bench.py --only memory-search --runs 2 --simulator-stopped 0.7  # figure 3 10k/100k
     TAP_BIN=/elsewhere/.venvs/dev/bin/tap-intercom-conversation benchmarks/bench.py ...  # another build: a "before"
 
 Each measurement starts the simulator CLI (`python -m tests.intercom_simulator`) as a subprocess, then runs
