@@ -4,6 +4,7 @@
     .venvs/dev/bin/python benchmarks/bench.py [--quick] [--runs 3] [--only hydrated,search,memory,incremental]
     .venvs/dev/bin/python benchmarks/bench.py --sweep 16,32,48,64   # hydration throughput per max_concurrent_requests
     .venvs/dev/bin/python benchmarks/bench.py --only latency        # figure 1 at 50-1,000 ms x R = 1,000-4,167, ~25 min
+    .venvs/dev/bin/python benchmarks/bench.py --only memory-search --runs 2 --simulator-stopped 0.7  # figure 3 10k/100k
     TAP_BIN=/elsewhere/.venvs/dev/bin/tap-intercom-conversation benchmarks/bench.py ...  # another build: a "before"
 
 Each measurement starts the simulator CLI (`python -m tests.intercom_simulator`) as a subprocess, then runs
@@ -386,13 +387,41 @@ def search_only(conversations: int, runs: int, latency_ms: float, jitter_ms: flo
             "loader_alone": watched_median(watched_alone), "loader_piped": watched_median(watched_both)}
 
 
-def memory(conversations: int, parts: bool, latency_ms: float = 0.0, rate_limit: int | None = None) -> dict:
+@contextlib.contextmanager
+def stopped_share(sim: Simulator, share: float) -> Iterator[None]:
+    """The simulator stopped (SIGSTOP) `share` of every 50 ms: a search answers slower the more are in flight,
+    as on a machine loaded by other work (how figure 3's search-only regression of issue #25 was met)."""
+    if not share:
+        yield
+        return
+    done = threading.Event()
+
+    def duty_cycle() -> None:
+        while not done.is_set():
+            sim.process.send_signal(signal.SIGSTOP)
+            time.sleep(0.05 * share)
+            sim.process.send_signal(signal.SIGCONT)
+            time.sleep(0.05 * (1 - share))
+
+    thread = threading.Thread(target=duty_cycle, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        sim.process.send_signal(signal.SIGCONT)
+
+
+def memory(conversations: int, parts: bool, latency_ms: float = 0.0, rate_limit: int | None = None,
+           stopped: float = 0.0) -> dict:
     """The tap's peak RSS, the tap alone into a file (a slower loader only blocks the tap's writes), no latency.
 
     With a latency (± 20 %) and a limit: as many calls in flight as that latency needs (hydrated, default settings).
+    stopped: the share of the time the simulator is stopped (stopped_share).
     """
     with simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=rate_limit) as sim, \
-            tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+            tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp, stopped_share(sim, stopped):
         run = run_tap(sim, {"include_conversation_parts": parts}, out=Path(tmp) / "messages.jsonl")
         rows = sum(
             1 for line in (Path(tmp) / "messages.jsonl").open()
@@ -400,10 +429,24 @@ def memory(conversations: int, parts: bool, latency_ms: float = 0.0, rate_limit:
         )
     if rows != conversations:
         sys.exit(f"memory run emitted {rows} records of {conversations}")
-    print(f"  memory n={conversations} parts={parts} latency={latency_ms} R={rate_limit}: {run.tap_rss_mb:.1f} MB, "
-          f"{run.seconds:.1f}s", file=sys.stderr, flush=True)
+    print(f"  memory n={conversations} parts={parts} latency={latency_ms} R={rate_limit} stopped={stopped}: "
+          f"{run.tap_rss_mb:.1f} MB, {run.seconds:.1f}s", file=sys.stderr, flush=True)
     return {"conversations": conversations, "parts": parts, "runs": 1, "rss_mb": run.tap_rss_mb,
-            "seconds": run.seconds, "latency_ms": latency_ms, "rate_limit": rate_limit}
+            "seconds": run.seconds, "latency_ms": latency_ms, "rate_limit": rate_limit, "stopped": stopped}
+
+
+def memory_search(latencies: list[float], stopped: float, runs: int) -> list[dict]:
+    """Figure 3 search-only at 10,000 and 100,000 conversations, runs alternating; each cell the median."""
+    rows = []
+    for latency in latencies:
+        results: dict[int, list[dict]] = {10000: [], 100000: []}
+        for _ in range(runs):
+            for n in results:
+                results[n].append(memory(n, False, latency, stopped=stopped))
+        for cell in results.values():
+            rows.append({**cell[0], "runs": runs, "rss_mb": median([r["rss_mb"] for r in cell]),
+                         "seconds": median([r["seconds"] for r in cell])})
+    return rows
 
 
 def incremental(conversations: int, runs: int) -> dict:
@@ -491,7 +534,8 @@ def main() -> None:
     parser.add_argument("--only", default="hydrated,search,memory,incremental",
                         help="comma-separated: hydrated, search, memory, incremental; not in the default set: latency "
                         "(figure 1 swept over latency x rate limit, ~25 min), memory-latency (figure 3 hydrated at "
-                        "10,000 and 100,000 conversations for each of --latencies, R = 4,167)")
+                        "10,000 and 100,000 conversations for each of --latencies, R = 4,167), memory-search (figure 3 "
+                        "search-only at 10,000 and 100,000 conversations, for each of --search-latencies, default 0)")
     parser.add_argument("--search-latencies", help="ms, comma-separated, for figure 2 (default 0,150; ± 20 %%)")
     parser.add_argument("--latencies", default=",".join(map(str, SWEEP_LATENCIES)),
                         help="ms, for --only latency and memory-latency")
@@ -499,6 +543,9 @@ def main() -> None:
     parser.add_argument("--sweep", help="comma-separated max_concurrent_requests values: hydrated throughput "
                         "without a rate limit and at R = 1,667, instead of the benchmark")
     parser.add_argument("--sweep-conversations", type=int, default=3000)
+    parser.add_argument("--simulator-stopped", type=float, default=0.0,
+                        help="for --only memory-search: the share of every 50 ms the simulator is stopped (SIGSTOP), "
+                        "its answers slower the more searches are in flight, as on a loaded machine")
     args = parser.parse_args()
     os.chdir(REPO)
     runs = args.runs or (1 if args.quick else 3)
@@ -540,6 +587,9 @@ def main() -> None:
     if "memory-latency" in only:  # hydrated at R = 4,167: the most in flight each latency calls for
         cells = [(n, float(ms)) for ms in args.latencies.split(",") for n in (10000, 100000)]
         report_memory([memory(n, True, ms, SWEEP_LIMITS[-1]) for n, ms in cells])
+    if "memory-search" in only:
+        latencies = [float(ms) for ms in (args.search_latencies or "0").split(",")]
+        report_memory(memory_search(latencies, args.simulator_stopped, args.runs or 1))
     if "incremental" in only:
         report_incremental(incremental(1000 if args.quick else 2000, runs))
     print(f"\nTotal benchmark time {time.time() - started:.0f} s; load average {load_before} before, "

@@ -45,13 +45,13 @@ def report_search(rows: list[dict]) -> None:
 
 def report_memory(rows: list[dict]) -> None:
     print("\n### 3. The tap's peak memory (ru_maxrss), the tap alone into a file\n")
-    print("| conversations | include_conversation_parts | latency ms | rate limit R | tap peak RSS MB | wall s | "
-          "runs |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print("| conversations | include_conversation_parts | latency ms | rate limit R | simulator stopped | "
+          "tap peak RSS MB | wall s | runs |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         limit = r.get("rate_limit") or "none"
         print(f"| {r['conversations']:,} | {str(r['parts']).lower()} | {r.get('latency_ms', 0):.0f} | {limit} | "
-              f"{r['rss_mb']:.1f} | {r['seconds']:.1f} | {r['runs']} |")
+              f"{r.get('stopped', 0):.0%} | {r['rss_mb']:.1f} | {r['seconds']:.1f} | {r['runs']} |")
 
 
 def report_incremental(row: dict) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -24,8 +23,8 @@ import pytest
 
 from tap_intercom_conversation.acknowledge import CommitLedger
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import REPO, STREAM, TAP, apply_table, table_rows, tap_config, target_config
-from tests.test_meltano import MELTANO, _env, _job_env, _job_env_with_db, assert_table_is_the_truth, emitted
+from tests.pipeline import STREAM, TAP, apply_table, table_rows, tap_config, target_config
+from tests.test_meltano import MELTANO, _job_env, _job_env_with_db, assert_table_is_the_truth, emitted
 from tests.tools import tool
 
 LOADER = tool("dev", "target-intercom-postgres")
@@ -137,15 +136,9 @@ def _persisted_bookmark(database: Path) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A fresh Meltano project: the repository's meltano.yml and tap, installed."""
-    root = tmp_path_factory.mktemp("meltano-kill")
-    shutil.copy(REPO / "meltano.yml", root / "meltano.yml")
-    for name in ("tap-intercom-conversation", "schemas"):
-        (root / name).symlink_to(REPO / name)
-    done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return root
+def project(tmp_path_factory, meltano_project) -> Path:
+    """A fresh Meltano project: the repository's meltano.yml and tap, installed once a session (conftest.py)."""
+    return meltano_project(tmp_path_factory.mktemp("meltano-kill"))
 
 
 @pytest.mark.slow

@@ -65,6 +65,7 @@ def summary_line(run) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_deletions_are_replicated_incrementally():
     with IntercomSimulator(conversations=100, seed=6) as sim:
         gone = sim.ids()[:3]
@@ -99,6 +100,7 @@ def test_before_2_16_deletions_are_skipped_with_a_warning():
     assert len(records_of(run, STREAM)) == 29
 
 
+@pytest.mark.slow
 def test_a_conversation_deleted_in_intercom_is_marked_in_the_table(pg_url, pg_schema):
     with IntercomSimulator(conversations=200, seed=8) as sim:
         _, state = load(pg_url, pg_schema, tap_config(sim))
@@ -119,6 +121,7 @@ def test_a_conversation_deleted_in_intercom_is_marked_in_the_table(pg_url, pg_sc
             assert row == before[conversation_id]
 
 
+@pytest.mark.slow
 def test_with_deleted_conversations_remove_their_rows_go(pg_url, pg_schema):
     with IntercomSimulator(conversations=200, seed=9) as sim:
         _, state = load(pg_url, pg_schema, tap_config(sim, deleted_conversations="remove"))

@@ -18,6 +18,7 @@ RATE_LIMIT = 25  # calls per 10-second window: the backfill below needs three wi
 
 
 @pytest.mark.parametrize("offset", [0, -120, -5, 5, 120])
+@pytest.mark.slow
 def test_a_run_under_a_tight_limit_is_the_same_at_any_clock_offset(offset):
     with IntercomSimulator(conversations=60, seed=31, rate_limit=RATE_LIMIT, clock_offset=offset) as sim:
         config = tap_config(sim, max_concurrent_requests=8)

@@ -58,6 +58,7 @@ class ServerProbe:
         app.limiter.hit = counting_hit
 
 
+@pytest.mark.slow
 def test_hydration_runs_concurrently_and_records_leave_in_search_order():
     with IntercomSimulator(conversations=80, seed=11, latency_ms=200) as sim:
         probe = ServerProbe(sim)
@@ -70,6 +71,7 @@ def test_hydration_runs_concurrently_and_records_leave_in_search_order():
     assert [record["intercom_id"] for record in run.records] == sim.ids()  # (updated_at, id): the search order
 
 
+@pytest.mark.slow
 def test_a_tight_rate_limit_is_never_exceeded_in_any_window():
     limit = 15
     with IntercomSimulator(conversations=24, seed=5, latency_ms=20, rate_limit=limit) as sim:
@@ -84,6 +86,7 @@ def test_a_tight_rate_limit_is_never_exceeded_in_any_window():
     assert max(probe.per_window.values()) <= limit - 1  # the governor keeps one call in reserve
 
 
+@pytest.mark.slow
 def test_with_default_settings_the_requests_in_flight_follow_the_latency():
     peaks = {}
     for latency_ms in (50, 600):
@@ -482,3 +485,16 @@ def test_a_payload_is_complete_for_its_second_only_if_asked_after_it():
     assert complete_through(100, sent_after=101) == 100
     assert complete_through(100, sent_after=100) == 99  # asked during second 100: a later change may follow
     assert complete_through(100, sent_after=None) == 99  # nothing known of Intercom's clock yet
+
+
+def test_search_only_spans_follow_latency_up_to_32_whose_pages_read_ahead_are_the_taps_memory():
+    """Searches slowed by their own number (a saturated server) must not grow the read-ahead with the workspace."""
+    wanted = Concurrency(RateGovernor())
+    wanted.observe(0.1, search=True)
+    assert wanted.searches() == 16  # fast answers: the floor
+    for _ in range(100):
+        wanted.observe(0.45, search=True)
+    assert wanted.searches() == 24  # 8,000 rows/s x 0.45 s / 150 rows
+    for _ in range(100):
+        wanted.observe(5.0, search=True)
+    assert wanted.searches() == 32

@@ -116,6 +116,7 @@ def give_up_runs():
 
 
 @pytest.mark.parametrize("case", list(GIVE_UP_CASES))
+@pytest.mark.slow
 def test_a_fault_that_never_stops_gives_up_after_8_tries_in_one_line(case, give_up_runs):
     run, stats, bad, updated = give_up_runs[case]
     expected, searches = GIVE_UP_CASES[case][3], GIVE_UP_CASES[case][4]
@@ -135,6 +136,7 @@ def test_a_fault_that_never_stops_gives_up_after_8_tries_in_one_line(case, give_
     assert re.search(r"Run summary: .* 7 retries, ", run.stderr)
 
 
+@pytest.mark.slow
 def test_faults_that_stop_are_retried_with_backoff_and_the_run_completes():
     failures = iter([
         (503, HTML_503),
@@ -155,6 +157,7 @@ def test_faults_that_stop_are_retried_with_backoff_and_the_run_completes():
         assert "Traceback" not in run.stderr and "| ERROR" not in run.stderr
 
 
+@pytest.mark.slow
 def test_429s_are_waited_out_until_the_reset_and_use_up_no_retry():
     """Every call of a window answers 429 (as when another client spent the window): the tap waits, then goes on."""
     with IntercomSimulator(conversations=200, seed=13, rate_limit=10_000) as sim:
@@ -330,6 +333,7 @@ def matrix_runs(pg_url):
 
 
 @pytest.mark.parametrize("case", list(MATRIX))
+@pytest.mark.slow
 def test_fault_matrix_end_to_end_the_table_equals_the_truth(case, matrix_runs):
     run = matrix_runs[case]
     report = {

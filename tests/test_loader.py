@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import STREAM, TAP, table_rows, tap_config
@@ -41,6 +42,7 @@ def tap_into_loader(
     return done
 
 
+@pytest.mark.slow
 def test_host_port_user_settings_get_the_documented_tables_in_the_configured_schema(pg_url, pg_schema, tmp_path):
     parts = urlsplit(pg_url)
     config = {
@@ -111,6 +113,7 @@ def test_without_the_postgres_extra_the_loader_and_the_utility_say_so_in_one_lin
         assert done.stderr == f"{program}: psycopg is missing: install tap-intercom-conversation[postgres]\n"
 
 
+@pytest.mark.slow
 def test_an_empty_workspace_resumes_but_an_emptied_table_with_a_bookmark_stops(pg_url, pg_schema, tmp_path):
     config = {"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": pg_schema}
     with IntercomSimulator(conversations=0, seed=33) as empty:
@@ -132,6 +135,7 @@ def test_an_empty_workspace_resumes_but_an_emptied_table_with_a_bookmark_stops(p
     assert table_rows(pg_url, pg_schema) == {}
 
 
+@pytest.mark.slow
 def test_a_database_that_cannot_be_reached_is_one_line_without_the_password(tmp_path):
     config = {"sqlalchemy_url": "postgresql+psycopg://loader:s3cr%40t-pw@127.0.0.1:1/db", "default_target_schema": "x"}
     (tmp_path / "loader.json").write_text(json.dumps(config))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import REPO, table_rows
+from tests.pipeline import table_rows
 from tests.test_meltano import MELTANO, _env, _job_env, _job_env_with_db, emitted
 from tests.test_real_data import assert_table_holds_what_was_sent
 
@@ -27,14 +26,9 @@ PER_BATCH = ("METRIC", "Inserting with SQL", "is full. Current size is")
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("meltano-logs")
-    shutil.copy(REPO / "meltano.yml", root / "meltano.yml")
-    for name in ("tap-intercom-conversation", "schemas"):
-        (root / name).symlink_to(REPO / name)
-    done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return root
+def project(tmp_path_factory, meltano_project) -> Path:
+    """A fresh Meltano project, its plugins installed once a session (conftest.py)."""
+    return meltano_project(tmp_path_factory.mktemp("meltano-logs"))
 
 
 def parsed(log: str) -> list[tuple[str, str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -28,16 +27,9 @@ STATE_ID = "prod:tap-intercom-conversation-to-target-postgres"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A fresh Meltano project: the repository's meltano.yml and tap, nothing installed yet."""
-    root = tmp_path_factory.mktemp("meltano-project")
-    shutil.copy(REPO / "meltano.yml", root / "meltano.yml")
-    (root / "tap-intercom-conversation").symlink_to(REPO / "tap-intercom-conversation")
-    (root / "schemas").symlink_to(REPO / "schemas")
-    (root / "transform").symlink_to(REPO / "transform")  # the transformer installs its runner from there
-    done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return root
+def project(tmp_path_factory, meltano_project) -> Path:
+    """A fresh Meltano project: the repository's meltano.yml and tap, installed (once a session: conftest.py)."""
+    return meltano_project(tmp_path_factory.mktemp("meltano-project"))
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -96,6 +88,7 @@ def assert_the_documented_table(pg_url: str, schema: str) -> None:
         assert shape(conn, schema) == shape(conn, documented)
 
 
+@pytest.mark.slow
 def test_meltano_run_backfills_then_updates_exactly_what_changed(project, pg_url, pg_schema, tmp_path):
     env = _job_env_with_db(tmp_path)
     with IntercomSimulator(conversations=1000, seed=11) as sim:
@@ -122,6 +115,7 @@ def test_meltano_run_backfills_then_updates_exactly_what_changed(project, pg_url
         assert stored_state(project, env)["replication_key"] == "updated_at"
 
 
+@pytest.mark.slow
 def test_meltano_run_loads_what_real_workspaces_hold_with_intercoms_clock_ahead(project, pg_url, pg_schema, tmp_path):
     """U+0000, half emojis and 1e400 (bad_data), Intercom's clock 5 s ahead: every row, then an incremental run."""
     env = _job_env_with_db(tmp_path)
@@ -143,24 +137,21 @@ def test_meltano_run_loads_what_real_workspaces_hold_with_intercoms_clock_ahead(
 
 
 @pytest.fixture(scope="module")
-def fast_ack_project(tmp_path_factory) -> Path:
+def fast_ack_project(tmp_path_factory, meltano_project) -> Path:
     """The same project, its loader acknowledging STATE every 3 s instead of every 5 minutes."""
     root = tmp_path_factory.mktemp("meltano-fast-ack")
-    for name in ("tap-intercom-conversation", "schemas", "transform"):
-        (root / name).symlink_to(REPO / name)
     wrapper = root / "fast-ack-target-postgres"
     config = (REPO / "meltano.yml").read_text()
     loader_executable = "    executable: target-intercom-postgres\n"
     assert loader_executable in config
-    (root / "meltano.yml").write_text(config.replace(loader_executable, f"    executable: {wrapper}\n"))
-    done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    meltano_project(root, config.replace(loader_executable, f"    executable: {wrapper}\n"))
     python = root / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "python"
     wrapper.write_text(f"#!{python}\n" + (REPO / "tests" / "fast_ack_target.py").read_text())
     wrapper.chmod(0o755)
     return root
 
 
+@pytest.mark.slow
 def test_a_killed_meltano_run_resumes_from_the_last_acknowledged_state(fast_ack_project, pg_url, pg_schema, tmp_path):
     env = _job_env_with_db(tmp_path)
     with IntercomSimulator(conversations=3000, seed=12, latency_ms=10) as sim:
@@ -211,6 +202,7 @@ def documented_sql_on_parts() -> list[str]:
     return [textwrap.dedent(block) for block in blocks if PARTS in block]
 
 
+@pytest.mark.slow
 def test_meltano_run_keeps_every_part_across_runs_and_a_deleted_conversations_parts_follow_it(
     project, pg_url, pg_schema, tmp_path
 ):
@@ -266,6 +258,7 @@ def test_meltano_run_keeps_every_part_across_runs_and_a_deleted_conversations_pa
         assert not left & {long_id, removed} and left == {c for c, _ in truth_parts(sim).values()}
 
 
+@pytest.mark.slow
 def test_meltano_select_without_the_parts_stream_loads_no_part_and_makes_the_same_calls(
     project, pg_url, pg_schema, tmp_path
 ):

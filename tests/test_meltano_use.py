@@ -1,14 +1,13 @@
 """Meltano the way data engineers use it: settings by `meltano config set`, environments, inherited
 plugins, the plain `meltano run TAP TARGET`, a second workspace, the plugins reused in another project.
 
-Each test has its own fresh project (a copy of meltano.yml, installed: a few seconds with uv's cache),
-because `meltano config set` and `meltano add` write into meltano.yml.
+Each test has its own fresh project (a copy of meltano.yml, its plugins the session's installed ones:
+conftest.py), because `meltano config set` and `meltano add` write into meltano.yml.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -32,20 +31,15 @@ def meltano(project: Path, env: dict[str, str], *args: str, ok: bool = True) -> 
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(REPO / "meltano.yml", root / "meltano.yml")
-    for name in ("tap-intercom-conversation", "schemas", "transform"):
-        (root / name).symlink_to(REPO / name)
-    meltano(root, _env(), "install")
-    return root
+def project(tmp_path: Path, meltano_project) -> Path:
+    return meltano_project(tmp_path / "project")
 
 
 def _system_db(tmp_path: Path) -> dict[str, str]:
     return {"MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
 
 
+@pytest.mark.slow
 def test_the_tables_follow_the_loaders_settings_and_a_changed_schema_is_never_loaded_half(
     project, pg_url, pg_schema, tmp_path
 ):
@@ -83,6 +77,7 @@ def test_the_tables_follow_the_loaders_settings_and_a_changed_schema_is_never_lo
         assert_the_documented_table(pg_url, moved)
 
 
+@pytest.mark.slow
 def test_a_second_workspace_added_by_inheritance_has_its_own_token_schema_tables_and_state(
     project, pg_url, pg_schema, tmp_path
 ):
@@ -119,6 +114,7 @@ def test_a_second_workspace_added_by_inheritance_has_its_own_token_schema_tables
         assert "prod:tap-intercom-conversation--b-to-target-postgres--b" in states
 
 
+@pytest.mark.slow
 def test_the_plugins_reused_in_another_project_in_one_command_each(pg_url, pg_schema, tmp_path):
     """`meltano add --from-ref` of the shipped definitions, installed from a source like a git URL."""
     other = tmp_path / "their-project"
@@ -161,6 +157,7 @@ def test_the_plugins_reused_in_another_project_in_one_command_each(pg_url, pg_sc
         assert_the_documented_table(pg_url, pg_schema)
 
 
+@pytest.mark.slow
 def test_settings_show_their_defaults_a_schedule_is_shipped_and_a_bad_setting_is_one_line(project, tmp_path):
     env = _env(**_system_db(tmp_path))
     listed = meltano(project, env, "config", "list", "tap-intercom-conversation", "--all").stdout

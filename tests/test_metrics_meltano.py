@@ -5,7 +5,6 @@ after changes and deletions: tests/test_metrics.py)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,12 +25,8 @@ def meltano(project: Path, env: dict[str, str], *args: str) -> subprocess.Comple
 
 
 @pytest.mark.slow
-def test_the_job_with_metrics_builds_the_models_in_the_loaders_schema(pg_url, pg_schema, tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
-    shutil.copy(REPO / "meltano.yml", project / "meltano.yml")
-    for name in ("tap-intercom-conversation", "schemas", "transform"):
-        (project / name).symlink_to(REPO / name)
+def test_the_job_with_metrics_builds_the_models_in_the_loaders_schema(pg_url, pg_schema, tmp_path, meltano_project):
+    project = meltano_project(tmp_path / "project")
     with IntercomSimulator(conversations=0, seed=26) as sim:
         ids = {name: sim.add_history(history) for name, history in SCRIPTED.items()}
         env = _env(
@@ -39,7 +34,6 @@ def test_the_job_with_metrics_builds_the_models_in_the_loaders_schema(pg_url, pg
             TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
             MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
         )
-        meltano(project, env, "install")
         # The schema where users set it (meltano.yml), the database in a variable: both reach dbt.
         meltano(project, env, "config", "set", "target-postgres", "default_target_schema", pg_schema)
         run = meltano(project, env, "run", "intercom-to-postgres-with-metrics")

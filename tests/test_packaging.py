@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.pipeline import REPO
 from tests.tools import tool
 
 UV = tool("uv", "uv")
 
 
+@pytest.mark.slow
 def test_a_non_editable_install_discovers_the_repository_schemas(tmp_path):
     env = tmp_path / "venv"
     subprocess.run([str(UV), "venv", "-q", "-p", sys.executable, str(env)], check=True)

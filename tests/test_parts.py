@@ -49,6 +49,7 @@ def deselecting(catalog: dict, stream: str) -> dict:
     return catalog
 
 
+@pytest.mark.slow
 def test_every_part_is_a_record_written_before_its_conversation_at_no_extra_request(tmp_path):
     with IntercomSimulator(conversations=150, seed=31, long_conversation_parts=620) as sim:
         config = tap_config(sim)
@@ -105,6 +106,7 @@ def test_without_conversation_parts_the_parts_stream_emits_nothing():
     assert all(m.get("stream") != PARTS for m in run.messages)
 
 
+@pytest.mark.slow
 def test_discovery_and_stream_maps_treat_the_parts_stream_like_any_other():
     with IntercomSimulator(conversations=40, seed=33) as sim:
         catalog = json.loads(run_tap(tap_config(sim), None, "--discover").stdout)
@@ -224,6 +226,7 @@ def test_a_deleted_conversations_parts_follow_its_rule_in_either_drain_order(pg_
         }
 
 
+@pytest.mark.slow
 def test_a_parts_table_target_postgres_created_itself_is_migrated_keeping_its_rows(pg_url, pg_schema):
     with IntercomSimulator(conversations=80, seed=35) as sim:
         # A careless run: no table step, target-postgres's own metadata columns, its own table.
@@ -252,6 +255,7 @@ def test_a_parts_table_target_postgres_created_itself_is_migrated_keeping_its_ro
     )
 
 
+@pytest.mark.slow
 def test_through_target_postgres_removed_conversations_take_their_parts(pg_url, pg_schema):
     with IntercomSimulator(conversations=120, seed=34) as sim:
         config = tap_config(sim, deleted_conversations="remove")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from tap_intercom_conversation.governor import RateGovernor
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import run_tap, tap_config
@@ -35,6 +37,7 @@ def test_the_wait_for_the_rate_limit_is_wall_time_not_summed_over_threads():
     assert 0.5 < governor.waited_seconds <= elapsed + 0.1  # not about 4 s
 
 
+@pytest.mark.slow
 def test_metric_lines_only_when_asked_for():
     with IntercomSimulator(conversations=300, seed=5) as sim:
         quiet = run_tap(tap_config(sim))

@@ -64,6 +64,7 @@ def bad_sim():
 
 
 @pytest.mark.parametrize("hydrated", [True, False], ids=["hydrated", "search-only"])
+@pytest.mark.slow
 def test_every_case_is_read_replaced_and_warned_once_and_the_rest_is_as_sent(bad_sim, hydrated):
     run = run_tap(tap_config(bad_sim, include_conversation_parts=hydrated))
 
@@ -102,6 +103,7 @@ def test_every_case_is_read_replaced_and_warned_once_and_the_rest_is_as_sent(bad
 
 
 @pytest.mark.parametrize("hydrated", [True, False], ids=["hydrated", "search-only"])
+@pytest.mark.slow
 def test_target_postgres_loads_every_case_and_the_next_run_is_incremental(pg_url, pg_schema, hydrated):
     with IntercomSimulator(conversations=150, seed=22, bad_data=True) as sim:
         config = tap_config(sim, include_conversation_parts=hydrated)

@@ -142,6 +142,7 @@ def assert_acknowledged_state_not_ahead(sim: IntercomSimulator, rows: dict[str, 
     assert not behind, f"the target acknowledged {value} without {len(behind)} conversations, e.g. {behind[:3]}"
 
 
+@pytest.mark.slow
 def test_kills_at_several_points_then_a_resumed_run_converge(pg_url, pg_schema):
     with IntercomSimulator(conversations=450, seed=31) as sim:
         config = tap_config(sim, max_concurrent_requests=8)

@@ -17,6 +17,8 @@ import secrets
 import threading
 import time
 
+import pytest
+
 from tests.intercom_simulator import Faults, IntercomSimulator
 from tests.pipeline import tap_config
 from tests.tapcli import run_all, run_cli
@@ -47,6 +49,7 @@ def _one_429_then_normal():
     return answer
 
 
+@pytest.mark.slow
 def test_the_token_never_appears_in_any_output_at_debug_level():
     faults = Faults(seed=8, error_rate=0.05, drop_rate=0.03, slow_rate=0.02, slow_seconds=2, bad_json_rate=0.02)
     with IntercomSimulator(conversations=300, seed=8, token=TOKEN, faults=faults) as sim, \

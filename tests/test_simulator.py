@@ -417,6 +417,7 @@ def test_data_is_realistic(sim: IntercomSimulator) -> None:
     assert len(shared_seconds) >= 3 and max(shared_seconds) >= 160
 
 
+@pytest.mark.slow
 def test_100k_conversations_are_served_in_updated_at_order() -> None:
     """The benchmark's workspace size works; how fast is benchmarks/bench.py's business, not a unit test's."""
     with IntercomSimulator(conversations=100_000, seed=2) as big:

@@ -17,6 +17,7 @@ from tests.test_concurrency import ServerProbe
 
 
 @pytest.mark.parametrize("date_comparison", ["strict", "inclusive"])
+@pytest.mark.slow
 def test_search_only_searches_spans_at_once_and_emits_every_conversation_once_in_search_order(date_comparison):
     with IntercomSimulator(conversations=3000, seed=31, latency_ms=60, date_comparison=date_comparison) as sim:
         probe = ServerProbe(sim, route="search")
@@ -34,6 +35,7 @@ def test_search_only_searches_spans_at_once_and_emits_every_conversation_once_in
     assert [b for b in bookmarks if b] == sorted(b for b in bookmarks if b)
 
 
+@pytest.mark.slow
 def test_a_burst_of_conversations_in_one_second_is_read_whole_by_its_span():
     with IntercomSimulator(conversations=2500, seed=32, latency_ms=20) as sim:
         burst = int(time.time()) - 3600

@@ -37,6 +37,7 @@ def sim(request):
         yield simulator
 
 
+@pytest.mark.slow
 def test_a_first_sync_emits_every_conversation_once_as_intercom_returns_it(sim):
     run = run_tap(tap_config(sim))
 
@@ -57,6 +58,7 @@ def test_a_first_sync_emits_every_conversation_once_as_intercom_returns_it(sim):
     assert "conversation_parts" in run.records[0]["data"]
 
 
+@pytest.mark.slow
 def test_without_parts_data_is_the_search_payload_and_no_conversation_is_fetched(sim):
     run = run_tap(tap_config(sim, include_conversation_parts=False))
 
@@ -65,6 +67,7 @@ def test_without_parts_data_is_the_search_payload_and_no_conversation_is_fetched
     assert sim.stats["by_route"].get("retrieve", 0) == 0
 
 
+@pytest.mark.slow
 def test_records_leave_in_search_order_and_state_follows_them(sim):
     run = run_tap(tap_config(sim))
 
@@ -75,6 +78,7 @@ def test_records_leave_in_search_order_and_state_follows_them(sim):
     assert len(run.states) >= len(run.records) // 150  # a killed run resumes near where it stopped
 
 
+@pytest.mark.slow
 def test_an_incremental_run_when_nothing_changed_costs_two_calls_and_emits_nothing(sim):
     first = run_tap(tap_config(sim))
     sim.reset_stats()
@@ -87,6 +91,7 @@ def test_an_incremental_run_when_nothing_changed_costs_two_calls_and_emits_nothi
     assert second.bookmark["replication_key_value"] >= first.bookmark["replication_key_value"]
 
 
+@pytest.mark.slow
 def test_changes_in_the_bookmark_second_and_after_it_are_picked_up(sim):
     first = run_tap(tap_config(sim, lookback_window_seconds=0))
     bookmark = iso_seconds(first.bookmark["replication_key_value"])
@@ -103,6 +108,7 @@ def test_changes_in_the_bookmark_second_and_after_it_are_picked_up(sim):
     assert emitted[later] == sim.conversation(later)
 
 
+@pytest.mark.slow
 def test_a_conversation_changed_while_the_run_pages_is_neither_lost_nor_stale(sim):
     ids_by_position = sorted(sim.ids(), key=lambda i: (sim.search_row(i)["updated_at"], int(i)))
     already_paged, not_yet_paged = ids_by_position[3], ids_by_position[-3]
@@ -124,6 +130,7 @@ def test_a_conversation_changed_while_the_run_pages_is_neither_lost_nor_stale(si
     assert latest[not_yet_paged] == sim.conversation(not_yet_paged)
 
 
+@pytest.mark.slow
 def test_a_change_made_in_the_second_its_conversation_was_fetched_is_fetched_again(sim):
     changed = sim.ids()[10]
     seconds = []
@@ -146,6 +153,7 @@ def test_a_change_made_in_the_second_its_conversation_was_fetched_is_fetched_aga
 
 
 @pytest.mark.parametrize("parts", [True, False], ids=["hydrated", "search-only"])
+@pytest.mark.slow
 def test_a_catalog_that_deselects_a_column_or_a_key_inside_data_is_obeyed(sim, tmp_path, parts):
     config = tap_config(sim, include_conversation_parts=parts)
     catalog = json.loads(run_tap(config, None, "--discover").stdout)
@@ -171,6 +179,7 @@ def test_a_catalog_that_deselects_a_column_or_a_key_inside_data_is_obeyed(sim, t
 
 
 @pytest.mark.parametrize("parts", [True, False], ids=["hydrated", "search-only"])
+@pytest.mark.slow
 def test_stream_maps_and_flattening_read_inside_data(sim, parts):
     """A search row's `data` travels as the bytes Intercom sent: what reads inside it must still see it."""
     maps = {STREAM: {"channel": "data['source']['delivered_as']", "has_parts": "'conversation_parts' in data"}}
@@ -186,6 +195,7 @@ def test_stream_maps_and_flattening_read_inside_data(sim, parts):
         key: truth[key] if parts else sim.search_row(key) for key in truth}
 
 
+@pytest.mark.slow
 def test_a_change_while_paging_inside_a_second_that_holds_more_than_a_page_loses_nothing(sim):
     dense = int(time.time()) - 7200
     in_dense_second = sim.ids()[:200]
@@ -208,6 +218,7 @@ def test_a_change_while_paging_inside_a_second_that_holds_more_than_a_page_loses
     assert expected <= {record["intercom_id"] for record in run.records}
 
 
+@pytest.mark.slow
 def test_start_date_limits_the_first_sync_to_conversations_updated_since(sim):
     updated = sorted(sim.search_row(i)["updated_at"] for i in sim.ids())
     cutoff = updated[len(updated) // 2]

@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_mypy_reports_no_error_in_the_tap_package():
     run = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(REPO / "mypy.ini")],

@@ -114,6 +114,7 @@ def assert_no_secret(done: subprocess.CompletedProcess, sim: IntercomSimulator) 
     assert sim.token not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_url, pg_schema, tmp_path):
     with IntercomSimulator(conversations=1000, seed=21, now=an_hour_ago()) as sim:
         config = tap_config(sim, include_conversation_parts=True, max_concurrent_requests=8)
@@ -218,6 +219,7 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
         assert sim.stats["by_route"] == {"search": clean_searches, "retrieve": 0, "list": 0, "deleted": 0}
 
 
+@pytest.mark.slow
 def test_a_search_only_table_is_repaired_from_search_rows_and_gone_rows_removed(pg_url, pg_schema, tmp_path):
     with IntercomSimulator(conversations=2000, seed=22, now=an_hour_ago()) as sim:
         config = tap_config(sim, include_conversation_parts=False, deleted_conversations="remove")
@@ -246,6 +248,7 @@ def test_a_search_only_table_is_repaired_from_search_rows_and_gone_rows_removed(
         assert run_verify(tmp_path, config, pg_url, pg_schema).returncode == 0
 
 
+@pytest.mark.slow
 def test_an_empty_table_is_all_missing(pg_url, pg_schema, tmp_path):
     with IntercomSimulator(conversations=300, seed=23, now=an_hour_ago()) as sim:
         config = tap_config(sim)
@@ -281,6 +284,7 @@ def test_an_empty_table_is_all_missing(pg_url, pg_schema, tmp_path):
     ],
     ids=["blank-token", "plain-http", "out-of-range", "not-json", "unreachable-db", "not-postgres", "no-table"],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_2(pg_url, pg_schema, tmp_path, config, database, expected):
     path = tmp_path / "config.json"
     path.write_text(config if isinstance(config, str) else json.dumps(config))
@@ -329,6 +333,7 @@ def readme_command(text: str, **values: str) -> list[str]:
     return [values.get(word, word) for word in text.split()]
 
 
+@pytest.mark.slow
 def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_workspace_its_own(
     project, pg_url, pg_schema, tmp_path  # noqa: F811
 ):
@@ -412,6 +417,7 @@ def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_worksp
         assert f"than this check's ({sim_b.url})" in shell.stderr and f"loaded from {sim.url}" in shell.stderr
 
 
+@pytest.mark.slow
 def test_the_plain_command_reads_exported_variables_never_a_dotenv(pg_url, pg_schema, tmp_path):
     """`intercom-conversation-verify --config ENV` with variables exported and a conflicting .env where it runs."""
     with IntercomSimulator(conversations=300, seed=26, now=an_hour_ago()) as sim, \
@@ -456,6 +462,7 @@ def test_the_plain_command_reads_exported_variables_never_a_dotenv(pg_url, pg_sc
             assert "dotenv-secret" not in run.stdout + run.stderr and sim.token not in run.stdout + run.stderr
 
 
+@pytest.mark.slow
 def test_verify_searches_under_the_taps_rate_governor(pg_url, pg_schema, tmp_path):
     """Intercom's limit is waited for, never exceeded: the same conversations, served 3 calls per 10 s."""
     now = int(time.time()) - 60

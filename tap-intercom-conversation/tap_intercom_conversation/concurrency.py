@@ -15,7 +15,12 @@ it); below it, the number follows latency, up as answers slow down and down as t
 
 Search-only runs (no GETs) search spans of `updated_at` at once; each yields 150 rows per round trip,
 so at 1 s 16 spans would give at most 2,400 rows/s, less than target-postgres loads: the spans in
-flight also follow latency, from SEARCHES_IN_FLIGHT up to MAX_SEARCHES_IN_FLIGHT.
+flight also follow latency, from SEARCHES_IN_FLIGHT up to MAX_SEARCHES_IN_FLIGHT. That bound is the
+tap's memory: each span's thread reads its two pages ahead of the sync thread (about 460 KB each,
+decoded), and latency that the searches themselves cause (a simulator or a machine they saturate)
+drives the count up as far as the window has spans, so a workspace of 100,000 conversations held
+64 spans' pages where one of 10,000 (33 spans) could not (issue 25: 124 MB against 73 MB). At 32,
+1 s a search still gives 4,800 rows/s (docs/benchmarks.md, figure 3).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ SPARE = 4  # and a few more: at low latency, the sync thread's own pauses
 START = 16  # before any GET has told the latency
 SMOOTHING = 0.05  # weight of each new answer in the average latency (about the last 20 answers)
 SEARCHES_IN_FLIGHT = 16  # spans searched at once when nothing is hydrated, at least (see docs/benchmarks.md)
-MAX_SEARCHES_IN_FLIGHT = 64  # and at most: each holds up to 4 pages (150 rows, about 400 KB each) ahead
+MAX_SEARCHES_IN_FLIGHT = 32  # and at most: the pages read ahead are the tap's memory (see above)
 SEARCH_ROWS_PER_SECOND = 8000  # what the spans in flight aim at: twice what target-postgres loads (docs/benchmarks.md)
 ROWS_PER_PAGE = 150
 

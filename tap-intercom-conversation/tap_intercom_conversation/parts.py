@@ -129,7 +129,7 @@ class ConversationPartsStream(RawData, StreamAdapter, IntercomStream):
         The SCHEMA message goes first, once per run, when the first conversation's parts are written.
         """
         if not self._schema_written:
-            self._write_schema_message()
+            self.write_schema_message()
             self._schema_written = True
         written = 0
         for record in self.get_records(context):

@@ -162,19 +162,22 @@ _CONVERSATION = msgspec.json.Decoder(_Conversation)
 _SEARCH_ANSWER = msgspec.json.Decoder(_SearchAnswer)
 
 
+_NOTHING_REPLACED: dict[str, int] = {}  # shared by every row in which nothing was replaced; never mutated
+
+
 class SearchRow(dict):
     """A conversation's column fields (absent and null alike left out); `raw`, the whole conversation as sent.
 
     `replaced`: what was replaced in it (bodies.py), e.g. {"U+0000": 2}; empty for almost every one.
+    Slots, not an instance dict: the rows of every page read ahead are in memory at once (spans.py).
     """
 
-    replaced: dict[str, int] = {}  # noqa: RUF012 - never mutated: an instance gets its own
+    __slots__ = ("raw", "replaced")
 
     def __init__(self, fields: dict, raw: msgspec.Raw, replaced: dict[str, int] | None = None) -> None:
         super().__init__(fields)
         self.raw = raw
-        if replaced:
-            self.replaced = replaced
+        self.replaced = replaced or _NOTHING_REPLACED
 
 
 def decoded_search_answer(content: bytes) -> dict:

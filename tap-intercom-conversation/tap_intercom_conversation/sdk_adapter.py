@@ -2,8 +2,8 @@
 
 An SDK upgrade starts here: each entry below names the private API, why no public hook does the job,
 and what to check when the SDK changes. The tap and the client use public singer-sdk API only outside
-this module; the streams' private uses are not moved here yet (issue 17 is open): they are listed in
-their section below, where they are.
+this module; tests/test_sdk_seam.py fails on any such use elsewhere, and on a change in the source of
+a private member this module relies on (pinned per singer-sdk version in tests/sdk_pins.json).
 
 # --- the tap (tap.py) ---
 TapAdapter, the base of TapIntercomConversation (its settings check is SettingsAdapter, shared with the loader):
@@ -57,6 +57,8 @@ StreamAdapter, the base of the conversations and parts streams:
   already in memory, instead of one SDK child sync per context. Forwarded to `sync_children`.
 - `_write_record_message` (use): the parts stream writes one conversation's parts at once from there.
   Exposed as `write_record_message`.
+- `_write_schema_message` (use): the parts stream, synced by its parent instead of the SDK, writes its
+  SCHEMA itself, once, before the first conversation's parts. Exposed as `write_schema_message`.
 Public instead since issue 17: `post_process` decodes `data` when stream maps or a catalog read inside
 it (messages.py); the copy of `_generate_record_messages` (with `helpers._typing` and `helpers._util`)
 is gone (its measurement: docs/benchmarks.md). checks.py reads --config/--state with simplejson and
@@ -145,6 +147,9 @@ class StreamAdapter(Stream):
 
     def write_record_message(self, record: dict) -> None:
         self._write_record_message(record)
+
+    def write_schema_message(self) -> None:
+        self._write_schema_message()
 
 
 # --- the loader (loader.py) ---

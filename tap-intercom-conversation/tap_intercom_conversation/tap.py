@@ -91,7 +91,7 @@ class TapIntercomConversation(TapAdapter, Tap):
             description="Upper bound of the requests in flight at once (1-1000). Below it, the tap keeps as many "
             "conversations hydrating (GET /conversations/{id}) as the rate limit needs at the latency it observes "
             "(calls per second x latency x 1.5, plus 4); 500 covers Intercom's highest limit, 25,000 calls a "
-            "minute, at 1 s per request. With include_conversation_parts false: 16 to 64 searches over disjoint "
+            "minute, at 1 s per request. With include_conversation_parts false: 16 to 32 searches over disjoint "
             "updated_at spans, as many as the latency needs. One rate governor keeps every 10-second window "
             "under the limit.",
         ),
