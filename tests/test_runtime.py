@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tap_intercom_conversation.schema_files import STREAM_NAME
+from intercom_conversation_shared.schema_files import STREAM_NAME
 from tap_intercom_conversation.tap import TapIntercomConversation
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import tap_config

@@ -30,11 +30,16 @@ from dataclasses import dataclass, field
 
 from singer_sdk.logging import ConsoleFormatter
 
-from tap_intercom_conversation import source_mark
+from intercom_conversation_shared import source_mark
+from intercom_conversation_verify.listing import ListingStream, parts_count
+from intercom_conversation_verify.verify_table import PARTS, TABLE, Differences, TableCheck
 from tap_intercom_conversation.checks import read_json
 from tap_intercom_conversation.errors import IntercomError
 from tap_intercom_conversation.hydration import ordered_map
-from tap_intercom_conversation.job_settings import (
+from tap_intercom_conversation.parts import decoded_part, part_record
+from tap_intercom_conversation.progress import Progress
+from tap_intercom_conversation.records import as_record, to_iso, to_unix
+from target_intercom_postgres.job_settings import (
     LOADER_CONNECTION,
     LOADER_PREFIX,
     TAP_PREFIX,
@@ -42,12 +47,7 @@ from tap_intercom_conversation.job_settings import (
     environment_settings,
     meltano_settings,
 )
-from tap_intercom_conversation.listing import ListingStream, parts_count
-from tap_intercom_conversation.parts import decoded_part, part_record
-from tap_intercom_conversation.progress import Progress
-from tap_intercom_conversation.records import as_record, to_iso, to_unix
-from tap_intercom_conversation.table import InputError, check_schema, libpq_url, scrub, url_secrets
-from tap_intercom_conversation.verify_table import PARTS, TABLE, Differences, TableCheck
+from target_intercom_postgres.table import InputError, check_schema, libpq_url, scrub, url_secrets
 
 PROG = "intercom-conversation-verify"
 WRITE_BATCH = 500

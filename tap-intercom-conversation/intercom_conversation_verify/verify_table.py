@@ -21,13 +21,13 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from tap_intercom_conversation import source_mark
-from tap_intercom_conversation.table import CONNECT_TIMEOUT_SECONDS, InputError, _one_line
+from intercom_conversation_shared import source_mark
+from target_intercom_postgres.table import CONNECT_TIMEOUT_SECONDS, InputError, _one_line
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from tap_intercom_conversation.listing import Listed
+    from intercom_conversation_verify.listing import Listed
 
 TABLE = "intercom_conversation_v1"
 DELETIONS = "intercom_conversation_v1_deletion"

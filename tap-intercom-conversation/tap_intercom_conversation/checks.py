@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import simplejson
 from jsonschema.validators import validator_for
 
+from intercom_conversation_shared.schema_files import STREAM_NAME
 from tap_intercom_conversation.errors import IntercomError
 from tap_intercom_conversation.records import show, to_unix
-from tap_intercom_conversation.schema_files import STREAM_NAME
 
 NO_CONVERSATION_SEARCH = re.compile(r"^1\.")  # POST /conversations/search arrived with 2.0
 SECRET_SETTINGS = frozenset({"access_token"})

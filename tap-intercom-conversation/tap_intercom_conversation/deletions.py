@@ -9,9 +9,9 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.pagination import PageNumberPaginator
 from typing_extensions import override
 
+from intercom_conversation_shared.schema_files import schema_path
 from tap_intercom_conversation.client import IntercomStream
 from tap_intercom_conversation.records import BadPayload, is_unix_seconds, to_iso
-from tap_intercom_conversation.schema_files import schema_path
 
 if t.TYPE_CHECKING:
     import requests

@@ -10,6 +10,8 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from typing_extensions import override
 
+from intercom_conversation_shared.schema_files import STREAM_NAME, schema_path
+from intercom_conversation_shared.sdk_adapter import StreamAdapter
 from tap_intercom_conversation.bodies import describe
 from tap_intercom_conversation.client import IntercomStream
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound
@@ -18,8 +20,6 @@ from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.messages import RawData
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
-from tap_intercom_conversation.schema_files import STREAM_NAME, schema_path
-from tap_intercom_conversation.sdk_adapter import StreamAdapter
 from tap_intercom_conversation.search import search_span
 from tap_intercom_conversation.spans import SearchRows, Span, ordered_pages
 from tap_intercom_conversation.window import MAX_PASSES, Windows

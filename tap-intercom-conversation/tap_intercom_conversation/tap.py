@@ -17,6 +17,8 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
+from intercom_conversation_shared.schema_files import STREAM_NAME
+from intercom_conversation_shared.sdk_adapter import TapAdapter
 from tap_intercom_conversation.checks import (
     check_settings,
     check_state,
@@ -31,8 +33,6 @@ from tap_intercom_conversation.errors import IntercomError, Interrupted, OutputC
 from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.runtime import Runtime
-from tap_intercom_conversation.schema_files import STREAM_NAME
-from tap_intercom_conversation.sdk_adapter import TapAdapter
 from tap_intercom_conversation.streams import ConversationsStream
 from tap_intercom_conversation.writer import WholeLineWriter
 

@@ -23,7 +23,7 @@ try:
 except ModuleNotFoundError as missing:  # installed without the [postgres] extra: one line, not a traceback
     sys.exit(f"intercom-conversation-table: {missing.name} is missing: install tap-intercom-conversation[postgres]")
 
-from tap_intercom_conversation.schema_files import STREAM_NAME, TABLES, table_sql
+from intercom_conversation_shared.schema_files import STREAM_NAME, TABLES, table_sql
 
 PROG = "intercom-conversation-table"
 URL_ENV = "TARGET_POSTGRES_SQLALCHEMY_URL"
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets = url_secrets(url)
     try:
         if args.loader:  # the loader's own settings, from Meltano (job_settings.py)
-            from tap_intercom_conversation.job_settings import meltano_settings
+            from target_intercom_postgres.job_settings import meltano_settings
 
             if args.sqlalchemy_url or args.schema:
                 raise InputError("--sqlalchemy-url and --schema come from the loader with --loader: set them there")

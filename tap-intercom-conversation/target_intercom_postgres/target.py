@@ -33,11 +33,11 @@ except ModuleNotFoundError as missing:  # the distribution was installed without
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_intercom_conversation import source_mark
+from intercom_conversation_shared import source_mark
+from intercom_conversation_shared.schema_files import STREAM_NAME
+from intercom_conversation_shared.sdk_adapter import TargetAdapter
 from tap_intercom_conversation.checks import coerce_strings, schema_problem
-from tap_intercom_conversation.schema_files import STREAM_NAME
-from tap_intercom_conversation.sdk_adapter import TargetAdapter
-from tap_intercom_conversation.table import InputError, apply, check_schema, libpq_url, scrub, url_secrets
+from target_intercom_postgres.table import InputError, apply, check_schema, libpq_url, scrub, url_secrets
 
 PROG = "target-intercom-postgres"
 PREFIX = "intercom_conversation"  # every table (and stream) of the product starts with it
