@@ -39,6 +39,7 @@ from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.parts import decoded_part, part_record
 from tap_intercom_conversation.progress import Progress
 from tap_intercom_conversation.records import as_record, to_iso, to_unix
+from target_intercom_postgres.errors import InputError
 from target_intercom_postgres.job_settings import (
     LOADER_CONNECTION,
     LOADER_PREFIX,
@@ -47,7 +48,7 @@ from target_intercom_postgres.job_settings import (
     environment_settings,
     meltano_settings,
 )
-from target_intercom_postgres.table import InputError, check_schema, libpq_url, scrub, url_secrets
+from target_intercom_postgres.table import check_schema, libpq_url, scrub, url_secrets
 
 PROG = "intercom-conversation-verify"
 WRITE_BATCH = 500

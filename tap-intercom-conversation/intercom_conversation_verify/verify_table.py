@@ -22,7 +22,8 @@ import psycopg
 from psycopg import sql
 
 from intercom_conversation_shared import source_mark
-from target_intercom_postgres.table import CONNECT_TIMEOUT_SECONDS, InputError, _one_line
+from target_intercom_postgres.errors import InputError
+from target_intercom_postgres.table import CONNECT_TIMEOUT_SECONDS, _one_line
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

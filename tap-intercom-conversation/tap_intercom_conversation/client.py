@@ -18,6 +18,7 @@ from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
+from intercom_conversation_shared.settings import REGION_URLS
 from tap_intercom_conversation.bodies import decoded_json
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound, IntercomRefused, IntercomRequestFailed
 from tap_intercom_conversation.governor import SEARCH, GovernedAdapter, describe
@@ -30,11 +31,6 @@ if t.TYPE_CHECKING:
 
     from tap_intercom_conversation.runtime import Runtime
 
-REGION_URLS = {
-    "us": "https://api.intercom.io",
-    "eu": "https://api.eu.intercom.io",
-    "au": "https://api.au.intercom.io",
-}
 _CONVERSATION_ID = re.compile(r"/\d+$")
 MAX_TRIES = 8  # first try + 7 retries, about two minutes of backoff at most
 SEARCH_CONNECTIONS = 16  # kept beside the hydration's: the search thread(s) and the deleted list

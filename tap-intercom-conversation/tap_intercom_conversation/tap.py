@@ -19,15 +19,9 @@ from typing_extensions import override
 
 from intercom_conversation_shared.schema_files import STREAM_NAME
 from intercom_conversation_shared.sdk_adapter import TapAdapter
-from tap_intercom_conversation.checks import (
-    check_settings,
-    check_state,
-    coerce_strings,
-    parse_json,
-    read_json,
-    schema_problem,
-)
-from tap_intercom_conversation.client import REGION_URLS, IntercomStream
+from intercom_conversation_shared.settings import REGION_URLS, coerce_strings, schema_problem
+from tap_intercom_conversation.checks import check_settings, check_state, parse_json, read_json
+from tap_intercom_conversation.client import IntercomStream
 from tap_intercom_conversation.deletions import DELETION_STREAM, DeletedConversationsStream
 from tap_intercom_conversation.errors import IntercomError, Interrupted, OutputClosed
 from tap_intercom_conversation.parts import ConversationPartsStream

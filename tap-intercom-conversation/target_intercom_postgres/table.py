@@ -24,6 +24,7 @@ except ModuleNotFoundError as missing:  # installed without the [postgres] extra
     sys.exit(f"intercom-conversation-table: {missing.name} is missing: install tap-intercom-conversation[postgres]")
 
 from intercom_conversation_shared.schema_files import STREAM_NAME, TABLES, table_sql
+from target_intercom_postgres.errors import InputError
 
 PROG = "intercom-conversation-table"
 URL_ENV = "TARGET_POSTGRES_SQLALCHEMY_URL"
@@ -31,10 +32,6 @@ SCHEMA_ENV = "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"
 CONNECT_TIMEOUT_SECONDS = 10
 # postgresql://, postgres://, postgresql+psycopg://, postgresql+psycopg2://, ...
 _SCHEME = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://", re.IGNORECASE)
-
-
-class InputError(Exception):
-    """Bad input or an unusable database: reported as one line, without a traceback."""
 
 
 def url_secrets(url: str) -> set[str]:

@@ -36,8 +36,9 @@ from typing_extensions import override
 from intercom_conversation_shared import source_mark
 from intercom_conversation_shared.schema_files import STREAM_NAME
 from intercom_conversation_shared.sdk_adapter import TargetAdapter
-from tap_intercom_conversation.checks import coerce_strings, schema_problem
-from target_intercom_postgres.table import InputError, apply, check_schema, libpq_url, scrub, url_secrets
+from intercom_conversation_shared.settings import coerce_strings, schema_problem
+from target_intercom_postgres.errors import InputError
+from target_intercom_postgres.table import apply, check_schema, libpq_url, scrub, url_secrets
 
 PROG = "target-intercom-postgres"
 PREFIX = "intercom_conversation"  # every table (and stream) of the product starts with it
