@@ -21,8 +21,8 @@ from typing_extensions import override
 from intercom_conversation_shared.settings import REGION_URLS
 from tap_intercom_conversation.bodies import decoded_json
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound, IntercomRefused, IntercomRequestFailed
-from tap_intercom_conversation.governor import SEARCH, GovernedAdapter, describe
 from tap_intercom_conversation.records import decoded_conversation, decoded_search_answer
+from tap_intercom_conversation.transport import SEARCH, GovernedAdapter, describe
 
 if t.TYPE_CHECKING:
     from backoff.types import Details
