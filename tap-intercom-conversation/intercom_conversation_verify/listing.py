@@ -4,7 +4,8 @@ The tap's own search is reused as it is, through the conversations stream's publ
 (search_pages, search_by_ids, fetch_conversation): the same spans, paginator and restarts, the same client
 (rate governor, retries, errors). Only the spans differ from a hydrating run: verify reads no parts, so its
 spans are always searched concurrently (up to 16), one request per 150 conversations. Looking conversations
-up by id (to confirm that a row is gone, or to repair a search-only table) is a search too, with `id IN [...]`, never a GET per conversation.
+up by id (to confirm that a row is gone, or to repair a search-only table) is a search too, with
+`id IN [...]`, never a GET per conversation.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Listing:
         stream = self.stream
         prepared = stream.build_prepared_request(method="GET", url=f"{self.url_base}/me", headers=stream.http_headers)
         try:
-            body = stream.send(prepared).json_body  # type: ignore[attr-defined]  # checked by validate_response
+            body = stream.fetch(prepared).body
         except IntercomRefused:  # 403 (a token without that permission) or 404: the check goes on without it
             return None
         app = body.get("app") if isinstance(body, dict) else None

@@ -13,19 +13,25 @@ from typing_extensions import override
 from intercom_conversation_shared.schema_files import STREAM_NAME, schema_path
 from intercom_conversation_shared.sdk_adapter import StreamAdapter
 from tap_intercom_conversation.bodies import describe
-from tap_intercom_conversation.client import IntercomStream
+from tap_intercom_conversation.client import Answer, IntercomStream
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound
 from tap_intercom_conversation.freshness import Fetched, complete_through, date_seconds
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.messages import RawData
 from tap_intercom_conversation.progress import Progress
-from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
+from tap_intercom_conversation.records import (
+    as_record,
+    checked_row,
+    decoded_conversation,
+    decoded_search_answer,
+    to_iso,
+    to_unix,
+)
 from tap_intercom_conversation.search import PER_PAGE, search_span
 from tap_intercom_conversation.spans import SearchRows, Span, ordered_pages
 from tap_intercom_conversation.window import MAX_PASSES, Windows
 
 if t.TYPE_CHECKING:
-    import requests
     from singer_sdk.helpers.types import Context
 
     from tap_intercom_conversation.records import SearchRow
@@ -97,18 +103,18 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
             method="GET", url=f"{self.url_base}/conversations/{conversation_id}", headers=self.http_headers
         )
         try:
-            response = self.send(prepared)
+            answer = self.fetch(prepared, decoded_conversation)
         except IntercomNotFound:
             return None
-        return Fetched(checked_row(response.json_body, conversation_id), response.sent_after)  # type: ignore[attr-defined]
+        return Fetched(checked_row(answer.body, conversation_id), answer.sent_after)
 
-    def _post_search(self, body: dict) -> requests.Response:
+    def _post_search(self, body: dict) -> Answer:
         prepared = self.build_prepared_request(
             method="POST", url=f"{self.url_base}{self.path}", headers=self.http_headers, json=body,
         )
-        response = self.send(prepared)
-        self.windows.note_date(date_seconds(response.headers.get("Date")))
-        return response
+        answer = self.fetch(prepared, decoded_search_answer)
+        self.windows.note_date(date_seconds(answer.response.headers.get("Date")))
+        return answer
 
     def _search_ids(self, ids: list[str]) -> list[SearchRow]:
         rows: list[SearchRow] = []
@@ -123,7 +129,7 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
                 headers=self.http_headers,
                 json={"query": {"field": "id", "operator": "IN", "value": ids}, "pagination": pagination},
             )
-            body = self.send(prepared).json_body  # type: ignore[attr-defined]  # checked by validate_response
+            body = self.fetch(prepared, decoded_search_answer).body
             rows += [row for row in body["conversations"] if str(row["id"]) in ids]
             cursor = ((body.get("pages") or {}).get("next") or {}).get("starting_after")
             if not cursor or not body["conversations"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import typing as t
 
@@ -29,13 +30,18 @@ class GovernedAdapter(HTTPAdapter):
     """The session's transport: every send waits for the tap's governor; a 429 waits for the reset and goes again.
 
     Each answer also tells the tap's server clock its Date, the governor its window, and the concurrency
-    its latency (body included); the response carries `sent_after` (freshness.py).
+    its latency (body included); sent_after() tells the sending thread when its request went out (freshness.py).
     """
 
     def __init__(self, runtime: Runtime, logger: logging.Logger, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
         self._runtime = runtime
         self._logger = logger
+        self._sent = threading.local()  # each thread's last send: a session's sends run in the caller's thread
+
+    def sent_after(self) -> int | None:
+        """Intercom's second, at most, when this thread's last answered request went out (freshness.py)."""
+        return t.cast("int | None", getattr(self._sent, "after", None))
 
     @override
     def send(  # type: ignore[override]  # requests' own keywords are passed on untouched
@@ -51,7 +57,7 @@ class GovernedAdapter(HTTPAdapter):
             if not stream:
                 _ = response.content  # read here, as Session.send would: latency includes the body
             self._runtime.concurrency.observe(time.monotonic() - sent, search=where == SEARCH)
-            response.sent_after = sent_after  # type: ignore[attr-defined]  # see freshness.py
+            self._sent.after = sent_after
             governor.observe(response.headers)
             clock.observe(response.headers)
             if response.status_code != 429:
