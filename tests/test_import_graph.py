@@ -4,7 +4,8 @@ Each program is a package: the tap (tap_intercom_conversation), the loader with 
 (target_intercom_postgres) and verify (intercom_conversation_verify). intercom_conversation_shared holds the
 small modules they share and imports none of them. verify is the one wing that reads the others: it checks
 what the tap and the loader produced, through their public functions. Every import counts, at module level,
-inside a function or under TYPE_CHECKING: a dashed arrow is still an arrow.
+inside a function or under TYPE_CHECKING: a dashed arrow is still an arrow. No module imports another's
+private names, and verify reaches into no private member of the tap's objects: it uses their public API.
 """
 
 from __future__ import annotations
@@ -72,6 +73,24 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def private_uses(root: Path) -> list[str]:
+    """A private name imported from another module, or verify reaching into a private member of what it holds."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            module = module_name(root, path)
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+                    found += [f"{module} imports {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+                elif (
+                    package == VERIFY and isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__")
+                    and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+                ):
+                    found.append(f"{module} uses {ast.unparse(node)}")
+    return found
+
+
 def problems(root: Path) -> list[str]:
     graph = import_graph(root)
     found = [
@@ -81,6 +100,7 @@ def problems(root: Path) -> list[str]:
         if target.split(".")[0] != module.split(".")[0]
         and target.split(".")[0] not in ALLOWED[module.split(".")[0]]
     ]
+    found += private_uses(root)
     circle = cycle(graph)
     if circle:
         found.append("import circle: " + " -> ".join(circle))
@@ -108,6 +128,10 @@ def test_three_wings_share_only_modules_that_import_none_of_them_and_no_import_g
         ("tap_intercom_conversation/bodies.py", "    from tap_intercom_conversation.records import to_iso",
          "import circle: tap_intercom_conversation.bodies -> tap_intercom_conversation.records -> "
          "tap_intercom_conversation.bodies"),
+        ("intercom_conversation_verify/verify_table.py", "from target_intercom_postgres.table import _SCHEME",
+         "intercom_conversation_verify.verify_table imports target_intercom_postgres.table._SCHEME"),
+        ("intercom_conversation_verify/verify.py", "    Listing(None).stream._search_ids([])",
+         "intercom_conversation_verify.verify uses Listing(None).stream._search_ids"),
     ],
 )
 def test_a_planted_violation_is_named(tmp_path, module, planted, expected):

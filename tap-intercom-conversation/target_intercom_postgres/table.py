@@ -50,7 +50,7 @@ def scrub(text: str, secrets: set[str]) -> str:
     return text
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: Exception) -> str:
     """The server's own message and detail (or libpq's), on one line."""
     diag = getattr(error, "diag", None)
     text = str(error)
@@ -71,7 +71,7 @@ def libpq_url(sqlalchemy_url: str) -> str:
     try:
         conninfo_to_dict(url)
     except psycopg.Error as error:
-        raise InputError(f"invalid database URL {url}: {_one_line(error)}") from None
+        raise InputError(f"invalid database URL {url}: {one_line(error)}") from None
     return url
 
 
@@ -92,7 +92,7 @@ def apply(url: str, schema: str) -> str:
     try:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     except psycopg.Error as error:
-        raise InputError(f"cannot connect to {url}: {_one_line(error)}") from None
+        raise InputError(f"cannot connect to {url}: {one_line(error)}") from None
     migrations: dict[str, str] = {}
 
     def note_migration(diag: psycopg.errors.Diagnostic) -> None:
@@ -121,7 +121,7 @@ def apply(url: str, schema: str) -> str:
                 conn.execute(table_sql(applying))  # no parameters: sent as is, several statements at once
     except psycopg.Error as error:
         raise InputError(
-            f"cannot apply {applying}.sql in schema {schema!r} of {where}: {_one_line(error)}"
+            f"cannot apply {applying}.sql in schema {schema!r} of {where}: {one_line(error)}"
         ) from None
     def state(name: str, unchanged: str) -> str:
         return migrations.get(name) or (unchanged if name in existed else "created")
