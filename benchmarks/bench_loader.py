@@ -31,8 +31,8 @@ from pathlib import Path
 import psycopg
 from bench import TARGET
 
-from tap_intercom_conversation.schema_files import STREAM_NAME, stream_schema
-from tap_intercom_conversation.table import apply
+from intercom_conversation_shared.schema_files import STREAM_NAME, stream_schema
+from target_intercom_postgres.table import apply
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_BIN = Path(TARGET)

@@ -7,7 +7,7 @@ acknowledged state" cannot wait 5 minutes, so this wrapper shortens only that pe
 
 import os
 
-from tap_intercom_conversation import loader
+from target_intercom_postgres import target as loader
 
 loader.TargetIntercomPostgres._MAX_RECORD_AGE_IN_MINUTES = float(os.environ.get("FAST_ACK_MINUTES", "0.05"))
 

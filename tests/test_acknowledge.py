@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tap_intercom_conversation.acknowledge import CommitLedger
+from target_intercom_postgres.acknowledge import CommitLedger
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import STREAM, TAP, apply_table, table_rows, tap_config, target_config
 from tests.test_meltano import MELTANO, _job_env, _job_env_with_db, assert_table_is_the_truth, emitted

@@ -8,7 +8,7 @@ import re
 import psycopg
 import pytest
 
-from tap_intercom_conversation.client import REGION_URLS
+from intercom_conversation_shared.settings import REGION_URLS
 from tap_intercom_conversation.tap import TapIntercomConversation
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import STREAM, apply_table, load, run_tap, table_rows, tap_config

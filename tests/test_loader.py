@@ -102,9 +102,9 @@ def test_settings_the_documented_table_cannot_take_are_refused_in_one_line(pg_ur
 
 def test_without_the_postgres_extra_the_loader_and_the_utility_say_so_in_one_line():
     python = tool("dev", "python")
-    for module, program in (("loader", "target-intercom-postgres"), ("table", "intercom-conversation-table")):
+    for module, program in (("target", "target-intercom-postgres"), ("table", "intercom-conversation-table")):
         done = subprocess.run(
-            [python, "-c", f"import sys; sys.modules['psycopg'] = None; import tap_intercom_conversation.{module}"],
+            [python, "-c", f"import sys; sys.modules['psycopg'] = None; import target_intercom_postgres.{module}"],
             capture_output=True,
             text=True,
             timeout=60,

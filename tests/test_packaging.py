@@ -31,7 +31,7 @@ def test_a_non_editable_install_discovers_the_repository_schemas(tmp_path):
     )
     packaged_sql = subprocess.run(
         [str(env / "bin" / "python"), "-c",
-         "from tap_intercom_conversation import schema_files as s; print(s.schema_path(s.STREAM_NAME + '.sql'))"],
+         "from intercom_conversation_shared import schema_files as s; print(s.schema_path(s.STREAM_NAME + '.sql'))"],
         capture_output=True, text=True, check=True, cwd=tmp_path,
     ).stdout.strip()
 

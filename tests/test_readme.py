@@ -32,3 +32,15 @@ def test_the_readme_verify_commands_are_the_ones_the_verify_tests_run():
     blocks = [block.split("```", 1)[0] for block in readme.split("```sh\n")[1:]]
     verify_block = next(block for block in blocks if "intercom-conversation-table:verify" in block)
     assert verify_block.strip().splitlines() == README_COMMANDS
+
+
+def test_the_layout_table_names_every_module_in_its_package_row():
+    from tests.test_import_graph import PACKAGES, SOURCE
+
+    layout = (REPO / "README.md").read_text(encoding="utf-8").split("## Layout", 1)[1]
+    rows = {line.split("|")[1].strip(): line for line in layout.splitlines() if line.startswith("| `")}
+    for package in PACKAGES:
+        row = rows[f"`…/{package}/`"]
+        modules = [path.name for path in (SOURCE / package).glob("*.py") if path.name != "__init__.py"]
+        missing = [name for name in modules if f"`{name}`" not in row]
+        assert not missing, f"README's layout row of {package} does not name {missing}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tap_intercom_conversation.schema_files import STREAM_NAME
+from intercom_conversation_shared.schema_files import STREAM_NAME
 from tap_intercom_conversation.tap import TapIntercomConversation
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import tap_config
@@ -15,7 +15,7 @@ def test_two_taps_in_one_process_do_not_share_a_budget():
         stream = first.streams[STREAM_NAME]
         conversation = sim.ids()[0]
         for _ in range(3):  # real HTTP: each answer reports the window and Intercom's Date
-            stream.send(stream.build_prepared_request(
+            stream.fetch(stream.build_prepared_request(
                 method="GET", url=f"{stream.url_base}/conversations/{conversation}", headers=stream.http_headers
             ))
 

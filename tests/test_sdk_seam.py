@@ -31,10 +31,16 @@ from pathlib import Path
 
 import pytest
 
+import intercom_conversation_shared
+import intercom_conversation_verify
 import tap_intercom_conversation
-from tap_intercom_conversation import sdk_adapter
+import target_intercom_postgres
+from intercom_conversation_shared import sdk_adapter
 
-ADAPTER = "tap_intercom_conversation.sdk_adapter"
+ADAPTER = "intercom_conversation_shared.sdk_adapter"
+# The distribution's packages: the tap, the loader, verify and the pieces they share.
+PACKAGES = (tap_intercom_conversation, target_intercom_postgres, intercom_conversation_verify,
+            intercom_conversation_shared)
 PINS = Path(__file__).with_name("sdk_pins.json")
 SDK_VERSION = importlib.metadata.version("singer-sdk")
 
@@ -73,8 +79,8 @@ class Violation:
 
 
 def package_modules() -> list[types.ModuleType]:
-    package = tap_intercom_conversation
-    names = [info.name for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
+    names = [info.name for package in PACKAGES
+             for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
     return [importlib.import_module(name) for name in sorted(names)]
 
 

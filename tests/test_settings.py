@@ -11,7 +11,7 @@ import pytest
 import yaml
 from jsonschema.validators import validator_for
 
-from tap_intercom_conversation.checks import schema_problem
+from intercom_conversation_shared.settings import schema_problem
 from tap_intercom_conversation.tap import TapIntercomConversation
 from tests.pipeline import REPO
 

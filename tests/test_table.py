@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from tap_intercom_conversation import table
-from tap_intercom_conversation.schema_files import stream_schema
+from intercom_conversation_shared.schema_files import stream_schema
+from target_intercom_postgres import table
 from tests.pipeline import TARGET_POSTGRES
 from tests.postgres import scratch_schema, sqlalchemy_url
 
@@ -293,7 +293,7 @@ def test_insert_path_without_copy_keeps_exact_instants(
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_POSTGRES_")}
-    return subprocess.run([sys.executable, "-m", "tap_intercom_conversation.table", *args], env={**clean, **env},
+    return subprocess.run([sys.executable, "-m", "target_intercom_postgres.table", *args], env={**clean, **env},
                           capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -18,23 +18,25 @@ from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
+from intercom_conversation_shared.settings import REGION_URLS
 from tap_intercom_conversation.bodies import decoded_json
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound, IntercomRefused, IntercomRequestFailed
-from tap_intercom_conversation.governor import SEARCH, GovernedAdapter, describe
-from tap_intercom_conversation.records import decoded_conversation, decoded_search_answer
+from tap_intercom_conversation.transport import GovernedAdapter, describe
 
 if t.TYPE_CHECKING:
     from backoff.types import Details
     from singer_sdk import Tap
-    from singer_sdk.helpers.types import Context
 
     from tap_intercom_conversation.runtime import Runtime
 
-REGION_URLS = {
-    "us": "https://api.intercom.io",
-    "eu": "https://api.eu.intercom.io",
-    "au": "https://api.au.intercom.io",
-}
+
+class Answer(t.NamedTuple):
+    """A checked answer: its body, decoded as the stream that asked said, and when it was asked (freshness.py)."""
+
+    response: requests.Response
+    body: t.Any
+    sent_after: int | None
+
 _CONVERSATION_ID = re.compile(r"/\d+$")
 MAX_TRIES = 8  # first try + 7 retries, about two minutes of backoff at most
 SEARCH_CONNECTIONS = 16  # kept beside the hydration's: the search thread(s) and the deleted list
@@ -111,6 +113,7 @@ class IntercomStream(RESTStream):
     def __init__(self, tap: Tap, *args: t.Any, **kwargs: t.Any) -> None:
         self.runtime: Runtime = tap.runtime  # type: ignore[attr-defined]  # the tap's, shared by its streams
         self._proxy_cache: dict[tuple[str, str], dict] = {}  # (scheme, host) -> the proxies requests resolves
+        self._transport: GovernedAdapter | None = None  # mounted on this stream's session by requests_session
         super().__init__(tap, *args, **kwargs)
         if _QUIET not in self.logger.filters:
             self.logger.addFilter(_QUIET)
@@ -144,12 +147,11 @@ class IntercomStream(RESTStream):
         keeps up to max_concurrent_requests of them (and the searches') for reuse.
         """
         session = super().requests_session
-        if not getattr(session, "_intercom_pool", False):
+        if self._transport is None:
             size = int(self.config.get("max_concurrent_requests", 1)) + SEARCH_CONNECTIONS
-            adapter = GovernedAdapter(self.runtime, self.logger, pool_connections=4, pool_maxsize=size)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            session._intercom_pool = True  # type: ignore[attr-defined]
+            self._transport = GovernedAdapter(self.runtime, self.logger, pool_connections=4, pool_maxsize=size)
+            session.mount("https://", self._transport)
+            session.mount("http://", self._transport)
         return session
 
     def _proxies(self, request: requests.PreparedRequest) -> dict:
@@ -189,13 +191,18 @@ class IntercomStream(RESTStream):
             details["wait"],
         )
 
-    def send_once(self, prepared_request: requests.PreparedRequest) -> requests.Response:
-        """One try: authenticated, sent through the governed adapter (governor, 429 waits), timed, validated."""
+    def send_once(self, prepared_request: requests.PreparedRequest, decode: t.Callable[[bytes], t.Any]) -> Answer:
+        """One try: authenticated, sent through the governed adapter (governor, 429 waits), timed, validated, decoded.
+
+        A body that is not valid JSON is retried like a 5xx.
+        """
         authenticated = self.authenticator(prepared_request)
-        response = self.requests_session.send(
+        session = self.requests_session
+        response = session.send(
             authenticated, timeout=self.timeout, allow_redirects=self.allow_redirects,
             proxies=self._proxies(authenticated),
         )
+        sent_after = self._transport.sent_after() if self._transport is not None else None
         if self.metrics_logger.isEnabledFor(logging.INFO):  # a METRIC line per request only when asked for
             succeeded = response.status_code < 400
             endpoint = _CONVERSATION_ID.sub("/{id}", prepared_request.path_url.split("?")[0])  # one tag per endpoint
@@ -208,7 +215,14 @@ class IntercomStream(RESTStream):
                 },
             ))
         self.validate_response(response)
-        return response
+        try:  # parsed once, by msgspec unless only Python's json reads it (bodies.py); envelopes checked by `decode`
+            body = decode(response.content)
+        except ValueError:
+            where = describe(prepared_request.method or "", prepared_request.path_url)
+            raise RetriableAPIError(
+                f"{where} answered {response.status_code} with a body that is not valid JSON", response
+            ) from None
+        return Answer(response, body, sent_after)
 
     @override
     def request_decorator(self, func: t.Callable) -> t.Callable:
@@ -225,9 +239,9 @@ class IntercomStream(RESTStream):
             logger=None,
         )(func)
 
-        def request_or_give_up(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
+        def request_or_give_up(prepared_request: requests.PreparedRequest, *args: t.Any) -> t.Any:
             try:
-                return retried(prepared_request, context)
+                return retried(prepared_request, *args)
             except RETRIED as err:
                 last = failure(prepared_request, err, self.timeout)
                 raise IntercomRequestFailed(f"{last} (gave up after {self.backoff_max_tries()} tries)") from None
@@ -238,15 +252,22 @@ class IntercomStream(RESTStream):
         return request_or_give_up
 
     @cached_property
-    def request_with_retries(self) -> t.Callable:
+    def request_with_retries(self) -> t.Callable[[requests.PreparedRequest, t.Callable[[bytes], t.Any]], Answer]:
         """Built once: hydration sends one request per conversation."""
-        return self.request_decorator(lambda prepared_request, _context: self.send_once(prepared_request))
+        return self.request_decorator(self.send_once)
 
-    def send(self, prepared_request: requests.PreparedRequest) -> requests.Response:
-        return self.request_with_retries(prepared_request, None)
+    def fetch(
+        self, prepared_request: requests.PreparedRequest, decode: t.Callable[[bytes], t.Any] = decoded_json
+    ) -> Answer:
+        """The answer to this request, its body read by `decode` (the asking stream knows what it asked for)."""
+        return self.request_with_retries(prepared_request, decode)
 
     @override
     def validate_response(self, response: requests.Response) -> None:
+        """The error policy, in one place: each status code becomes a retry or one clear error.
+
+        Only the status is read here; the body is decoded by the stream that asked (fetch's `decode`).
+        """
         where = describe(response.request.method or "", response.request.path_url)
         status = response.status_code
         if status in {408, 500, 502, 503, 504} or status > 504:
@@ -276,13 +297,3 @@ class IntercomStream(RESTStream):
         if 400 <= status < 500 or status < 200 or 300 <= status < 400:
             code, message = error_code(response)
             raise IntercomRefused(f"{where} answered {status} {code or response.reason} {message}".rstrip())
-        if where == SEARCH:
-            decode = decoded_search_answer
-        elif _CONVERSATION_ID.search(where) and where.startswith("GET "):
-            decode = decoded_conversation
-        else:
-            decode = decoded_json
-        try:  # parsed once, by msgspec unless only Python's json reads it (bodies.py); envelopes checked here
-            response.json_body = decode(response.content)  # type: ignore[attr-defined]  # read by the streams
-        except ValueError:
-            raise RetriableAPIError(f"{where} answered {status} with a body that is not valid JSON", response) from None

@@ -9,9 +9,9 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.pagination import PageNumberPaginator
 from typing_extensions import override
 
+from intercom_conversation_shared.schema_files import schema_path
 from tap_intercom_conversation.client import IntercomStream
 from tap_intercom_conversation.records import BadPayload, is_unix_seconds, to_iso
-from tap_intercom_conversation.schema_files import schema_path
 
 if t.TYPE_CHECKING:
     import requests
@@ -37,7 +37,7 @@ class _DeletedPages(PageNumberPaginator):
 
     @override
     def has_more(self, response: requests.Response) -> bool:
-        return bool(response.json_body.get("pages", {}).get("next")) and not self._stream.found_every_new_one  # type: ignore[attr-defined]
+        return self._stream.next_page and not self._stream.found_every_new_one
 
 
 class DeletedConversationsStream(IntercomStream):
@@ -64,6 +64,7 @@ class DeletedConversationsStream(IntercomStream):
         self.emitted = 0
         self._total: int | None = None
         self._read_at: int | None = None
+        self.next_page = False  # the last page read names a next one
 
     @override
     def get_new_paginator(self) -> _DeletedPages:
@@ -74,9 +75,28 @@ class DeletedConversationsStream(IntercomStream):
         return {"per_page": self.PER_PAGE, "order": "desc", "page": next_page_token or 1}
 
     @override
-    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
-        body = response.json_body  # type: ignore[attr-defined]
-        rows = body.get("conversations")
+    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        """The SDK's page loop, each page asked for through fetch: read as JSON, a broken body retried."""
+        paginator = self.get_new_paginator()
+        with self.get_http_request_counter() as request_counter:
+            request_counter.with_context(context)
+            while not paginator.finished:
+                prepared = self.build_prepared_request(
+                    method="GET", url=self.get_url(context), headers=self.http_headers,
+                    params=self.get_url_params(context, paginator.current_value),
+                )
+                answer = self.fetch(prepared)
+                request_counter.increment()
+                rows = self.rows(answer.body)
+                if not rows:
+                    break
+                yield from rows
+                self.next_page = bool((answer.body.get("pages") or {}).get("next"))
+                paginator.advance(answer.response)
+
+    def rows(self, body: t.Any) -> list[dict]:
+        """The deletions of one page, checked; the first page's count is the run's total."""
+        rows = body.get("conversations") if isinstance(body, dict) else None
         if not isinstance(rows, list) or not isinstance(body.get("total_count"), int):
             raise BadPayload("the deleted conversations answer has no `conversations` list or `total_count`")
         if self._total is None:
@@ -85,7 +105,7 @@ class DeletedConversationsStream(IntercomStream):
         for row in rows:
             if not isinstance(row, dict) or not row.get("id") or not is_unix_seconds(row.get("deleted_at")):
                 raise BadPayload(f"a deleted conversation without id or deleted_at: {str(row)[:120]!r}")
-        yield from rows
+        return rows
 
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict]:

@@ -1,5 +1,7 @@
 """One rate governor per tap (runtime.Runtime), shared by every request and every thread of its streams.
 
+The algorithm only: it reads headers and a clock and never sends anything (transport.GovernedAdapter does).
+
 Intercom counts calls per app in fixed 10-second windows and reports the window on every response
 (`X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`). The governor admits a call only
 while the window has room for it, counting the calls still in flight, and then sleeps until the
@@ -25,28 +27,14 @@ from __future__ import annotations
 import random
 import threading
 import time
-import typing as t
 from collections.abc import Callable, Mapping
 
-from requests.adapters import HTTPAdapter
-from typing_extensions import override
-
-from tap_intercom_conversation.errors import IntercomRequestFailed
 from tap_intercom_conversation.freshness import ClockOffset, date_seconds
-
-if t.TYPE_CHECKING:
-    import logging
-
-    import requests
-
-    from tap_intercom_conversation.runtime import Runtime
 
 WINDOW_SECONDS = 10.0
 WAKE_JITTER = (0.0, 0.02)  # seconds after the reset at which a waiting request wakes, spread a little
 LAG_MARGIN = 0.05  # added to a measured server lag, so the next window is not entered early again
 STALE_SECONDS = 120.0  # an admitted call not answered by then has failed; it no longer holds budget
-SEARCH = "POST /conversations/search"
-MAX_RATE_LIMITED = 60  # 429s in a row for one request (ten minutes of windows) before giving up
 POLL_SECONDS = 0.05  # a wait for answers (tiny limits only: more calls in flight than the budget)
 
 
@@ -194,46 +182,3 @@ class RateGovernor:
                 self._reset_at = reset_at
                 self._used = self._limit if self._limit is not None else 0
                 self._blocked_until = max(self._blocked_until, reset_at)
-
-
-def describe(method: str, path: str) -> str:
-    return f"{method} {path.split('?')[0]}"
-
-
-class GovernedAdapter(HTTPAdapter):
-    """The session's transport: every send waits for the tap's governor; a 429 waits for the reset and goes again.
-
-    Each answer also tells the tap's server clock its Date, the governor its window, and the concurrency
-    its latency (body included); the response carries `sent_after` (freshness.py).
-    """
-
-    def __init__(self, runtime: Runtime, logger: logging.Logger, **kwargs: t.Any) -> None:
-        super().__init__(**kwargs)
-        self._runtime = runtime
-        self._logger = logger
-
-    @override
-    def send(  # type: ignore[override]  # requests' own keywords are passed on untouched
-        self, request: requests.PreparedRequest, stream: bool = False, **kwargs: t.Any
-    ) -> requests.Response:
-        governor, clock = self._runtime.governor, self._runtime.clock
-        where = describe(request.method or "", request.path_url)
-        for _ in range(MAX_RATE_LIMITED):
-            governor.acquire()
-            sent_after = clock.floor()
-            sent = time.monotonic()
-            response = super().send(request, stream=stream, **kwargs)
-            if not stream:
-                _ = response.content  # read here, as Session.send would: latency includes the body
-            self._runtime.concurrency.observe(time.monotonic() - sent, search=where == SEARCH)
-            response.sent_after = sent_after  # type: ignore[attr-defined]  # see freshness.py
-            governor.observe(response.headers)
-            clock.observe(response.headers)
-            if response.status_code != 429:
-                return response
-            governor.rate_limited_until(response.headers)
-            self._logger.info("Rate limited (429) on %s; waiting for the window to reset", where)
-        raise IntercomRequestFailed(
-            f"{where} answered 429 rate_limit_exceeded {MAX_RATE_LIMITED} times in a row; "
-            "another client is using this app's whole rate limit"
-        )

@@ -20,12 +20,13 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from typing_extensions import override
 
+from intercom_conversation_shared.schema_files import PARTS_STREAM, schema_path
+from intercom_conversation_shared.sdk_adapter import StreamAdapter
+from intercom_conversation_shared.settings import show
 from tap_intercom_conversation.bodies import plain
 from tap_intercom_conversation.client import IntercomStream
 from tap_intercom_conversation.messages import RawData
-from tap_intercom_conversation.records import BadPayload, SearchRow, is_unix_seconds, show, to_iso
-from tap_intercom_conversation.schema_files import PARTS_STREAM, schema_path
-from tap_intercom_conversation.sdk_adapter import StreamAdapter
+from tap_intercom_conversation.records import BadPayload, SearchRow, is_unix_seconds, to_iso
 from tap_intercom_conversation.streams import ConversationsStream
 
 if t.TYPE_CHECKING:

@@ -15,12 +15,12 @@ PostgreSQL cannot store is replaced first (bodies.py); `replaced` says what, for
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import functools
 import re
 
 import msgspec
 
+from intercom_conversation_shared.settings import show
 from tap_intercom_conversation.bodies import Readable, decoded, kinds, plain
 from tap_intercom_conversation.errors import IntercomError
 
@@ -33,12 +33,6 @@ MAX_UNIX_SECONDS = 32503680000  # 3000-01-01: anything later is milliseconds or 
 
 class BadPayload(IntercomError):
     """Intercom sent something that is not a conversation as documented."""
-
-
-def show(value: object) -> str:
-    """A value for an error line: its repr (a Decimal from a JSON file as written), at most 60 characters."""
-    text = str(value) if isinstance(value, decimal.Decimal) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @functools.lru_cache(maxsize=4096)  # a record's updated_at is also the bookmark written right after it

@@ -25,6 +25,8 @@ if t.TYPE_CHECKING:
 
     import requests
 
+    from tap_intercom_conversation.client import Answer
+
 PER_PAGE = 150
 logger = logging.getLogger("tap-intercom-conversation")
 
@@ -69,11 +71,13 @@ class SearchPaginator(BaseAPIPaginator[SearchPage]):
         self._safe_second: int | None = lower  # rows before this second were all read consistently
         self._restart_from: int | None = None
         self._cursors_seen: set[str] = set()
+        self._page: dict = {}  # the body of the page accept() last read: where get_next finds the cursor
         self.restarts = 0
         self.stopped_on_repeated_cursor = False
 
     def accept(self, body: dict) -> bool:
         """Whether this page's rows may be used; False means it is dropped and the query restarts."""
+        self._page = body
         rows = body.get("conversations") or []
         total = body.get("total_count")
         current = self.current_value
@@ -102,7 +106,7 @@ class SearchPaginator(BaseAPIPaginator[SearchPage]):
             restart, self._restart_from = SearchPage(self._restart_from), None
             self._cursors_seen.clear()  # a fresh query may hand out the same cursors again
             return restart
-        body = response.json_body  # type: ignore[attr-defined]
+        body = self._page
         cursor = ((body.get("pages") or {}).get("next") or {}).get("starting_after")
         if not body.get("conversations") or not cursor:
             return None
@@ -119,7 +123,7 @@ class SearchPaginator(BaseAPIPaginator[SearchPage]):
 
 def search_span(
     span: Span, put: Callable[[object], None], *,
-    post: Callable[[dict], requests.Response], may_split: Callable[[], bool],
+    post: Callable[[dict], Answer], may_split: Callable[[], bool],
 ) -> None:
     """Every row of one span, page after page (a span's thread); the rest handed back as spans if many.
 
@@ -130,10 +134,9 @@ def search_span(
     paginator = SearchPaginator(span.lower)
     first = True
     while not paginator.finished:
-        response = post(search_body(paginator.current_value, span.through))
-        body = response.json_body  # type: ignore[attr-defined]  # checked by validate_response
+        answer = post(search_body(paginator.current_value, span.through))
+        body, sent_after = answer.body, answer.sent_after  # checked by decoded_search_answer
         rows = body["conversations"]
-        sent_after = response.sent_after  # type: ignore[attr-defined]  # set by the governed adapter
         if paginator.accept(body):
             rows = [row for row in rows if span.holds(int(row["updated_at"]))]
             last = max((int(row["updated_at"]) for row in rows), default=None)
@@ -146,6 +149,6 @@ def search_span(
                 return
             put(SearchRows(span, rows, total, first=first, sent_after=sent_after))
             first = False
-        paginator.advance(response)
+        paginator.advance(answer.response)  # the page is the body accept() read
     if paginator.stopped_on_repeated_cursor:
         put(SearchRows(span, [], 0, first=False, cut=True))

@@ -10,23 +10,31 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from typing_extensions import override
 
+from intercom_conversation_shared.schema_files import STREAM_NAME, schema_path
+from intercom_conversation_shared.sdk_adapter import StreamAdapter
 from tap_intercom_conversation.bodies import describe
-from tap_intercom_conversation.client import IntercomStream
+from tap_intercom_conversation.client import Answer, IntercomStream
 from tap_intercom_conversation.errors import IntercomError, IntercomNotFound
 from tap_intercom_conversation.freshness import Fetched, complete_through, date_seconds
 from tap_intercom_conversation.hydration import ordered_map
 from tap_intercom_conversation.messages import RawData
 from tap_intercom_conversation.progress import Progress
-from tap_intercom_conversation.records import as_record, checked_row, to_iso, to_unix
-from tap_intercom_conversation.schema_files import STREAM_NAME, schema_path
-from tap_intercom_conversation.sdk_adapter import StreamAdapter
-from tap_intercom_conversation.search import search_span
+from tap_intercom_conversation.records import (
+    as_record,
+    checked_row,
+    decoded_conversation,
+    decoded_search_answer,
+    to_iso,
+    to_unix,
+)
+from tap_intercom_conversation.search import PER_PAGE, search_span
 from tap_intercom_conversation.spans import SearchRows, Span, ordered_pages
 from tap_intercom_conversation.window import MAX_PASSES, Windows
 
 if t.TYPE_CHECKING:
-    import requests
     from singer_sdk.helpers.types import Context
+
+    from tap_intercom_conversation.records import SearchRow
 
 class ConversationsStream(RawData, StreamAdapter, IntercomStream):
     """Every conversation, found by search in `updated_at` order and hydrated with its parts.
@@ -57,18 +65,76 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
             "passes": 0, "parts": 0,
         }
 
-    # Search requests
+    # The search API: the sync's, and verify's (intercom_conversation_verify reads Intercom only through it)
 
-    def _search_span(self, span: Span, put: t.Callable[[object], None]) -> None:
-        search_span(span, put, post=self._post_search, may_split=lambda: self._searches_in_flight > 1)
+    def search_pages(
+        self, lower: int | None, through: int, *, workers: int | t.Callable[[], int]
+    ) -> t.Iterator[SearchRows]:
+        """The one search-page loop: every page of `updated_at` in [lower, through), in that order.
 
-    def _post_search(self, body: dict) -> requests.Response:
+        `workers` spans are searched at once (a callable is asked again at each page); a span holding many
+        rows is split while more than one may run. A page with `cut` set (a repeated cursor) is the last.
+        """
+
+        def in_flight() -> int:
+            return workers() if callable(workers) else workers
+
+        def search(span: Span, put: t.Callable[[object], None]) -> None:
+            search_span(span, put, post=self._post_search, may_split=lambda: in_flight() > 1)
+
+        root = Span(lower, through)
+        for page in ordered_pages(root, search, workers=workers):
+            assert isinstance(page, SearchRows)
+            if page.first and page.span is root and not page.cut:
+                self.progress.expect(page.total)
+            yield page
+            if page.cut:
+                return
+
+    def search_by_ids(self, ids: t.Sequence[str], *, workers: int) -> t.Iterator[SearchRow]:
+        """The search rows of these conversations (those Intercom still has), searched 150 ids at a time."""
+        chunks = [list(ids[i : i + PER_PAGE]) for i in range(0, len(ids), PER_PAGE)]
+        for _, rows in ordered_map(self._search_ids, chunks, workers=workers):
+            yield from rows
+
+    def fetch_conversation(self, conversation_id: str) -> Fetched | None:
+        """GET /conversations/{id}; None when it was deleted after the search found it."""
+        prepared = self.build_prepared_request(
+            method="GET", url=f"{self.url_base}/conversations/{conversation_id}", headers=self.http_headers
+        )
+        try:
+            answer = self.fetch(prepared, decoded_conversation)
+        except IntercomNotFound:
+            return None
+        return Fetched(checked_row(answer.body, conversation_id), answer.sent_after)
+
+    def _post_search(self, body: dict) -> Answer:
         prepared = self.build_prepared_request(
             method="POST", url=f"{self.url_base}{self.path}", headers=self.http_headers, json=body,
         )
-        response = self.send(prepared)
-        self.windows.note_date(date_seconds(response.headers.get("Date")))
-        return response
+        answer = self.fetch(prepared, decoded_search_answer)
+        self.windows.note_date(date_seconds(answer.response.headers.get("Date")))
+        return answer
+
+    def _search_ids(self, ids: list[str]) -> list[SearchRow]:
+        rows: list[SearchRow] = []
+        cursor = None
+        for _ in range(len(ids) // PER_PAGE + 2):  # one page holds them all; a cursor is followed once at most
+            pagination: dict = {"per_page": PER_PAGE}
+            if cursor:
+                pagination["starting_after"] = cursor
+            prepared = self.build_prepared_request(
+                method="POST",
+                url=f"{self.url_base}{self.path}",
+                headers=self.http_headers,
+                json={"query": {"field": "id", "operator": "IN", "value": ids}, "pagination": pagination},
+            )
+            body = self.fetch(prepared, decoded_search_answer).body
+            rows += [row for row in body["conversations"] if str(row["id"]) in ids]
+            cursor = ((body.get("pages") or {}).get("next") or {}).get("starting_after")
+            if not cursor or not body["conversations"]:
+                break
+        return rows
 
     @property
     def _searches_in_flight(self) -> int:
@@ -78,28 +144,14 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
 
     def _search_rows(self) -> t.Iterator[Fetched]:
         """The window's rows in `updated_at` order, its spans searched concurrently when nothing is hydrated."""
-        root = Span(self.windows.lower, self.windows.through)
-        for page in ordered_pages(root, self._search_span, workers=lambda: self._searches_in_flight):
-            assert isinstance(page, SearchRows)
+        pages = self.search_pages(self.windows.lower, self.windows.through, workers=lambda: self._searches_in_flight)
+        for page in pages:
             if page.cut:
                 self._search_cut = True
                 return
-            if page.first and page.span is root:
-                self.progress.expect(page.total)
             self.progress.page()
             for row in page.rows:
                 yield Fetched(row, page.sent_after)
-
-    def _request_conversation(self, conversation_id: str) -> Fetched | None:
-        """GET /conversations/{id}; None when it was deleted after the search found it."""
-        prepared = self.build_prepared_request(
-            method="GET", url=f"{self.url_base}/conversations/{conversation_id}", headers=self.http_headers
-        )
-        try:
-            response = self.send(prepared)
-        except IntercomNotFound:
-            return None
-        return Fetched(checked_row(response.json_body, conversation_id), response.sent_after)  # type: ignore[attr-defined]
 
     # The sync
 
@@ -132,7 +184,7 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         if self.config["include_conversation_parts"]:
             workers = int(self.config["max_concurrent_requests"])  # the upper bound; below it, the latency decides
             pairs = ordered_map(
-                lambda row: self._request_conversation(row.payload["id"]), found, workers=workers,
+                lambda row: self.fetch_conversation(row.payload["id"]), found, workers=workers,
                 concurrency=self.runtime.concurrency.target,
             )
         else:

@@ -18,23 +18,17 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_intercom_conversation import logs
-from tap_intercom_conversation.checks import (
-    check_settings,
-    check_state,
-    coerce_strings,
-    parse_json,
-    read_json,
-    schema_problem,
-)
-from tap_intercom_conversation.client import REGION_URLS, IntercomStream
+from intercom_conversation_shared import logs
+from intercom_conversation_shared.schema_files import STREAM_NAME
+from intercom_conversation_shared.sdk_adapter import TapAdapter
+from intercom_conversation_shared.settings import REGION_URLS, coerce_strings, schema_problem
+from tap_intercom_conversation.checks import check_settings, check_state, parse_json, read_json
+from tap_intercom_conversation.client import IntercomStream
 from tap_intercom_conversation.deletions import DELETION_STREAM, DeletedConversationsStream
 from tap_intercom_conversation.errors import IntercomError, Interrupted, OutputClosed
 from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.runtime import Runtime
-from tap_intercom_conversation.schema_files import STREAM_NAME
-from tap_intercom_conversation.sdk_adapter import TapAdapter
 from tap_intercom_conversation.streams import ConversationsStream
 from tap_intercom_conversation.writer import WholeLineWriter
 

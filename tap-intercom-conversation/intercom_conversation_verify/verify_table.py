@@ -21,13 +21,14 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from tap_intercom_conversation import source_mark
-from tap_intercom_conversation.table import CONNECT_TIMEOUT_SECONDS, InputError, _one_line
+from intercom_conversation_shared import source_mark
+from target_intercom_postgres.errors import InputError
+from target_intercom_postgres.table import CONNECT_TIMEOUT_SECONDS, one_line
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from tap_intercom_conversation.listing import Listed
+    from intercom_conversation_verify.listing import Listed
 
 TABLE = "intercom_conversation_v1"
 DELETIONS = "intercom_conversation_v1_deletion"
@@ -168,7 +169,7 @@ class TableCheck:
         try:
             self.conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True)
         except psycopg.Error as error:
-            raise InputError(f"cannot connect to {url}: {_one_line(error)}") from None
+            raise InputError(f"cannot connect to {url}: {one_line(error)}") from None
         self.table = sql.Identifier(schema, TABLE)
         self.deletions = sql.Identifier(schema, DELETIONS)
         self.parts = sql.Identifier(schema, PARTS)
@@ -193,7 +194,7 @@ class TableCheck:
         try:
             yield
         except psycopg.Error as error:
-            raise InputError(f"cannot {doing} {TABLE} in schema {self.schema!r}: {_one_line(error)}") from None
+            raise InputError(f"cannot {doing} {TABLE} in schema {self.schema!r}: {one_line(error)}") from None
 
     def _q(self, query: str) -> sql.Composed:
         return sql.SQL(query).format(

@@ -30,11 +30,17 @@ from dataclasses import dataclass, field
 
 from singer_sdk.logging import ConsoleFormatter
 
-from tap_intercom_conversation import source_mark
+from intercom_conversation_shared import source_mark
+from intercom_conversation_verify.listing import Listing, parts_count
+from intercom_conversation_verify.verify_table import PARTS, TABLE, Differences, TableCheck
 from tap_intercom_conversation.checks import read_json
 from tap_intercom_conversation.errors import IntercomError
 from tap_intercom_conversation.hydration import ordered_map
-from tap_intercom_conversation.job_settings import (
+from tap_intercom_conversation.parts import decoded_part, part_record
+from tap_intercom_conversation.progress import Progress
+from tap_intercom_conversation.records import as_record, to_iso, to_unix
+from target_intercom_postgres.errors import InputError
+from target_intercom_postgres.job_settings import (
     LOADER_CONNECTION,
     LOADER_PREFIX,
     TAP_PREFIX,
@@ -42,12 +48,7 @@ from tap_intercom_conversation.job_settings import (
     environment_settings,
     meltano_settings,
 )
-from tap_intercom_conversation.listing import ListingStream, parts_count
-from tap_intercom_conversation.parts import decoded_part, part_record
-from tap_intercom_conversation.progress import Progress
-from tap_intercom_conversation.records import as_record, to_iso, to_unix
-from tap_intercom_conversation.table import InputError, check_schema, libpq_url, scrub, url_secrets
-from tap_intercom_conversation.verify_table import PARTS, TABLE, Differences, TableCheck
+from target_intercom_postgres.table import check_schema, libpq_url, scrub, url_secrets
 
 PROG = "intercom-conversation-verify"
 WRITE_BATCH = 500
@@ -128,12 +129,13 @@ def job_settings(args: argparse.Namespace) -> JobSettings:
     return JobSettings(tap, loader, source)
 
 
-def _stream(config: dict[str, t.Any]) -> ListingStream:
+def _stream(config: dict[str, t.Any]) -> Listing:
     """The tap, built on these settings with its own checks (the same one-line errors), and its search."""
+    from tap_intercom_conversation.streams import ConversationsStream
     from tap_intercom_conversation.tap import TapIntercomConversation
 
     tap = TapIntercomConversation(config=config, parse_env_config=False, setup_mapper=False)
-    return ListingStream(tap=tap)
+    return Listing(ConversationsStream(tap=tap))
 
 
 def describe_database(url: str) -> str:
@@ -147,7 +149,7 @@ def describe_database(url: str) -> str:
     return f"{host}{port}, database {info.get('dbname') or '(default)'}{user}"
 
 
-def header(stream: ListingStream, check: TableCheck, settings: JobSettings, app: dict | None, window: str) -> None:
+def header(stream: Listing, check: TableCheck, settings: JobSettings, app: dict | None, window: str) -> None:
     """What is compared with what: the report's first lines."""
     workspace = f", workspace {app.get('name')!s} (app {app.get('id_code')})" if app else " (GET /me: no workspace)"
     tables = [TABLE, *([PARTS] if check.has_parts else [])]
@@ -238,7 +240,7 @@ def verify(args: argparse.Namespace, named: Named) -> int:
         header(stream, check, settings, app, window)
         print(marked, flush=True)
         logger.info(
-            "Listing every conversation in Intercom: search, 150 per page, %d spans at once", stream._searches_in_flight
+            "Listing every conversation in Intercom: search, 150 per page, %d spans at once", stream.searches_in_flight
         )
         listed = check.load_listing(stream.listed(start, int(started) + 1))
         logger.info("Listed %s conversations in %.1f s", f"{listed:,}", time.time() - started)
@@ -279,7 +281,7 @@ class PartsCheck:
     parts Intercom returns have no row: those are named, and --repair writes them.
     """
 
-    def __init__(self, stream: ListingStream, check: TableCheck) -> None:
+    def __init__(self, stream: Listing, check: TableCheck) -> None:
         self.stream, self.check = stream, check
         self.missing: dict[str, list[dict]] = {}  # conversation id -> the part records it lacks
 
@@ -292,7 +294,7 @@ class PartsCheck:
         logger.info("%s conversations have fewer part rows than Intercom counts: GET each", f"{len(candidates):,}")
         workers = int(self.stream.config["max_concurrent_requests"])
         fetched = ordered_map(
-            self.stream._request_conversation, candidates, workers=workers,
+            self.stream.fetch_conversation, candidates, workers=workers,
             concurrency=self.stream.runtime.concurrency.target,
         )
         for conversation_id, got in fetched:
@@ -307,7 +309,7 @@ class PartsCheck:
         self.check.record_part_rows({cid: [r["intercom_id"] for r in rows] for cid, rows in self.missing.items()})
 
 
-def confirm_unlisted(stream: ListingStream, check: TableCheck, start: int | None) -> None:
+def confirm_unlisted(stream: Listing, check: TableCheck, start: int | None) -> None:
     """Rows the listing lacks are looked up by id: one that moved while the search ran is not gone."""
     unlisted = check.unlisted(start)
     if not unlisted:
@@ -322,7 +324,7 @@ def confirm_unlisted(stream: ListingStream, check: TableCheck, start: int | None
 
 
 def repair(
-    stream: ListingStream, check: TableCheck, parts_check: PartsCheck | None, *, hydrated: bool, remove: bool
+    stream: Listing, check: TableCheck, parts_check: PartsCheck | None, *, hydrated: bool, remove: bool
 ) -> None:
     """Write Intercom's current payload of every row that differs; apply the deletion rule to the rest."""
     ids = check.ids("missing", "stale", "parts")
@@ -331,7 +333,7 @@ def repair(
     if hydrated:  # as the tap writes them: GET /conversations/{id}, with its parts
         workers = int(stream.config["max_concurrent_requests"])
         fetched = ordered_map(
-            stream._request_conversation, ids, workers=workers, concurrency=stream.runtime.concurrency.target
+            stream.fetch_conversation, ids, workers=workers, concurrency=stream.runtime.concurrency.target
         )
         payloads: t.Iterable[dict] = (got.payload for _, got in fetched if got is not None)
     else:  # the search rows themselves, looked up by id

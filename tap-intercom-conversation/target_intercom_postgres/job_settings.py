@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from tap_intercom_conversation.table import InputError
+from target_intercom_postgres.errors import InputError
 
 TAP_PREFIX = "TAP_INTERCOM_CONVERSATION_"
 LOADER_PREFIX = "TARGET_POSTGRES_"

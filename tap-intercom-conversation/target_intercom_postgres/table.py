@@ -23,7 +23,8 @@ try:
 except ModuleNotFoundError as missing:  # installed without the [postgres] extra: one line, not a traceback
     sys.exit(f"intercom-conversation-table: {missing.name} is missing: install tap-intercom-conversation[postgres]")
 
-from tap_intercom_conversation.schema_files import STREAM_NAME, TABLES, table_sql
+from intercom_conversation_shared.schema_files import STREAM_NAME, TABLES, table_sql
+from target_intercom_postgres.errors import InputError
 
 PROG = "intercom-conversation-table"
 URL_ENV = "TARGET_POSTGRES_SQLALCHEMY_URL"
@@ -31,10 +32,6 @@ SCHEMA_ENV = "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"
 CONNECT_TIMEOUT_SECONDS = 10
 # postgresql://, postgres://, postgresql+psycopg://, postgresql+psycopg2://, ...
 _SCHEME = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://", re.IGNORECASE)
-
-
-class InputError(Exception):
-    """Bad input or an unusable database: reported as one line, without a traceback."""
 
 
 def url_secrets(url: str) -> set[str]:
@@ -53,7 +50,7 @@ def scrub(text: str, secrets: set[str]) -> str:
     return text
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: Exception) -> str:
     """The server's own message and detail (or libpq's), on one line."""
     diag = getattr(error, "diag", None)
     text = str(error)
@@ -74,7 +71,7 @@ def libpq_url(sqlalchemy_url: str) -> str:
     try:
         conninfo_to_dict(url)
     except psycopg.Error as error:
-        raise InputError(f"invalid database URL {url}: {_one_line(error)}") from None
+        raise InputError(f"invalid database URL {url}: {one_line(error)}") from None
     return url
 
 
@@ -95,7 +92,7 @@ def apply(url: str, schema: str) -> str:
     try:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     except psycopg.Error as error:
-        raise InputError(f"cannot connect to {url}: {_one_line(error)}") from None
+        raise InputError(f"cannot connect to {url}: {one_line(error)}") from None
     migrations: dict[str, str] = {}
 
     def note_migration(diag: psycopg.errors.Diagnostic) -> None:
@@ -124,7 +121,7 @@ def apply(url: str, schema: str) -> str:
                 conn.execute(table_sql(applying))  # no parameters: sent as is, several statements at once
     except psycopg.Error as error:
         raise InputError(
-            f"cannot apply {applying}.sql in schema {schema!r} of {where}: {_one_line(error)}"
+            f"cannot apply {applying}.sql in schema {schema!r} of {where}: {one_line(error)}"
         ) from None
     def state(name: str, unchanged: str) -> str:
         return migrations.get(name) or (unchanged if name in existed else "created")
@@ -159,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets = url_secrets(url)
     try:
         if args.loader:  # the loader's own settings, from Meltano (job_settings.py)
-            from tap_intercom_conversation.job_settings import meltano_settings
+            from target_intercom_postgres.job_settings import meltano_settings
 
             if args.sqlalchemy_url or args.schema:
                 raise InputError("--sqlalchemy-url and --schema come from the loader with --loader: set them there")

@@ -20,7 +20,7 @@ TapAdapter, the base of TapIntercomConversation (its settings check is SettingsA
   `on_termination`.
 Public instead since issue 17: `state_writer` (was `_state_writer`).
 
-# --- the loader (loader.py) ---
+# --- the loader (target_intercom_postgres/target.py) ---
 TargetAdapter, the base of TargetIntercomPostgres (target-postgres's TargetPostgres after it):
 - `_validate_config` (override): as the tap's, Meltano's text settings are typed and a violation is
   one line naming the setting. Forwarded to `validate_settings`, with `_config` (use) as its argument.
@@ -79,7 +79,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.sinks import Sink
 
-# --- the tap and the loader (tap.py, loader.py) ---
+# --- the tap and the loader (tap.py, target.py) ---
 
 
 class SettingsAdapter(PluginBase):

@@ -17,7 +17,7 @@ import hashlib
 import json
 import typing as t
 
-from tap_intercom_conversation.client import REGION_URLS
+from intercom_conversation_shared.settings import REGION_URLS
 
 KEY = "tap-intercom-conversation source"
 EXTRACT_PREFIX = "MELTANO_EXTRACT_"

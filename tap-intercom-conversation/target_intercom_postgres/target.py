@@ -46,12 +46,13 @@ except ModuleNotFoundError as missing:  # the distribution was installed without
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_intercom_conversation import logs, source_mark
-from tap_intercom_conversation.acknowledge import CommitLedger, GuardedReader
-from tap_intercom_conversation.checks import coerce_strings, schema_problem
-from tap_intercom_conversation.schema_files import STREAM_NAME
-from tap_intercom_conversation.sdk_adapter import TargetAdapter, records_read
-from tap_intercom_conversation.table import InputError, apply, check_schema, libpq_url, scrub, url_secrets
+from intercom_conversation_shared import logs, source_mark
+from intercom_conversation_shared.schema_files import STREAM_NAME
+from intercom_conversation_shared.sdk_adapter import TargetAdapter, records_read
+from intercom_conversation_shared.settings import coerce_strings, schema_problem
+from target_intercom_postgres.acknowledge import CommitLedger, GuardedReader
+from target_intercom_postgres.errors import InputError
+from target_intercom_postgres.table import apply, check_schema, libpq_url, scrub, url_secrets
 
 PROG = "target-intercom-postgres"
 PREFIX = "intercom_conversation"  # every table (and stream) of the product starts with it

@@ -1,0 +1,1 @@
+"""The small pieces the tap, the loader and verify share; they import none of the three."""

@@ -1,0 +1,1 @@
+"""intercom-conversation-verify: the check that the tables match Intercom."""
