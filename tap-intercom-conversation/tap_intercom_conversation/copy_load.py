@@ -60,6 +60,9 @@ _TRUE, _FALSE = b"\x00\x00\x00\x01\x01", b"\x00\x00\x00\x01\x00"
 _LENGTH = struct.Struct(">i").pack
 _JSONB_LENGTH = struct.Struct(">ib").pack  # the length, then jsonb's binary format version (1)
 _FLUSH_BYTES = 1 << 20
+# A batch is also full at this many bytes of JSON: 5,000 hydrated conversations with their parts are
+# 75 MB, whose upsert after the tap's last record alone outlasted the tap by 10 s (issue 25).
+BATCH_BYTES = 8 << 20
 
 
 class Column(t.NamedTuple):
@@ -342,6 +345,7 @@ class CopySink(SinkAdapter, PostgresSink):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-load")
         self._in_flight: Future[None] | None = None
         self._lock = threading.Lock()
+        self._batch_bytes = 0
         super().__init__(target, *args, **kwargs)
 
     def copies(self) -> bool:
@@ -384,6 +388,20 @@ class CopySink(SinkAdapter, PostgresSink):
             return record
         return super().validate_and_parse(record)
 
+    @override
+    def process_record(self, record: dict, context: dict) -> None:
+        PostgresSink.process_record(self, record, context)  # BatchSink's (mypy sees Sink's abstract one first)
+        if self._upsert is not None:
+            for name in self._upsert.objects:
+                value = record.get(name)
+                if isinstance(value, msgspec.Raw):
+                    self._batch_bytes += len(value)
+
+    @property
+    @override
+    def is_full(self) -> bool:
+        return super().is_full or self._batch_bytes >= BATCH_BYTES
+
     @property
     @override
     def current_size(self) -> int:
@@ -395,9 +413,13 @@ class CopySink(SinkAdapter, PostgresSink):
             super().process_batch(context)
             return
         records = context.get("records", [])
+        # Full: the SDK drained it because it filled up (never the case of a drain of every sink, which finds
+        # a partial batch or none: a full one is drained as its last record arrives).
+        full = len(records) >= self.max_size or self._batch_bytes >= BATCH_BYTES
+        self._batch_bytes = 0
         with self._lock:  # the SDK drains sinks from its own threads at the end
             self.wait_for_batch()
-            if len(records) >= self.max_size:
+            if full:
                 self._in_flight = self._worker.submit(self._load, records)
             elif records:
                 self._load(records)
