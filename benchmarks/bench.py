@@ -460,6 +460,12 @@ PAIR_CELLS = ((4167, 150, 24000), (INTERCOM_LIMIT, 150, 10000), (INTERCOM_LIMIT,
 LOADER = tool("dev", "target-intercom-postgres")  # the project's loader (target-postgres extended, copy_load.py)
 
 
+def since(before: dict, after: dict) -> dict:
+    """The simulator's per-window call counts of what happened between two of its stats (one run on it)."""
+    counts = {reset: count - before["windows"].get(reset, 0) for reset, count in after["windows"].items()}
+    return {**after, "windows": {reset: count for reset, count in counts.items() if count > 0}}
+
+
 def part_rows(schema: str) -> int:
     with psycopg.connect(DATABASE_URL) as conn:
         return conn.execute(f'SELECT count(*) FROM "{schema}".intercom_conversation_part_v1').fetchone()[0]
@@ -481,7 +487,7 @@ def pair_cell(limit: int, latency_ms: float, conversations: int) -> dict:
         with scratch_schema() as schema:
             pair = run_tap(sim, {}, schema=schema, align=True, target=LOADER)
             parts = part_rows(schema)
-    windows_alone, windows_pair = full_windows(alone.stats), full_windows(pair.stats)
+    windows_alone, windows_pair = full_windows(alone.stats), full_windows(since(alone.stats, pair.stats))
     row = {"limit": limit, "latency_ms": latency_ms, "conversations": conversations,
            "part_rows": emitted["intercom_conversation_part_v1"],
            "share_alone": sum(windows_alone) / (limit * len(windows_alone)) if windows_alone else 0.0,
