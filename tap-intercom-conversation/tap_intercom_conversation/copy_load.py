@@ -136,7 +136,9 @@ class RecordReader(GenericSingerReader[bytes]):
             self._decoders[stream.encode()] = (decoder, objects)
 
     @override
-    def deserialize_json(self, line: bytes) -> dict:
+    def deserialize_json(self, line: bytes | str) -> dict:
+        if isinstance(line, str):  # `--input FILE`: the SDK opens it as text
+            line = line.encode("utf-8", "surrogatepass")
         if line.startswith(_RECORD_PREFIX):
             end = line.find(b'"', len(_RECORD_PREFIX))
             found = self._decoders.get(line[len(_RECORD_PREFIX):end])
