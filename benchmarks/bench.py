@@ -229,9 +229,10 @@ def wait_usage(process: subprocess.Popen) -> tuple[float, float]:
 
 def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, out: Path | None = None,
             state: dict | None = None, align: bool = False, catalog: dict | None = None,
-            stop_after: float | None = None) -> Run:
+            stop_after: float | None = None, target: str = TARGET) -> Run:
     """tap | target-postgres into `schema`, or the tap alone into the file `out`; with `catalog`, its selection;
-    stop_after: SIGTERM then."""
+    stop_after: SIGTERM then; target: another loader's executable."""
+    target_bin = target
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         folder = Path(tmp)
         config = folder / "tap.json"
@@ -260,7 +261,7 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
             (folder / "target.json").write_text(json.dumps(loader_config(schema)))
             started = time.perf_counter()
             tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
-            target = subprocess.Popen([TARGET, "--config", str(folder / "target.json")], stdin=tap.stdout,
+            target = subprocess.Popen([target_bin, "--config", str(folder / "target.json")], stdin=tap.stdout,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             tap.stdout.close()  # the target holds the pipe's read end
             watch = LoaderWatch(target.pid)
@@ -498,6 +499,66 @@ def latency_cell(limit: int, latency_ms: float) -> dict:
     return row
 
 
+PAIR_CELLS = ((4167, 150, 24000), (INTERCOM_LIMIT, 150, 10000), (INTERCOM_LIMIT, 450, 10000))
+LOADER = tool("dev", "target-intercom-postgres")  # the project's loader (target-postgres extended, copy_load.py)
+
+
+def since(before: dict, after: dict) -> dict:
+    """The simulator's per-window call counts of what happened between two of its stats (one run on it)."""
+    counts = {reset: count - before["windows"].get(reset, 0) for reset, count in after["windows"].items()}
+    return {**after, "windows": {reset: count for reset, count in counts.items() if count > 0}}
+
+
+def part_rows(schema: str) -> int:
+    with psycopg.connect(DATABASE_URL) as conn:
+        return conn.execute(f'SELECT count(*) FROM "{schema}".intercom_conversation_part_v1').fetchone()[0]
+
+
+def pair_cell(limit: int, latency_ms: float, conversations: int) -> dict:
+    """Issue 25: hydrated, parts on, at a limit and a latency (± 20 %): the tap alone into a file, then the tap piped
+    into target-intercom-postgres, on one simulator. Each: the share of the limit its full windows used; the pair:
+    how long the loader ran after the tap's exit, and whether both tables hold every record the tap alone wrote."""
+    with simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=limit) as sim, \
+            tempfile.TemporaryDirectory(prefix="bench-pair-") as tmp:
+        messages = Path(tmp) / "messages.jsonl"
+        alone = run_tap(sim, {}, out=messages, align=True)
+        emitted = {STREAM: 0, "intercom_conversation_part_v1": 0}
+        for line in messages.open("rb"):
+            if line.startswith(b'{"type":"RECORD"'):
+                stream = json.loads(line)["stream"]
+                emitted[stream] = emitted.get(stream, 0) + 1
+        with scratch_schema() as schema:
+            pair = run_tap(sim, {}, schema=schema, align=True, target=LOADER)
+            parts = part_rows(schema)
+    windows_alone, windows_pair = full_windows(alone.stats), full_windows(since(alone.stats, pair.stats))
+    row = {"limit": limit, "latency_ms": latency_ms, "conversations": conversations,
+           "part_rows": emitted["intercom_conversation_part_v1"],
+           "share_alone": sum(windows_alone) / (limit * len(windows_alone)) if windows_alone else 0.0,
+           "share_pair": sum(windows_pair) / (limit * len(windows_pair)) if windows_pair else 0.0,
+           "windows": len(windows_pair), "min_share_pair": min(windows_pair) / limit if windows_pair else 0.0,
+           "tap_seconds_alone": alone.seconds, "tap_seconds": pair.tap_seconds, "pair_seconds": pair.seconds,
+           "loader_after_tap": pair.seconds - pair.tap_seconds, "loader_cpu_s": pair.loader.get("cpu_s"),
+           "tap_cpu_s": pair.tap_cpu_s, "429": pair.calls["429"],
+           "complete": pair.rows == emitted[STREAM] == conversations
+           and parts == emitted["intercom_conversation_part_v1"],
+           "rows": (pair.rows, parts), "load": load()}
+    print(f"  pair R={limit} latency={latency_ms:.0f}ms: {row}", file=sys.stderr, flush=True)
+    return row
+
+
+def report_pair(rows: list[dict]) -> None:
+    print("\n### The pair at a workspace's limit (hydrated, parts on; tap → target-intercom-postgres)\n")
+    print("| R per 10 s | latency ms | conversations (part rows) | full windows | share of R: tap alone | share of R: "
+          "pair (lowest window) | loader exit after the tap's | tables complete | CPU s: tap, loader | 429s | "
+          "load average after |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['limit']:,} | {r['latency_ms']:.0f} | {r['conversations']:,} ({r['part_rows']:,}) "
+              f"| {r['windows']} | {r['share_alone']:.2f} | **{r['share_pair']:.2f}** ({r['min_share_pair']:.2f}) | "
+              f"{r['loader_after_tap']:.1f} s | {'yes' if r['complete'] else 'NO ' + str(r['rows'])} | "
+              f"{r['tap_cpu_s']:.1f}, {r['loader_cpu_s'] or 0:.1f} | {r['429']} | {r['load']} |")
+
+
 def tap_default_concurrency() -> int:
     from tap_intercom_conversation.tap import TapIntercomConversation
 
@@ -535,7 +596,9 @@ def main() -> None:
                         help="comma-separated: hydrated, search, memory, incremental; not in the default set: latency "
                         "(figure 1 swept over latency x rate limit, ~25 min), memory-latency (figure 3 hydrated at "
                         "10,000 and 100,000 conversations for each of --latencies, R = 4,167), memory-search (figure 3 "
-                        "search-only at 10,000 and 100,000 conversations, for each of --search-latencies, default 0)")
+                        "search-only at 10,000 and 100,000 conversations, for each of --search-latencies, default 0), "
+                        "pair (issue 25: the tap and target-intercom-postgres at R = 4,167 and 1,667 per 10 s, 150 and "
+                        "450 ms, ~8 min)")
     parser.add_argument("--search-latencies", help="ms, comma-separated, for figure 2 (default 0,150; ± 20 %%)")
     parser.add_argument("--latencies", default=",".join(map(str, SWEEP_LATENCIES)),
                         help="ms, for --only latency and memory-latency")
@@ -590,6 +653,8 @@ def main() -> None:
     if "memory-search" in only:
         latencies = [float(ms) for ms in (args.search_latencies or "0").split(",")]
         report_memory(memory_search(latencies, args.simulator_stopped, args.runs or 1))
+    if "pair" in only:
+        report_pair([pair_cell(limit, float(ms), n) for limit, ms, n in PAIR_CELLS])
     if "incremental" in only:
         report_incremental(incremental(1000 if args.quick else 2000, runs))
     print(f"\nTotal benchmark time {time.time() - started:.0f} s; load average {load_before} before, "

@@ -19,8 +19,12 @@
 -- sequence is found from the firing table (TG_TABLE_SCHEMA/TG_TABLE_NAME), so the same function
 -- body works in any schema. A plain INSERT that relies on the column default draws twice (the
 -- default, then this): harmless gaps, sequences never promise gaplessness.
+-- The deletions table is read with the search_path this file was applied with (SET ... FROM CURRENT:
+-- the schema it creates everything in), so the query is planned once per session, not once per row
+-- (a dynamic EXECUTE here was most of a loaded row's time in PostgreSQL, issue 25). A schema renamed
+-- afterwards needs the file applied again (the loader does it before every load).
 CREATE OR REPLACE FUNCTION intercom_conversation_v1_insert_pk() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   deletion record;
   conversation_id text;
@@ -37,9 +41,8 @@ BEGIN
   ELSE
     conversation_id := NEW.intercom_id;
   END IF;
-  EXECUTE pg_catalog.format('SELECT deleted_at, remove_row FROM %I.intercom_conversation_v1_deletion '
-                            'WHERE intercom_id = $1', TG_TABLE_SCHEMA)
-    INTO deletion USING conversation_id;
+  SELECT d.deleted_at, d.remove_row INTO deletion
+  FROM intercom_conversation_v1_deletion AS d WHERE d.intercom_id = conversation_id;
   IF deletion.remove_row THEN
     RETURN NULL;
   ELSIF deletion.remove_row IS NOT NULL THEN

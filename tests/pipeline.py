@@ -96,9 +96,9 @@ def apply_table(pg_url: str, schema: str) -> subprocess.CompletedProcess:
 
 
 def load(pg_url: str, schema: str, config: dict, state: dict | None = None, *, applied: bool = True,
-         **target_settings) -> tuple[TapRun, str]:
-    """tap | target-postgres into the applied tables (not applied first: `applied=False`, a careless run);
-    returns the tap run and the target's last STATE line."""
+         target: str = TARGET_POSTGRES, **target_settings) -> tuple[TapRun, str]:
+    """tap | target-postgres (or another `target`) into the applied tables (not applied first: `applied=False`, a
+    careless run); returns the tap run and the target's last STATE line."""
     if applied:
         apply_table(pg_url, schema)
     with tempfile.TemporaryDirectory() as folder:
@@ -108,7 +108,7 @@ def load(pg_url: str, schema: str, config: dict, state: dict | None = None, *, a
         with open(Path(folder) / "tap.err", "w+") as tap_err:
             tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
             target = subprocess.run(
-                [TARGET_POSTGRES, "--config", str(target_cfg)], stdin=tap.stdout, capture_output=True, text=True,
+                [target, "--config", str(target_cfg)], stdin=tap.stdout, capture_output=True, text=True,
                 timeout=600,
             )
             tap.stdout.close()

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from tests.intercom_simulator import Faults, IntercomSimulator
-from tests.pipeline import STREAM, TapRun, load, tap_config
+from tests.pipeline import STREAM, TARGET_POSTGRES, TapRun, load, tap_config
 from tests.postgres import scratch_schema
 from tests.tapcli import (
     ForkRunner,
@@ -36,6 +36,7 @@ from tests.tapcli import (
     run_all,
     run_cli,
 )
+from tests.tools import tool
 
 HTML_503 = "<html><head><title>503 Service Temporarily Unavailable</title></head><body>nginx</body></html>"
 
@@ -270,6 +271,18 @@ MATRIX = {
         {"include_conversation_parts": False},
         False,
     ),
+    # issue 25: the same mix into the project's loader (COPY + upsert, copy_load.py), whose batches now keep pace
+    "hydrated-into-target-intercom-postgres": (
+        {"conversations": 600, "seed": 23, "date_comparison": "strict",
+         "faults": Faults(seed=25, error_rate=0.05, html_fraction=0.5, drop_rate=0.03, reset_fraction=0.3,
+                          slow_rate=0.02, slow_seconds=2, bad_json_rate=0.01, change_rate=0.3, changes_per_event=3)},
+        {"max_concurrent_requests": 16},
+        False,
+    ),
+}
+# A case's loader and its settings (small batches: many COPY + upsert transactions); else target-postgres's defaults.
+TARGETS = {
+    "hydrated-into-target-intercom-postgres": (tool("dev", "target-intercom-postgres"), {"batch_size_rows": 100}),
 }
 
 
@@ -310,14 +323,16 @@ def _matrix_case(case: str, pg_url: str) -> MatrixRun:
         if spend_a_window:
             sim.on_request = spent
         started = time.monotonic()
-        first, first_state = load(pg_url, schema, config)
+        target, target_settings = TARGETS.get(case, (TARGET_POSTGRES, {}))
+        first, first_state = load(pg_url, schema, config, target=target, **target_settings)
         first_seconds, first_stats = time.monotonic() - started, sim.stats
         first_rows, first_truth = _table(pg_url, schema), _truth(sim, config)
 
         sim.faults.change_rate = 0  # the changes stop; the faults go on
         sim.reset_stats()
         started = time.monotonic()
-        second, _ = load(pg_url, schema, config, json.loads(first_state) if first_state else None)
+        second, _ = load(pg_url, schema, config, json.loads(first_state) if first_state else None, target=target,
+                         **target_settings)
         return MatrixRun(
             first, first_state, first_seconds, first_stats, first_rows, first_truth,
             second, time.monotonic() - started, sim.stats, _table(pg_url, schema), _truth(sim, config),

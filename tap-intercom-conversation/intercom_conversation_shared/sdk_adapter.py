@@ -40,6 +40,13 @@ TargetAdapter, the base of TargetIntercomPostgres (target-postgres's TargetPostg
 - `_latest_state`, `_sinks_active`, `_sinks_to_clear` (use): the latest STATE read and every sink that
   may hold uncommitted records (no public accessor). Exposed as `latest_state` and `sinks()`.
 
+# --- the loader's sink (copy_load.py) ---
+SinkAdapter, the base of CopySink (target-postgres's PostgresSink after it):
+- `_validate_and_parse` (override): the SDK validates every record with jsonschema and parses its
+  date-times in Python before batching it, with no public hook around either (`get_validator` can
+  only drop the validation, not the parsing); a record the loader's reader already decoded with its
+  types (issue 25: half the stock loader's CPU) is kept as it is. Forwarded to `validate_and_parse`.
+
 # --- the HTTP client (client.py) ---
 None. The governor, 429 waits and clock/latency observation are an HTTPAdapter mounted on the public
 `requests_session`; retries use the public backoff_* hooks and `request_decorator`; the METRIC line is
@@ -71,7 +78,7 @@ import time
 import typing as t
 from types import FrameType
 
-from singer_sdk import Stream, Tap, Target
+from singer_sdk import Sink, Stream, Tap, Target
 from singer_sdk.plugin_base import PluginBase
 from typing_extensions import override
 
@@ -150,6 +157,21 @@ class StreamAdapter(Stream):
 
     def write_schema_message(self) -> None:
         self._write_schema_message()
+
+
+# --- the loader's sink (copy_load.py) ---
+
+
+class SinkAdapter(Sink):
+    """The sink's private SDK hook, forwarded to a public-named method."""
+
+    @override
+    def _validate_and_parse(self, record: dict) -> dict:
+        return self.validate_and_parse(record)
+
+    def validate_and_parse(self, record: dict) -> dict:
+        """The SDK's validation and timestamp parsing of a record, before it is batched."""
+        return super()._validate_and_parse(record)
 
 
 # --- the loader (loader.py) ---

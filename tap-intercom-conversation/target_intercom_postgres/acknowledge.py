@@ -15,10 +15,9 @@ import threading
 import typing as t
 from collections import deque
 
-from singer_sdk.io_base import SingerReader
-from singer_sdk.singerlib.exceptions import InvalidInputLine
-from singer_sdk.singerlib.json import deserialize_json
 from typing_extensions import override
+
+from target_intercom_postgres.copy_load import RecordReader
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -67,8 +66,8 @@ class CommitLedger:
         return len(self._pending)
 
 
-class GuardedReader(SingerReader):
-    """singer-sdk's reader, telling its target when a message is being handled and when it is done.
+class GuardedReader(RecordReader):
+    """The loader's reader (copy_load), telling its target when a message is being handled and when it is done.
 
     Between two messages (blocked on its input above all) the target may commit or stop from a signal
     handler; while a message is handled it only notes the signal and acts after that message.
@@ -78,17 +77,9 @@ class GuardedReader(SingerReader):
 
     @override
     def process_lines(
-        self, file_input: t.IO[str] | None, callbacks: dict[str, Callable[[dict], None]]
+        self, file_input: t.IO[bytes] | None, callbacks: dict[str, Callable[[dict], None]]
     ) -> t.Counter[str]:
         guard = self.guard
         if guard is not None:
             callbacks = {kind: functools.partial(guard, callback) for kind, callback in callbacks.items()}
         return super().process_lines(file_input, callbacks)
-
-    @override
-    def deserialize_json(self, line: str) -> dict:
-        """A line that is not JSON (a tap killed mid-line) is named by its size, never printed: it holds data."""
-        try:
-            return deserialize_json(line)
-        except ValueError:
-            raise InvalidInputLine(f"a line of input ({len(line):,} characters) is not JSON") from None

@@ -38,8 +38,9 @@ try:
     from psycopg import sql
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
-    from target_postgres.sinks import PostgresSink
     from target_postgres.target import TargetPostgres
+
+    from target_intercom_postgres.copy_load import CopySink
 except ModuleNotFoundError as missing:  # the distribution was installed without its [postgres] extra
     sys.exit(f"target-intercom-postgres: {missing.name} is missing: install tap-intercom-conversation[postgres]")
 
@@ -60,10 +61,11 @@ PREFIX = "intercom_conversation"  # every table (and stream) of the product star
 # an empty table with a bookmark is expected there, not a sign of a changed schema or database.
 EMPTY_MARK = "tap-intercom-conversation: loaded, empty"
 # What the documented tables need; the loader's defaults, and a run stops when they are changed.
-REQUIRED = {"add_record_metadata": False, "activate_version": False, "load_method": "upsert"}
+# use_copy: the loader's COPY path keeps instants exact, target-postgres's INSERT path shifts DST's repeated hour.
+REQUIRED = {"add_record_metadata": False, "activate_version": False, "load_method": "upsert", "use_copy": True}
 SECRET_SETTINGS = frozenset({"sqlalchemy_url", "password"})
 DEFAULTS = {
-    **REQUIRED, "default_target_schema": "public", "use_copy": True, "validate_records": True, "log_metrics": False,
+    **REQUIRED, "default_target_schema": "public", "validate_records": True, "log_metrics": False,
 }
 # Between the starts of two commits; with the commit's own seconds, a killed run redoes at most 30 s of work.
 COMMIT_EVERY_SECONDS = 25.0
@@ -91,16 +93,24 @@ def _config_schema() -> dict:
     return schema
 
 
-class IntercomPostgresSink(PostgresSink):
-    """A sink that refuses to create or alter a table of the product anywhere but where it was applied."""
+class IntercomPostgresSink(CopySink):
+    """A sink that refuses to create or alter a table of the product anywhere but where it was applied.
+
+    The product's tables are loaded by COPY and an upsert (copy_load.py); any other stream as target-postgres does.
+    """
 
     def __init__(self, target: TargetIntercomPostgres, *args: t.Any, **kwargs: t.Any) -> None:
         self._loader = target
         super().__init__(target, *args, **kwargs)
 
+    @override
     def setup(self) -> None:
         self._loader.check_sink(self.stream_name, self.schema, self.schema_name, self.table_name)
         super().setup()
+
+    @override
+    def copies(self) -> bool:
+        return self.schema_name == self._loader.target_schema and self.table_name in self._loader.tables
 
 
 class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
