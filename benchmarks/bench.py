@@ -103,10 +103,23 @@ SWEEP_SECONDS = 100  # a tap slower than the limit is stopped then: 8 or more fu
 class Simulator:
     """`python -m tests.intercom_simulator` on a free port; stats() reads its counters."""
 
-    def __init__(self, conversations: int, latency_ms: float, jitter_ms: float, rate_limit: int | None,
-                 *extra: str) -> None:
-        argv = [PYTHON, "-m", "tests.intercom_simulator", "--port", "0", "--conversations", str(conversations),
-                "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms), *extra]
+    def __init__(
+        self, conversations: int, latency_ms: float, jitter_ms: float, rate_limit: int | None, *extra: str
+    ) -> None:
+        argv = [
+            PYTHON,
+            "-m",
+            "tests.intercom_simulator",
+            "--port",
+            "0",
+            "--conversations",
+            str(conversations),
+            "--latency-ms",
+            str(latency_ms),
+            "--jitter-ms",
+            str(jitter_ms),
+            *extra,
+        ]
         if rate_limit is not None:
             argv += ["--rate-limit", str(rate_limit)]
         self.conversations, self.rate_limit = conversations, rate_limit
@@ -131,8 +144,14 @@ class Simulator:
 
 
 @contextlib.contextmanager
-def simulator(conversations: int, *, latency_ms: float = LATENCY_MS, jitter_ms: float = JITTER_MS,
-              rate_limit: int | None = None, extra: tuple[str, ...] = ()) -> Iterator[Simulator]:
+def simulator(
+    conversations: int,
+    *,
+    latency_ms: float = LATENCY_MS,
+    jitter_ms: float = JITTER_MS,
+    rate_limit: int | None = None,
+    extra: tuple[str, ...] = (),
+) -> Iterator[Simulator]:
     sim = Simulator(conversations, latency_ms, jitter_ms, rate_limit, *extra)
     try:
         yield sim
@@ -156,8 +175,13 @@ def delta(before: dict, after: dict) -> dict:
 def scratch_schema() -> Iterator[str]:
     """A fresh schema (the tests' own) with the table applied, dropped afterwards."""
     with postgres.scratch_schema(DATABASE_URL) as name:
-        subprocess.run([TABLE, "--sqlalchemy-url", sqlalchemy_url(), "--schema", name], check=True,
-                       capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [TABLE, "--sqlalchemy-url", sqlalchemy_url(), "--schema", name],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         yield name
 
 
@@ -227,9 +251,18 @@ def wait_usage(process: subprocess.Popen) -> tuple[float, float]:
     return usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, out: Path | None = None,
-            state: dict | None = None, align: bool = False, catalog: dict | None = None,
-            stop_after: float | None = None, target: str = TARGET) -> Run:
+def run_tap(
+    sim: Simulator,
+    tap_settings: dict,
+    *,
+    schema: str | None = None,
+    out: Path | None = None,
+    state: dict | None = None,
+    align: bool = False,
+    catalog: dict | None = None,
+    stop_after: float | None = None,
+    target: str = TARGET,
+) -> Run:
     """tap | target-postgres into `schema`, or the tap alone into the file `out`; with `catalog`, its selection;
     stop_after: SIGTERM then; target: another loader's executable."""
     target_bin = target
@@ -261,13 +294,21 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
             (folder / "target.json").write_text(json.dumps(loader_config(schema)))
             started = time.perf_counter()
             tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
-            target = subprocess.Popen([target_bin, "--config", str(folder / "target.json")], stdin=tap.stdout,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            target = subprocess.Popen(
+                [target_bin, "--config", str(folder / "target.json")],
+                stdin=tap.stdout,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             tap.stdout.close()  # the target holds the pipe's read end
             watch = LoaderWatch(target.pid)
             result: dict = {}
-            reaper = threading.Thread(target=lambda: result.update(
-                zip(("rss", "cpu"), wait_usage(tap), strict=True), tap_seconds=time.perf_counter() - started))
+            reaper = threading.Thread(
+                target=lambda: result.update(
+                    zip(("rss", "cpu"), wait_usage(tap), strict=True), tap_seconds=time.perf_counter() - started
+                )
+            )
             reaper.start()
             if stop_after is not None:
                 reaper.join(timeout=stop_after)
@@ -289,8 +330,17 @@ def run_tap(sim: Simulator, tap_settings: dict, *, schema: str | None = None, ou
             sys.exit(f"the tap failed ({tap.returncode}):\n{tap_err.read()[-3000:]}")
         tap_err.close()
     stats = sim.stats()
-    run = Run(seconds, rss, tap_seconds, delta(before, stats), last_state, tap_cpu_s=cpu, stopped=stopped,
-              stats=stats, machine_busy=busy_share(machine_before))
+    run = Run(
+        seconds,
+        rss,
+        tap_seconds,
+        delta(before, stats),
+        last_state,
+        tap_cpu_s=cpu,
+        stopped=stopped,
+        stats=stats,
+        machine_busy=busy_share(machine_before),
+    )
     if schema is not None:
         run.loader, run.rows = loader, row_count(schema)
     return run
@@ -303,8 +353,13 @@ def run_target_alone(messages: Path, schema: str) -> tuple[float, dict]:
         config.write_text(json.dumps(loader_config(schema)))
         with messages.open() as stdin:
             started = time.perf_counter()
-            target = subprocess.Popen([TARGET, "--config", str(config)], stdin=stdin, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True)
+            target = subprocess.Popen(
+                [TARGET, "--config", str(config)],
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             watch = LoaderWatch(target.pid)
             _, target_err = target.communicate(timeout=1800)
             seconds = time.perf_counter() - started
@@ -330,8 +385,14 @@ def ceiling(conversations: int, rate_limit: int) -> tuple[int, float]:
     return calls, rate_limit / WINDOW * conversations / calls
 
 
-def hydrated(conversations: int, rate_limit: int | None, runs: int, settings: dict | None = None,
-             latency_ms: float = LATENCY_MS, jitter_ms: float = JITTER_MS) -> dict:
+def hydrated(
+    conversations: int,
+    rate_limit: int | None,
+    runs: int,
+    settings: dict | None = None,
+    latency_ms: float = LATENCY_MS,
+    jitter_ms: float = JITTER_MS,
+) -> dict:
     settings = settings or {}
     with simulator(conversations, latency_ms=latency_ms, jitter_ms=jitter_ms, rate_limit=rate_limit) as sim:
         results = []
@@ -341,16 +402,26 @@ def hydrated(conversations: int, rate_limit: int | None, runs: int, settings: di
             if run.rows != conversations:
                 sys.exit(f"hydrated backfill loaded {run.rows} rows of {conversations}")
             results.append(run)
-            print(f"  hydrated n={conversations} R={rate_limit} {settings}: {run.seconds:.1f}s "
-                  f"(tap {run.tap_seconds:.1f}s) "
-                  f"{conversations / run.seconds:.1f}/s calls={run.calls} rss={run.tap_rss_mb:.0f}MB",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  hydrated n={conversations} R={rate_limit} {settings}: {run.seconds:.1f}s "
+                f"(tap {run.tap_seconds:.1f}s) "
+                f"{conversations / run.seconds:.1f}/s calls={run.calls} rss={run.tap_rss_mb:.0f}MB",
+                file=sys.stderr,
+                flush=True,
+            )
     seconds = median([r.seconds for r in results])
-    row = {"conversations": conversations, "rate_limit": rate_limit, "settings": settings, "seconds": seconds,
-           "tap_seconds": median([r.tap_seconds for r in results]),
-           "per_second": conversations / seconds, "calls": median([r.calls["calls"] for r in results]),
-           "429": sum(r.calls["429"] for r in results), "runs": runs,
-           "rss_mb": median([r.tap_rss_mb for r in results])}
+    row = {
+        "conversations": conversations,
+        "rate_limit": rate_limit,
+        "settings": settings,
+        "seconds": seconds,
+        "tap_seconds": median([r.tap_seconds for r in results]),
+        "per_second": conversations / seconds,
+        "calls": median([r.calls["calls"] for r in results]),
+        "429": sum(r.calls["429"] for r in results),
+        "runs": runs,
+        "rss_mb": median([r.tap_rss_mb for r in results]),
+    }
     if rate_limit is not None:
         row["ceiling"] = ceiling(conversations, rate_limit)[1]
         row["fraction"] = row["per_second"] / row["ceiling"]
@@ -359,8 +430,10 @@ def hydrated(conversations: int, rate_limit: int | None, runs: int, settings: di
 
 def search_only(conversations: int, runs: int, latency_ms: float, jitter_ms: float) -> dict:
     settings = {"include_conversation_parts": False}
-    with simulator(conversations, latency_ms=latency_ms, jitter_ms=jitter_ms) as sim, \
-            tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+    with (
+        simulator(conversations, latency_ms=latency_ms, jitter_ms=jitter_ms) as sim,
+        tempfile.TemporaryDirectory(prefix="bench-search-") as tmp,
+    ):
         messages = Path(tmp) / "messages.jsonl"
         tap_alone, target_alone, both, watched_alone, watched_both = [], [], [], [], []
         run_tap(sim, settings, out=messages)  # warms the simulator's row cache
@@ -378,14 +451,26 @@ def search_only(conversations: int, runs: int, latency_ms: float, jitter_ms: flo
                     sys.exit(f"search-only loaded {run.rows} rows of {conversations}")
                 both.append(run.seconds)
                 watched_both.append(run.loader)
-            print(f"  search-only n={conversations} latency={latency_ms}: tap alone {tap_alone[-1]:.1f}s, "
-                  f"target alone {target_alone[-1]:.1f}s {watched_alone[-1]}, end to end {both[-1]:.1f}s "
-                  f"{watched_both[-1]}", file=sys.stderr, flush=True)
+            print(
+                f"  search-only n={conversations} latency={latency_ms}: tap alone {tap_alone[-1]:.1f}s, "
+                f"target alone {target_alone[-1]:.1f}s {watched_alone[-1]}, end to end {both[-1]:.1f}s "
+                f"{watched_both[-1]}",
+                file=sys.stderr,
+                flush=True,
+            )
     ratios = sorted(alone / piped for alone, piped in zip(target_alone, both, strict=True))  # run by run
-    return {"conversations": conversations, "latency_ms": latency_ms, "runs": runs,
-            "tap_alone": conversations / median(tap_alone), "target_alone": conversations / median(target_alone),
-            "end_to_end": conversations / median(both), "ratio": median(ratios), "ratios": ratios,
-            "loader_alone": watched_median(watched_alone), "loader_piped": watched_median(watched_both)}
+    return {
+        "conversations": conversations,
+        "latency_ms": latency_ms,
+        "runs": runs,
+        "tap_alone": conversations / median(tap_alone),
+        "target_alone": conversations / median(target_alone),
+        "end_to_end": conversations / median(both),
+        "ratio": median(ratios),
+        "ratios": ratios,
+        "loader_alone": watched_median(watched_alone),
+        "loader_piped": watched_median(watched_both),
+    }
 
 
 @contextlib.contextmanager
@@ -414,26 +499,43 @@ def stopped_share(sim: Simulator, share: float) -> Iterator[None]:
         sim.process.send_signal(signal.SIGCONT)
 
 
-def memory(conversations: int, parts: bool, latency_ms: float = 0.0, rate_limit: int | None = None,
-           stopped: float = 0.0) -> dict:
+def memory(
+    conversations: int, parts: bool, latency_ms: float = 0.0, rate_limit: int | None = None, stopped: float = 0.0
+) -> dict:
     """The tap's peak RSS, the tap alone into a file (a slower loader only blocks the tap's writes), no latency.
 
     With a latency (± 20 %) and a limit: as many calls in flight as that latency needs (hydrated, default settings).
     stopped: the share of the time the simulator is stopped (stopped_share).
     """
-    with simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=rate_limit) as sim, \
-            tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp, stopped_share(sim, stopped):
+    with (
+        simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=rate_limit) as sim,
+        tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp,
+        stopped_share(sim, stopped),
+    ):
         run = run_tap(sim, {"include_conversation_parts": parts}, out=Path(tmp) / "messages.jsonl")
         rows = sum(
-            1 for line in (Path(tmp) / "messages.jsonl").open()
+            1
+            for line in (Path(tmp) / "messages.jsonl").open()
             if line.startswith('{"type":"RECORD"') and json.loads(line)["stream"] == STREAM  # not the parts' records
         )
     if rows != conversations:
         sys.exit(f"memory run emitted {rows} records of {conversations}")
-    print(f"  memory n={conversations} parts={parts} latency={latency_ms} R={rate_limit} stopped={stopped}: "
-          f"{run.tap_rss_mb:.1f} MB, {run.seconds:.1f}s", file=sys.stderr, flush=True)
-    return {"conversations": conversations, "parts": parts, "runs": 1, "rss_mb": run.tap_rss_mb,
-            "seconds": run.seconds, "latency_ms": latency_ms, "rate_limit": rate_limit, "stopped": stopped}
+    print(
+        f"  memory n={conversations} parts={parts} latency={latency_ms} R={rate_limit} stopped={stopped}: "
+        f"{run.tap_rss_mb:.1f} MB, {run.seconds:.1f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+    return {
+        "conversations": conversations,
+        "parts": parts,
+        "runs": 1,
+        "rss_mb": run.tap_rss_mb,
+        "seconds": run.seconds,
+        "latency_ms": latency_ms,
+        "rate_limit": rate_limit,
+        "stopped": stopped,
+    }
 
 
 def memory_search(latencies: list[float], stopped: float, runs: int) -> list[dict]:
@@ -445,8 +547,14 @@ def memory_search(latencies: list[float], stopped: float, runs: int) -> list[dic
             for n in results:
                 results[n].append(memory(n, False, latency, stopped=stopped))
         for cell in results.values():
-            rows.append({**cell[0], "runs": runs, "rss_mb": median([r["rss_mb"] for r in cell]),
-                         "seconds": median([r["seconds"] for r in cell])})
+            rows.append(
+                {
+                    **cell[0],
+                    "runs": runs,
+                    "rss_mb": median([r["rss_mb"] for r in cell]),
+                    "seconds": median([r["seconds"] for r in cell]),
+                }
+            )
     return rows
 
 
@@ -461,8 +569,13 @@ def incremental(conversations: int, runs: int) -> dict:
             run = run_tap(sim, {}, schema=schema, state=first.last_state)
             results.append(run)
             print(f"  incremental: {run.calls} {run.seconds:.2f}s", file=sys.stderr, flush=True)
-    return {"conversations": conversations, "runs": runs, "calls": median([r.calls["calls"] for r in results]),
-            "max_calls": max(r.calls["calls"] for r in results), "seconds": median([r.seconds for r in results])}
+    return {
+        "conversations": conversations,
+        "runs": runs,
+        "calls": median([r.calls["calls"] for r in results]),
+        "max_calls": max(r.calls["calls"] for r in results),
+        "seconds": median([r.seconds for r in results]),
+    }
 
 
 def full_windows(stats: dict) -> list[int]:
@@ -478,8 +591,10 @@ def latency_cell(limit: int, latency_ms: float) -> dict:
     SWEEP_SECONDS when the tap is slower than that; only the windows between its first and its last count.
     """
     conversations = limit * SWEEP_WINDOWS
-    with simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=limit) as sim, \
-            scratch_schema() as schema:
+    with (
+        simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=limit) as sim,
+        scratch_schema() as schema,
+    ):
         simulator_cpu = process_cpu(sim.process.pid)
         run = run_tap(sim, {}, schema=schema, align=True, stop_after=SWEEP_SECONDS)
         simulator_cpu = process_cpu(sim.process.pid) - simulator_cpu
@@ -487,14 +602,26 @@ def latency_cell(limit: int, latency_ms: float) -> dict:
         sys.exit(f"latency sweep loaded {run.rows} rows of {conversations}")
     windows = full_windows(run.stats)
     gets = run.calls["gets"]
-    row = {"limit": limit, "latency_ms": latency_ms, "conversations": run.rows, "stopped": run.stopped,
-           "windows": len(windows), "share": sum(windows) / (limit * len(windows)) if windows else 0.0,
-           "min_share": min(windows) / limit if windows else 0.0,
-           "per_second": sum(windows) / (WINDOW * len(windows)) * gets / max(run.calls["calls"], 1) if windows else 0,
-           "429": run.calls["429"], "peak_in_flight": run.stats["max_in_flight"], "rss_mb": run.tap_rss_mb,
-           "cpu_s": run.tap_cpu_s, "cpu_ms_per_get": 1000 * run.tap_cpu_s / max(gets, 1), "seconds": run.seconds,
-           "tap_seconds": run.tap_seconds, "simulator_cpu_s": simulator_cpu, "loader_cpu_s": run.loader.get("cpu_s"),
-           "machine_busy": run.machine_busy}
+    row = {
+        "limit": limit,
+        "latency_ms": latency_ms,
+        "conversations": run.rows,
+        "stopped": run.stopped,
+        "windows": len(windows),
+        "share": sum(windows) / (limit * len(windows)) if windows else 0.0,
+        "min_share": min(windows) / limit if windows else 0.0,
+        "per_second": sum(windows) / (WINDOW * len(windows)) * gets / max(run.calls["calls"], 1) if windows else 0,
+        "429": run.calls["429"],
+        "peak_in_flight": run.stats["max_in_flight"],
+        "rss_mb": run.tap_rss_mb,
+        "cpu_s": run.tap_cpu_s,
+        "cpu_ms_per_get": 1000 * run.tap_cpu_s / max(gets, 1),
+        "seconds": run.seconds,
+        "tap_seconds": run.tap_seconds,
+        "simulator_cpu_s": simulator_cpu,
+        "loader_cpu_s": run.loader.get("cpu_s"),
+        "machine_busy": run.machine_busy,
+    }
     print(f"  sweep R={limit} latency={latency_ms:.0f}ms: {row}", file=sys.stderr, flush=True)
     return row
 
@@ -518,8 +645,10 @@ def pair_cell(limit: int, latency_ms: float, conversations: int) -> dict:
     """Issue 25: hydrated, parts on, at a limit and a latency (± 20 %): the tap alone into a file, then the tap piped
     into target-intercom-postgres, on one simulator. Each: the share of the limit its full windows used; the pair:
     how long the loader ran after the tap's exit, and whether both tables hold every record the tap alone wrote."""
-    with simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=limit) as sim, \
-            tempfile.TemporaryDirectory(prefix="bench-pair-") as tmp:
+    with (
+        simulator(conversations, latency_ms=latency_ms, jitter_ms=latency_ms * 0.2, rate_limit=limit) as sim,
+        tempfile.TemporaryDirectory(prefix="bench-pair-") as tmp,
+    ):
         messages = Path(tmp) / "messages.jsonl"
         alone = run_tap(sim, {}, out=messages, align=True)
         emitted = {STREAM: 0, "intercom_conversation_part_v1": 0}
@@ -531,32 +660,45 @@ def pair_cell(limit: int, latency_ms: float, conversations: int) -> dict:
             pair = run_tap(sim, {}, schema=schema, align=True, target=LOADER)
             parts = part_rows(schema)
     windows_alone, windows_pair = full_windows(alone.stats), full_windows(since(alone.stats, pair.stats))
-    row = {"limit": limit, "latency_ms": latency_ms, "conversations": conversations,
-           "part_rows": emitted["intercom_conversation_part_v1"],
-           "share_alone": sum(windows_alone) / (limit * len(windows_alone)) if windows_alone else 0.0,
-           "share_pair": sum(windows_pair) / (limit * len(windows_pair)) if windows_pair else 0.0,
-           "windows": len(windows_pair), "min_share_pair": min(windows_pair) / limit if windows_pair else 0.0,
-           "tap_seconds_alone": alone.seconds, "tap_seconds": pair.tap_seconds, "pair_seconds": pair.seconds,
-           "loader_after_tap": pair.seconds - pair.tap_seconds, "loader_cpu_s": pair.loader.get("cpu_s"),
-           "tap_cpu_s": pair.tap_cpu_s, "429": pair.calls["429"],
-           "complete": pair.rows == emitted[STREAM] == conversations
-           and parts == emitted["intercom_conversation_part_v1"],
-           "rows": (pair.rows, parts), "load": load()}
+    row = {
+        "limit": limit,
+        "latency_ms": latency_ms,
+        "conversations": conversations,
+        "part_rows": emitted["intercom_conversation_part_v1"],
+        "share_alone": sum(windows_alone) / (limit * len(windows_alone)) if windows_alone else 0.0,
+        "share_pair": sum(windows_pair) / (limit * len(windows_pair)) if windows_pair else 0.0,
+        "windows": len(windows_pair),
+        "min_share_pair": min(windows_pair) / limit if windows_pair else 0.0,
+        "tap_seconds_alone": alone.seconds,
+        "tap_seconds": pair.tap_seconds,
+        "pair_seconds": pair.seconds,
+        "loader_after_tap": pair.seconds - pair.tap_seconds,
+        "loader_cpu_s": pair.loader.get("cpu_s"),
+        "tap_cpu_s": pair.tap_cpu_s,
+        "429": pair.calls["429"],
+        "complete": pair.rows == emitted[STREAM] == conversations and parts == emitted["intercom_conversation_part_v1"],
+        "rows": (pair.rows, parts),
+        "load": load(),
+    }
     print(f"  pair R={limit} latency={latency_ms:.0f}ms: {row}", file=sys.stderr, flush=True)
     return row
 
 
 def report_pair(rows: list[dict]) -> None:
     print("\n### The pair at a workspace's limit (hydrated, parts on; tap → target-intercom-postgres)\n")
-    print("| R per 10 s | latency ms | conversations (part rows) | full windows | share of R: tap alone | share of R: "
-          "pair (lowest window) | loader exit after the tap's | tables complete | CPU s: tap, loader | 429s | "
-          "load average after |")
+    print(
+        "| R per 10 s | latency ms | conversations (part rows) | full windows | share of R: tap alone | share of R: "
+        "pair (lowest window) | loader exit after the tap's | tables complete | CPU s: tap, loader | 429s | "
+        "load average after |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
     for r in rows:
-        print(f"| {r['limit']:,} | {r['latency_ms']:.0f} | {r['conversations']:,} ({r['part_rows']:,}) "
-              f"| {r['windows']} | {r['share_alone']:.2f} | **{r['share_pair']:.2f}** ({r['min_share_pair']:.2f}) | "
-              f"{r['loader_after_tap']:.1f} s | {'yes' if r['complete'] else 'NO ' + str(r['rows'])} | "
-              f"{r['tap_cpu_s']:.1f}, {r['loader_cpu_s'] or 0:.1f} | {r['429']} | {r['load']} |")
+        print(
+            f"| {r['limit']:,} | {r['latency_ms']:.0f} | {r['conversations']:,} ({r['part_rows']:,}) "
+            f"| {r['windows']} | {r['share_alone']:.2f} | **{r['share_pair']:.2f}** ({r['min_share_pair']:.2f}) | "
+            f"{r['loader_after_tap']:.1f} s | {'yes' if r['complete'] else 'NO ' + str(r['rows'])} | "
+            f"{r['tap_cpu_s']:.1f}, {r['loader_cpu_s'] or 0:.1f} | {r['429']} | {r['load']} |"
+        )
 
 
 def tap_default_concurrency() -> int:
@@ -582,33 +724,49 @@ def machine() -> str:
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     with psycopg.connect(DATABASE_URL) as conn:
         server = conn.execute("SHOW server_version").fetchone()[0]
-    return (f"{os.cpu_count()} CPUs ({model}), {memory_gb:.0f} GB RAM, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, PostgreSQL {server}; simulator, tap, target-postgres and "
-            "PostgreSQL on the same machine")
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {memory_gb:.0f} GB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, PostgreSQL {server}; simulator, tap, target-postgres and "
+        "PostgreSQL on the same machine"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~2-minute sanity run: smaller and once each")
-    parser.add_argument("--runs", type=int, help="runs per measurement, the median is reported "
-                        f"(default 3, figure 2 {SEARCH_RUNS}; quick 1)")
-    parser.add_argument("--only", default="hydrated,search,memory,incremental",
-                        help="comma-separated: hydrated, search, memory, incremental; not in the default set: latency "
-                        "(figure 1 swept over latency x rate limit, ~25 min), memory-latency (figure 3 hydrated at "
-                        "10,000 and 100,000 conversations for each of --latencies, R = 4,167), memory-search (figure 3 "
-                        "search-only at 10,000 and 100,000 conversations, for each of --search-latencies, default 0), "
-                        "pair (issue 25: the tap and target-intercom-postgres at R = 4,167 and 1,667 per 10 s, 150 and "
-                        "450 ms, ~8 min)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help=f"runs per measurement, the median is reported (default 3, figure 2 {SEARCH_RUNS}; quick 1)",
+    )
+    parser.add_argument(
+        "--only",
+        default="hydrated,search,memory,incremental",
+        help="comma-separated: hydrated, search, memory, incremental; not in the default set: latency "
+        "(figure 1 swept over latency x rate limit, ~25 min), memory-latency (figure 3 hydrated at "
+        "10,000 and 100,000 conversations for each of --latencies, R = 4,167), memory-search (figure 3 "
+        "search-only at 10,000 and 100,000 conversations, for each of --search-latencies, default 0), "
+        "pair (issue 25: the tap and target-intercom-postgres at R = 4,167 and 1,667 per 10 s, 150 and "
+        "450 ms, ~8 min)",
+    )
     parser.add_argument("--search-latencies", help="ms, comma-separated, for figure 2 (default 0,150; ± 20 %%)")
-    parser.add_argument("--latencies", default=",".join(map(str, SWEEP_LATENCIES)),
-                        help="ms, for --only latency and memory-latency")
+    parser.add_argument(
+        "--latencies", default=",".join(map(str, SWEEP_LATENCIES)), help="ms, for --only latency and memory-latency"
+    )
     parser.add_argument("--limits", default=",".join(map(str, SWEEP_LIMITS)), help="per 10 s, for --only latency")
-    parser.add_argument("--sweep", help="comma-separated max_concurrent_requests values: hydrated throughput "
-                        "without a rate limit and at R = 1,667, instead of the benchmark")
+    parser.add_argument(
+        "--sweep",
+        help="comma-separated max_concurrent_requests values: hydrated throughput "
+        "without a rate limit and at R = 1,667, instead of the benchmark",
+    )
     parser.add_argument("--sweep-conversations", type=int, default=3000)
-    parser.add_argument("--simulator-stopped", type=float, default=0.0,
-                        help="for --only memory-search: the share of every 50 ms the simulator is stopped (SIGSTOP), "
-                        "its answers slower the more searches are in flight, as on a loaded machine")
+    parser.add_argument(
+        "--simulator-stopped",
+        type=float,
+        default=0.0,
+        help="for --only memory-search: the share of every 50 ms the simulator is stopped (SIGSTOP), "
+        "its answers slower the more searches are in flight, as on a loaded machine",
+    )
     args = parser.parse_args()
     os.chdir(REPO)
     runs = args.runs or (1 if args.quick else 3)
@@ -616,17 +774,21 @@ def main() -> None:
     started = time.time()
     concurrency = tap_default_concurrency()
     load_before = load()
-    print(f"## Benchmark ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, median of {runs} run(s)"
-          f"{f', figure 2 {search_runs}' if search_runs != runs else ''}"
-          f"{', --quick' if args.quick else ''})\n\nMachine: {machine()}.")
+    print(
+        f"## Benchmark ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, median of {runs} run(s)"
+        f"{f', figure 2 {search_runs}' if search_runs != runs else ''}"
+        f"{', --quick' if args.quick else ''})\n\nMachine: {machine()}."
+    )
     if args.sweep:
         rows = []
         for value in [int(v) for v in args.sweep.split(",")]:
             for limit in (None, INTERCOM_LIMIT):
                 rows.append(hydrated(args.sweep_conversations, limit, runs, {"max_concurrent_requests": value}))
         report_sweep(rows)
-        print(f"\nTotal benchmark time {time.time() - started:.0f} s; load average {load_before} before, "
-              f"{load()} after (other processes share this machine when above ~{os.cpu_count()}).")
+        print(
+            f"\nTotal benchmark time {time.time() - started:.0f} s; load average {load_before} before, "
+            f"{load()} after (other processes share this machine when above ~{os.cpu_count()})."
+        )
         return
     only = set(args.only.split(","))
     if "hydrated" in only:
@@ -634,18 +796,31 @@ def main() -> None:
         limits = [1000] if args.quick else [1000, INTERCOM_LIMIT]
         report_hydrated([hydrated(n, limit, runs) for limit in limits], concurrency, LATENCY_MS, JITTER_MS)
     if "latency" in only:
-        cells = [latency_cell(limit, float(latency)) for limit in map(int, args.limits.split(","))
-                 for latency in args.latencies.split(",")]
+        cells = [
+            latency_cell(limit, float(latency))
+            for limit in map(int, args.limits.split(","))
+            for latency in args.latencies.split(",")
+        ]
         report_latency_sweep(cells, concurrency, load_before, load())
     if "search" in only:
-        latencies = [float(ms) for ms in args.search_latencies.split(",")] if args.search_latencies else \
-            [0.0] if args.quick else [0.0, LATENCY_MS]
-        rows = [search_only(10000 if args.quick else SEARCH_ONLY, search_runs, ms, ms * JITTER_MS / LATENCY_MS)
-                for ms in latencies]
+        latencies = (
+            [float(ms) for ms in args.search_latencies.split(",")]
+            if args.search_latencies
+            else [0.0]
+            if args.quick
+            else [0.0, LATENCY_MS]
+        )
+        rows = [
+            search_only(10000 if args.quick else SEARCH_ONLY, search_runs, ms, ms * JITTER_MS / LATENCY_MS)
+            for ms in latencies
+        ]
         report_search(rows)
     if "memory" in only:
-        sizes = [(1000, True), (5000, True), (20000, False)] if args.quick else \
-            [(2000, True), (10000, True), (20000, True), (10000, False), (100000, False), (200000, False)]
+        sizes = (
+            [(1000, True), (5000, True), (20000, False)]
+            if args.quick
+            else [(2000, True), (10000, True), (20000, True), (10000, False), (100000, False), (200000, False)]
+        )
         report_memory([memory(n, parts) for n, parts in sizes])  # peak RSS barely varies: one run each
     if "memory-latency" in only:  # hydrated at R = 4,167: the most in flight each latency calls for
         cells = [(n, float(ms)) for ms in args.latencies.split(",") for n in (10000, 100000)]
@@ -657,8 +832,10 @@ def main() -> None:
         report_pair([pair_cell(limit, float(ms), n) for limit, ms, n in PAIR_CELLS])
     if "incremental" in only:
         report_incremental(incremental(1000 if args.quick else 2000, runs))
-    print(f"\nTotal benchmark time {time.time() - started:.0f} s; load average {load_before} before, "
-              f"{load()} after (other processes share this machine when above ~{os.cpu_count()}).")
+    print(
+        f"\nTotal benchmark time {time.time() - started:.0f} s; load average {load_before} before, "
+        f"{load()} after (other processes share this machine when above ~{os.cpu_count()})."
+    )
 
 
 if __name__ == "__main__":

@@ -45,9 +45,16 @@ TABLE_COLUMNS = ["intercom_id", "title", "state", "open", "read", "created_at", 
 
 def loader_config(schema: str) -> dict:
     """meltano.yml's loader settings (what users run), into the scratch schema; the same for both loaders."""
-    return {"sqlalchemy_url": sqlalchemy_url(), "default_target_schema": schema, "add_record_metadata": False,
-            "activate_version": False, "load_method": "upsert", "batch_size_rows": BATCH, "use_copy": True,
-            "validate_records": True}
+    return {
+        "sqlalchemy_url": sqlalchemy_url(),
+        "default_target_schema": schema,
+        "add_record_metadata": False,
+        "activate_version": False,
+        "load_method": "upsert",
+        "batch_size_rows": BATCH,
+        "use_copy": True,
+        "validate_records": True,
+    }
 
 
 def load(executable: str, messages: Path, profile: Path | None = None) -> tuple[float, float, tuple[int, int]]:
@@ -67,9 +74,12 @@ def load(executable: str, messages: Path, profile: Path | None = None) -> tuple[
         if done.returncode != 0:
             sys.exit(f"{executable} failed:\n{done.stderr[-3000:]}")
         with psycopg.connect(DATABASE_URL) as conn:
-            found = conn.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
-                sql.Identifier(schema, "intercom_conversation_v1"),
-                sql.Identifier(schema, "intercom_conversation_part_v1"))).fetchone()
+            found = conn.execute(
+                sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
+                    sql.Identifier(schema, "intercom_conversation_v1"),
+                    sql.Identifier(schema, "intercom_conversation_part_v1"),
+                )
+            ).fetchone()
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return cpu, wall, (int(found[0]), int(found[1])) if found else (0, 0)
 
@@ -88,8 +98,11 @@ def cpu_figure(conversations: int, runs: int, profile: Path | None) -> None:
         with messages.open("rb") as lines, schemas.open("wb") as out:
             out.writelines(line for line in lines if line.startswith(b'{"type":"SCHEMA"'))
         size = messages.stat().st_size
-        print(f"recorded: {conversations} conversations, {rows} RECORD lines, {size / 2**20:.0f} MB "
-              f"(load average {load_average()})", flush=True)
+        print(
+            f"recorded: {conversations} conversations, {rows} RECORD lines, {size / 2**20:.0f} MB "
+            f"(load average {load_average()})",
+            flush=True,
+        )
         start_up = {name: load(exe, schemas)[0] for name, exe in (("stock", STOCK), ("loader", LOADER))}
         results: dict[str, list[tuple[float, float]]] = {"stock": [], "loader": []}
         for index in range(runs):
@@ -98,8 +111,12 @@ def cpu_figure(conversations: int, runs: int, profile: Path | None) -> None:
                 if sum(counts) != rows - count_deletions(messages):
                     sys.exit(f"{name} loaded {counts} of {rows} records")
                 results[name].append((cpu, wall))
-                print(f"  run {index + 1} {name}: {cpu:.2f} CPU s, {wall:.1f} s wall, rows {counts} "
-                      f"(load average {load_average()})", file=sys.stderr, flush=True)
+                print(
+                    f"  run {index + 1} {name}: {cpu:.2f} CPU s, {wall:.1f} s wall, rows {counts} "
+                    f"(load average {load_average()})",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if profile is not None:
             profile.mkdir(parents=True, exist_ok=True)
             for name, exe in (("stock", STOCK), ("loader", LOADER)):
@@ -112,8 +129,10 @@ def cpu_figure(conversations: int, runs: int, profile: Path | None) -> None:
         values = ", ".join(f"{v:.3f}" for v in per_1000[name])
         print(f"| {name} | {values} | {statistics.median(per_1000[name]):.3f} | {start_up[name]:.2f} |")
     runs_text = ", ".join(f"{r:.3f}" for r in ratios)
-    print(f"\nloader / stock, run by run: {runs_text}; median **{statistics.median(ratios):.3f}**"
-          f" ({rows} rows, {conversations} conversations; start-up included)")
+    print(
+        f"\nloader / stock, run by run: {runs_text}; median **{statistics.median(ratios):.3f}**"
+        f" ({rows} rows, {conversations} conversations; start-up included)"
+    )
 
 
 def count_deletions(messages: Path) -> int:
@@ -153,17 +172,26 @@ def copy_upsert(batches: list[list[bytes]]) -> float:
             names = sql.SQL(", ").join(map(sql.Identifier, TABLE_COLUMNS))
             for batch in batches:
                 with conn.transaction():
-                    conn.execute("CREATE TEMPORARY TABLE IF NOT EXISTS staged (intercom_id text, title text,"
-                                 " state text, open boolean, read boolean, created_at timestamptz,"
-                                 " updated_at timestamptz, data jsonb) ON COMMIT DELETE ROWS")
+                    conn.execute(
+                        "CREATE TEMPORARY TABLE IF NOT EXISTS staged (intercom_id text, title text,"
+                        " state text, open boolean, read boolean, created_at timestamptz,"
+                        " updated_at timestamptz, data jsonb) ON COMMIT DELETE ROWS"
+                    )
                     statement = sql.SQL("COPY staged ({}) FROM STDIN").format(names)
                     with conn.cursor() as cursor, cursor.copy(statement) as copy:
                         for text in batch:
                             copy.write(text)
-                    conn.execute(sql.SQL(
-                        "INSERT INTO {t} ({n}) SELECT {n} FROM staged ON CONFLICT (intercom_id) DO UPDATE SET {u}"
-                    ).format(t=table, n=names, u=sql.SQL(", ").join(
-                        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in TABLE_COLUMNS[1:])))
+                    conn.execute(
+                        sql.SQL(
+                            "INSERT INTO {t} ({n}) SELECT {n} FROM staged ON CONFLICT (intercom_id) DO UPDATE SET {u}"
+                        ).format(
+                            t=table,
+                            n=names,
+                            u=sql.SQL(", ").join(
+                                sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in TABLE_COLUMNS[1:]
+                            ),
+                        )
+                    )
         seconds = time.perf_counter() - started
         with psycopg.connect(DATABASE_URL) as conn:
             count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
@@ -176,14 +204,29 @@ def end_to_end(sim: object, conversations: int) -> tuple[float, float]:
     """(wall s from the tap's start to the loader's exit, the loader's CPU s): the tap piped into the loader."""
     with scratch_schema() as schema, tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         folder = Path(tmp)
-        (folder / "tap.json").write_text(json.dumps({"access_token": "sim-token", "api_url": sim.url,  # type: ignore[attr-defined]
-                                                     "include_conversation_parts": False}))
+        (folder / "tap.json").write_text(
+            json.dumps(
+                {
+                    "access_token": "sim-token",
+                    "api_url": sim.url,  # type: ignore[attr-defined]
+                    "include_conversation_parts": False,
+                }
+            )
+        )
         (folder / "loader.json").write_text(json.dumps(loader_config(schema)))
         started = time.perf_counter()
-        tap = subprocess.Popen([tool("dev", "tap-intercom-conversation"), "--config", str(folder / "tap.json")],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        loader = subprocess.Popen([LOADER, "--config", str(folder / "loader.json")], stdin=tap.stdout,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        tap = subprocess.Popen(
+            [tool("dev", "tap-intercom-conversation"), "--config", str(folder / "tap.json")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        loader = subprocess.Popen(
+            [LOADER, "--config", str(folder / "loader.json")],
+            stdin=tap.stdout,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert tap.stdout is not None
         tap.stdout.close()
         _, status, usage = os.wait4(loader.pid, 0)
@@ -193,36 +236,49 @@ def end_to_end(sim: object, conversations: int) -> tuple[float, float]:
         if loader.returncode != 0:
             sys.exit(f"the loader failed:\n{loader.stderr.read()[-3000:] if loader.stderr else ''}")
         with psycopg.connect(DATABASE_URL) as conn:
-            count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                sql.Identifier(schema, "intercom_conversation_v1"))).fetchone()
+            count = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "intercom_conversation_v1"))
+            ).fetchone()
         if not count or count[0] != conversations:
             sys.exit(f"end to end loaded {count} of {conversations}")
     return seconds, usage.ru_utime + usage.ru_stime
 
 
 def copy_figure(conversations: int, runs: int) -> None:
-    with simulator(conversations, latency_ms=0, jitter_ms=0) as sim, \
-            tempfile.TemporaryDirectory(prefix="bench-copy-") as tmp:
+    with (
+        simulator(conversations, latency_ms=0, jitter_ms=0) as sim,
+        tempfile.TemporaryDirectory(prefix="bench-copy-") as tmp,
+    ):
         messages = Path(tmp) / "messages.jsonl"
         run_tap(sim, {"include_conversation_parts": False}, out=messages)  # also warms the simulator's row cache
         batches = copy_rows(messages)
         size = sum(map(len, (row for batch in batches for row in batch))) / conversations
-        print(f"\nsearch-only: {conversations} conversations, {size / 1024:.1f} KB a row as COPY text "
-              f"(load average {load_average()})", flush=True)
+        print(
+            f"\nsearch-only: {conversations} conversations, {size / 1024:.1f} KB a row as COPY text "
+            f"(load average {load_average()})",
+            flush=True,
+        )
         reference, piped, ratios = [], [], []
         for index in range(runs):
             reference.append(copy_upsert(batches))
             seconds, cpu = end_to_end(sim, conversations)
             piped.append(seconds)
             ratios.append(reference[-1] / seconds)
-            print(f"  run {index + 1}: COPY + upsert {reference[-1]:.1f} s, end to end {seconds:.1f} s (loader "
-                  f"{cpu:.1f} CPU s), ratio {ratios[-1]:.2f} (load average {load_average()})",
-                  file=sys.stderr, flush=True)
-    print(f"\n| | rows/s (runs) |\n|---|---|\n| COPY + upsert (the database) | "
-          f"{', '.join(f'{conversations / s:.0f}' for s in reference)} |\n| tap → loader, end to end | "
-          f"{', '.join(f'{conversations / s:.0f}' for s in piped)} |")
-    print(f"\nend to end / COPY + upsert, run by run: {', '.join(f'{r:.2f}' for r in ratios)}; median "
-          f"**{statistics.median(ratios):.2f}**")
+            print(
+                f"  run {index + 1}: COPY + upsert {reference[-1]:.1f} s, end to end {seconds:.1f} s (loader "
+                f"{cpu:.1f} CPU s), ratio {ratios[-1]:.2f} (load average {load_average()})",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(
+        f"\n| | rows/s (runs) |\n|---|---|\n| COPY + upsert (the database) | "
+        f"{', '.join(f'{conversations / s:.0f}' for s in reference)} |\n| tap → loader, end to end | "
+        f"{', '.join(f'{conversations / s:.0f}' for s in piped)} |"
+    )
+    print(
+        f"\nend to end / COPY + upsert, run by run: {', '.join(f'{r:.2f}' for r in ratios)}; median "
+        f"**{statistics.median(ratios):.2f}**"
+    )
 
 
 def load_average() -> str:
@@ -238,8 +294,11 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="a folder for stock.prof and loader.prof (cProfile)")
     args = parser.parse_args()
     os.chdir(REPO)
-    print(f"## bench_loader_cpu ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs, "
-          f"load average {load_average()})\n", flush=True)
+    print(
+        f"## bench_loader_cpu ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs, "
+        f"load average {load_average()})\n",
+        flush=True,
+    )
     only = set(args.only.split(","))
     if "cpu" in only:
         cpu_figure(args.conversations, args.runs, args.profile)

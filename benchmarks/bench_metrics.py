@@ -104,9 +104,13 @@ ON CONFLICT DO NOTHING;
 
 def dbt_build(schema: str, work: Path, *args: str) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TARGET_POSTGRES", "DBT_"))}
-    env.update(TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(), TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
-               DBT_PROFILES_DIR=str(TRANSFORM), DBT_TARGET_PATH=str(work / "target"),
-               DBT_LOG_PATH=str(work / "logs"))
+    env.update(
+        TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(),
+        TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
+        DBT_PROFILES_DIR=str(TRANSFORM),
+        DBT_TARGET_PATH=str(work / "target"),
+        DBT_LOG_PATH=str(work / "logs"),
+    )
     started = time.monotonic()
     done = subprocess.run([DBT, "build", *args], cwd=TRANSFORM, env=env, capture_output=True, text=True)
     elapsed = time.monotonic() - started
@@ -142,20 +146,26 @@ def main() -> None:
             conn.execute("RESET session_replication_role")
             conn.execute("VACUUM ANALYZE intercom_conversation_v1, intercom_conversation_part_v1")
             parts = conn.execute("SELECT count(*) FROM intercom_conversation_part_v1").fetchone()[0]
-            print(f"generated {options.conversations:,} conversations and {parts:,} parts in "
-                  f"{time.monotonic() - started:.0f} s")
+            print(
+                f"generated {options.conversations:,} conversations and {parts:,} parts in "
+                f"{time.monotonic() - started:.0f} s"
+            )
             full = dbt_build(schema, work, "--full-refresh")
             print(f"1. full build: {full:.1f} s (load average {load_average()}) [{model_seconds(work)}]")
             unchanged = dbt_build(schema, work)
-            print(f"2. incremental, nothing changed: {unchanged:.1f} s (load average {load_average()}) "
-                  f"[{model_seconds(work)}]")
+            print(
+                f"2. incremental, nothing changed: {unchanged:.1f} s (load average {load_average()}) "
+                f"[{model_seconds(work)}]"
+            )
             for round_ in range(options.repeat):
                 with conn.transaction():
                     for statement in CHANGES.split(";")[:-1]:
                         conn.execute(statement, {"round": round_ + 1})
                 incremental = dbt_build(schema, work)
-                print(f"3. incremental, 1 % changed and 0.1 % deleted: {incremental:.1f} s, {incremental / full:.2f} "
-                      f"of the full build (load average {load_average()}) [{model_seconds(work)}]")
+                print(
+                    f"3. incremental, 1 % changed and 0.1 % deleted: {incremental:.1f} s, {incremental / full:.2f} "
+                    f"of the full build (load average {load_average()}) [{model_seconds(work)}]"
+                )
 
 
 if __name__ == "__main__":

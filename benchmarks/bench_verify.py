@@ -54,7 +54,7 @@ def damage_parts(schema: str, count: int) -> list[str]:
     """Delete one part row of each of `count` conversations (spread over the table); returns their ids."""
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
         victims = conn.execute(
-            f'SELECT DISTINCT ON (conversation_intercom_id) conversation_intercom_id, intercom_id'
+            f"SELECT DISTINCT ON (conversation_intercom_id) conversation_intercom_id, intercom_id"
             f' FROM "{schema}".intercom_conversation_part_v1 ORDER BY conversation_intercom_id, intercom_id'
         ).fetchall()
         step = max(1, len(victims) // max(count, 1))

@@ -41,12 +41,17 @@ class LoaderWatch:
     def stop(self) -> dict:
         self._stop.set()
         self._thread.join()
-        return {"pipe_wait": self.pipe_waits / self.samples if self.samples else None,
-                "cpu_s": self.cpu_seconds, "queue_s": self.queue_seconds}
+        return {
+            "pipe_wait": self.pipe_waits / self.samples if self.samples else None,
+            "cpu_s": self.cpu_seconds,
+            "queue_s": self.queue_seconds,
+        }
 
 
 def watched_median(watched: list[dict]) -> dict:
     """Each LoaderWatch figure's median over the runs; None where /proc told nothing."""
     keys = ("pipe_wait", "cpu_s", "queue_s")
-    return {key: statistics.median(values) if (values := [w[key] for w in watched if w.get(key) is not None])
-            else None for key in keys}
+    return {
+        key: statistics.median(values) if (values := [w[key] for w in watched if w.get(key) is not None]) else None
+        for key in keys
+    }

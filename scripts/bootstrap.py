@@ -24,7 +24,10 @@ REQUIREMENTS = REPO / "scripts" / "requirements"
 TAP_PROJECT = REPO / "tap-intercom-conversation" / "pyproject.toml"
 BUILD = b"uv pip install --compile-bytecode\n"  # how an environment is built: a change rebuilds them all
 TAP_WITH_DEV_GROUP = [
-    "-e", "./tap-intercom-conversation[postgres]", "--group", "tap-intercom-conversation/pyproject.toml:dev",
+    "-e",
+    "./tap-intercom-conversation[postgres]",
+    "--group",
+    "tap-intercom-conversation/pyproject.toml:dev",
 ]
 
 

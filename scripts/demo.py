@@ -45,8 +45,17 @@ def main() -> None:
 @contextlib.contextmanager
 def simulator(dev: Path):
     print("demo: no TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN, serving the Intercom simulator", flush=True)
-    command = [str(dev / "python"), "-m", "tests.intercom_simulator", "--conversations", "1000", "--now",
-               str(SIMULATOR_NOW), "--token", "demo-token"]
+    command = [
+        str(dev / "python"),
+        "-m",
+        "tests.intercom_simulator",
+        "--conversations",
+        "1000",
+        "--now",
+        str(SIMULATOR_NOW),
+        "--token",
+        "demo-token",
+    ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         url = process.stdout.readline().strip().rsplit(" ", 1)[-1]

@@ -91,12 +91,23 @@ def target_config(pg_url: str, schema: str, **settings) -> dict:
 def apply_table(pg_url: str, schema: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [TABLE, "--sqlalchemy-url", sqlalchemy_url(pg_url), "--schema", schema],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
 
 
-def load(pg_url: str, schema: str, config: dict, state: dict | None = None, *, applied: bool = True,
-         target: str = TARGET_POSTGRES, **target_settings) -> tuple[TapRun, str]:
+def load(
+    pg_url: str,
+    schema: str,
+    config: dict,
+    state: dict | None = None,
+    *,
+    applied: bool = True,
+    target: str = TARGET_POSTGRES,
+    **target_settings,
+) -> tuple[TapRun, str]:
     """tap | target-postgres (or another `target`) into the applied tables (not applied first: `applied=False`, a
     careless run); returns the tap run and the target's last STATE line."""
     if applied:
@@ -108,7 +119,10 @@ def load(pg_url: str, schema: str, config: dict, state: dict | None = None, *, a
         with open(Path(folder) / "tap.err", "w+") as tap_err:
             tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
             target = subprocess.run(
-                [target, "--config", str(target_cfg)], stdin=tap.stdout, capture_output=True, text=True,
+                [target, "--config", str(target_cfg)],
+                stdin=tap.stdout,
+                capture_output=True,
+                text=True,
                 timeout=600,
             )
             tap.stdout.close()

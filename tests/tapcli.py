@@ -111,7 +111,10 @@ def run_cli(
         else:
             program = [PYTHON, "-c", FAST_TAP] if fast_retries else [TAP]
             done = subprocess.run(
-                [*program, *argv], capture_output=True, text=True, timeout=timeout,
+                [*program, *argv],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
                 env=None if env is None else dict(env),
             )
             returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
@@ -168,7 +171,7 @@ def assert_fails_with_one_line(
     for fragment in fragments:
         assert fragment in line, f"{fragment!r} not in {line!r}"
     assert stdout_is_whole_lines(run.stdout), "stdout ends in a partial line"
-    return line[len(ERROR_PREFIX):]
+    return line[len(ERROR_PREFIX) :]
 
 
 def stdout_is_whole_lines(stdout: str) -> bool:

@@ -72,7 +72,8 @@ def missing_before(sim: IntercomSimulator, pg_url: str, schema: str, bookmark: i
     """Conversations updated before `bookmark` that the table does not hold (at that version or newer)."""
     rows = table_rows(pg_url, schema)
     return [
-        i for i, payload in sim.truth().items()
+        i
+        for i, payload in sim.truth().items()
         if payload["updated_at"] < bookmark
         and (i not in rows or int(rows[i]["updated_at"].timestamp()) < payload["updated_at"])
     ]
@@ -82,17 +83,22 @@ def test_the_loader_acknowledges_during_the_run_never_ahead_of_the_table_and_sto
     """A plain Singer pipe, rate-limited so that it runs for a minute: STATE lines arrive on the loader's
     stdout while it runs, at most 30 s apart, each covered by the table when it arrives; SIGTERM then
     stops the loader within 10 s with exit 143, after a STATE that covers what it committed."""
-    with IntercomSimulator(conversations=3000, seed=41, rate_limit=300) as sim, \
-            tempfile.TemporaryDirectory() as folder:
+    with IntercomSimulator(conversations=3000, seed=41, rate_limit=300) as sim, tempfile.TemporaryDirectory() as folder:
         files = Path(folder)
         (files / "tap.json").write_text(json.dumps(tap_config(sim)))
         (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
         started = time.monotonic()
-        tap = subprocess.Popen([TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL)
+        tap = subprocess.Popen(
+            [TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
         with open(files / "target.err", "w+") as target_err:
-            loader = subprocess.Popen([LOADER, "--config", str(files / "target.json")], stdin=tap.stdout,
-                                      stdout=subprocess.PIPE, stderr=target_err, text=True)
+            loader = subprocess.Popen(
+                [LOADER, "--config", str(files / "target.json")],
+                stdin=tap.stdout,
+                stdout=subprocess.PIPE,
+                stderr=target_err,
+                text=True,
+            )
             assert tap.stdout is not None and loader.stdout is not None
             tap.stdout.close()
             arrivals: list[tuple[float, dict, list[str]]] = []
@@ -149,8 +155,14 @@ def test_a_meltano_run_killed_75_s_into_a_backfill_redoes_at_most_30_s_of_work(p
     env = _job_env_with_db(tmp_path)
     with IntercomSimulator(conversations=conversations, seed=42, rate_limit=calls_per_10_s) as sim:
         env.update(_job_env(sim, pg_url, pg_schema))
-        job = subprocess.Popen([MELTANO, "run", "intercom-to-postgres"], cwd=project, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        job = subprocess.Popen(
+            [MELTANO, "run", "intercom-to-postgres"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(75)
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=60)
@@ -159,15 +171,23 @@ def test_a_meltano_run_killed_75_s_into_a_backfill_redoes_at_most_30_s_of_work(p
         assert 0 < committed < conversations
         sim.reset_stats()
 
-        resumed = subprocess.run([MELTANO, "run", "--force", "intercom-to-postgres"], cwd=project, env=env,
-                                 capture_output=True, text=True, timeout=600)
+        resumed = subprocess.run(
+            [MELTANO, "run", "--force", "intercom-to-postgres"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         fetched = sim.stats["by_route"]["retrieve"]
         assert_table_is_the_truth(pg_url, pg_schema, sim)
 
     thirty_seconds_worth = 30 * calls_per_10_s // 10
-    print(f"killed at 75 s: {committed} committed; the resumed run fetched {fetched} "
-          f"(not committed: {conversations - committed}, +{fetched - (conversations - committed)})")
+    print(
+        f"killed at 75 s: {committed} committed; the resumed run fetched {fetched} "
+        f"(not committed: {conversations - committed}, +{fetched - (conversations - committed)})"
+    )
     assert emitted(resumed) == fetched
     assert fetched <= conversations - committed + thirty_seconds_worth
 
@@ -177,8 +197,13 @@ def test_sigterm_between_messages_stops_a_quiet_loader_at_once(pg_url, pg_schema
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "target.json"
         config.write_text(json.dumps(target_config(pg_url, pg_schema)))
-        loader = subprocess.Popen([LOADER, "--config", str(config)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        loader = subprocess.Popen(
+            [LOADER, "--config", str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert loader.stdin is not None
         assert loader.stdout is not None
         loader.stdin.write(json.dumps({"type": "STATE", "value": {"bookmarks": {}}}) + "\n")
@@ -204,10 +229,16 @@ def test_a_state_that_resumes_nothing_on_a_table_with_rows_is_one_warning(pg_url
         (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
         logs = []
         for _ in range(2):
-            tap = subprocess.Popen([TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL)
-            done = subprocess.run([LOADER, "--config", str(files / "target.json")], stdin=tap.stdout,
-                                  capture_output=True, text=True, timeout=300)
+            tap = subprocess.Popen(
+                [TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
+            done = subprocess.run(
+                [LOADER, "--config", str(files / "target.json")],
+                stdin=tap.stdout,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             tap.wait(timeout=60)
             assert done.returncode == 0, done.stderr[-2000:]
             logs.append(done.stderr)
@@ -226,10 +257,16 @@ def test_a_batch_the_database_refuses_is_one_line_naming_table_host_port_and_dat
         files = Path(folder)
         (files / "tap.json").write_text(json.dumps(tap_config(sim)))
         (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
-        tap = subprocess.Popen([TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL)
-        done = subprocess.run([LOADER, "--config", str(files / "target.json")], stdin=tap.stdout,
-                              capture_output=True, text=True, timeout=300)
+        tap = subprocess.Popen(
+            [TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        done = subprocess.run(
+            [LOADER, "--config", str(files / "target.json")],
+            stdin=tap.stdout,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         tap.wait(timeout=60)
         bodies = [c["source"]["body"] for c in sim.truth().values() if len(c["source"].get("body") or "") > 20]
 

@@ -179,13 +179,17 @@ STATE_CASES = {
     "stream-state-not-object": ({"bookmarks": {STREAM: "garbage"}}, [f"state: bookmarks.{STREAM} is not an object"]),
     "bookmarks-not-object": ({"bookmarks": ["garbage"]}, ["state: bookmarks is not an object"]),
     "recent-not-map": (
-        _ours(replication_key="updated_at", replication_key_value="2024-01-01T00:00:00+00:00",
-              recent_conversations=["1"]),
+        _ours(
+            replication_key="updated_at", replication_key_value="2024-01-01T00:00:00+00:00", recent_conversations=["1"]
+        ),
         ["recent_conversations is not a map of conversation id to updated_at"],
     ),
     "recent-bad-value": (
-        _ours(replication_key="updated_at", replication_key_value="2024-01-01T00:00:00+00:00",
-              recent_conversations={"1": "yesterday"}),
+        _ours(
+            replication_key="updated_at",
+            replication_key_value="2024-01-01T00:00:00+00:00",
+            recent_conversations={"1": "yesterday"},
+        ),
         ["recent_conversations is not a map of conversation id to updated_at"],
     ),
     "file-a-list": ("[]", ["state:", "is not a JSON object"]),
@@ -218,24 +222,32 @@ def test_a_garbage_state_is_one_clear_line_not_a_resync(case, state_runs, quiet_
 
 CONVERSATIONS = 300
 BAD_INDEX = 200  # in search order: on the second page of the search, after a first STATE
-FORBIDDEN = {"type": "error.list", "request_id": None,
-             "errors": [{"code": "api_plan_restricted", "message": "Active subscription needed."}]}
+FORBIDDEN = {
+    "type": "error.list",
+    "request_id": None,
+    "errors": [{"code": "api_plan_restricted", "message": "Active subscription needed."}],
+}
 
 
 def _row(field_change):
     """on_payload: change the bad conversation's row in every search answer."""
+
     def rewrite(route, payload, bad, sim):
         if route == "search":
-            payload["conversations"] = [field_change(dict(row), sim) if row["id"] == bad else row
-                                        for row in payload["conversations"]]
+            payload["conversations"] = [
+                field_change(dict(row), sim) if row["id"] == bad else row for row in payload["conversations"]
+            ]
         return payload
+
     return rewrite
 
 
 def _retrieved(field_change):
     """on_payload: change the bad conversation's GET /conversations/{id} answer."""
+
     def rewrite(route, payload, bad, sim):
         return field_change(payload, sim) if route == "retrieve" and payload["id"] == bad else payload
+
     return rewrite
 
 
@@ -243,6 +255,7 @@ def _without(field):
     def change(row, sim):
         row.pop(field)
         return row
+
     return change
 
 
@@ -250,15 +263,18 @@ def _set(field, value):
     def change(row, sim):
         row[field] = value(row, sim) if callable(value) else value
         return row
+
     return change
 
 
 def _error(status, code, message, route=None):
     """on_request: Intercom answers this error (to the search, or to GET of the bad conversation)."""
+
     def answer(method, path, body, bad):
         if route == "retrieve" and path != f"/conversations/{bad}":
             return None
         return status, {"type": "error.list", "request_id": None, "errors": [{"code": code, "message": message}]}
+
     return answer
 
 
@@ -266,79 +282,195 @@ PAYLOAD_CASES = {
     # id: (on_payload rewrite or None, on_request answer or None, settings, expected fragments, emits some)
     "search-row-without-id": (_row(_without("id")), None, {}, ["Intercom sent a conversation without an id"], True),
     "search-row-id-not-an-id": (
-        _row(_set("id", "../../admin")), None, {}, ["whose id is not an id: '../../admin'"], True),
+        _row(_set("id", "../../admin")),
+        None,
+        {},
+        ["whose id is not an id: '../../admin'"],
+        True,
+    ),
     "search-row-without-updated_at": (
-        _row(_without("updated_at")), None, {}, ["conversation {bad}: updated_at is missing"], True),
+        _row(_without("updated_at")),
+        None,
+        {},
+        ["conversation {bad}: updated_at is missing"],
+        True,
+    ),
     "search-row-updated_at-text": (
-        _row(_set("updated_at", "2024-01-01T00:00:00Z")), None, {},
-        ["conversation {bad}: updated_at '2024-01-01T00:00:00Z' is not unix seconds"], True),
+        _row(_set("updated_at", "2024-01-01T00:00:00Z")),
+        None,
+        {},
+        ["conversation {bad}: updated_at '2024-01-01T00:00:00Z' is not unix seconds"],
+        True,
+    ),
     "search-row-updated_at-milliseconds": (
-        _row(_set("updated_at", lambda row, sim: row["updated_at"] * 1000)), None, {},
-        ["conversation {bad}: updated_at", "is not unix seconds"], True),
+        _row(_set("updated_at", lambda row, sim: row["updated_at"] * 1000)),
+        None,
+        {},
+        ["conversation {bad}: updated_at", "is not unix seconds"],
+        True,
+    ),
     "search-row-not-an-object": (
-        lambda route, payload, bad, sim: {**payload, "conversations": [
-            "garbage" if row["id"] == bad else row for row in payload["conversations"]]} if route == "search"
-        else payload,
-        None, {}, ["Intercom sent a conversation that is not an object: 'garbage'"], True),
+        lambda route, payload, bad, sim: (
+            {**payload, "conversations": ["garbage" if row["id"] == bad else row for row in payload["conversations"]]}
+            if route == "search"
+            else payload
+        ),
+        None,
+        {},
+        ["Intercom sent a conversation that is not an object: 'garbage'"],
+        True,
+    ),
     "search-answer-without-list": (
-        lambda route, payload, bad, sim: {"type": "conversation.list", "total_count": 0} if route == "search"
-        else payload,
-        None, {}, ["the search answer has no `conversations` list"], False),
+        lambda route, payload, bad, sim: (
+            {"type": "conversation.list", "total_count": 0} if route == "search" else payload
+        ),
+        None,
+        {},
+        ["the search answer has no `conversations` list"],
+        False,
+    ),
     "search-answer-not-an-object": (
         lambda route, payload, bad, sim: ["garbage"] if route == "search" else payload,
-        None, {}, ["the search answer is not an object: ['garbage']"], False),
+        None,
+        {},
+        ["the search answer is not an object: ['garbage']"],
+        False,
+    ),
     "search-answer-pages-not-an-object": (
         lambda route, payload, bad, sim: {**payload, "pages": "garbage"} if route == "search" else payload,
-        None, {}, ["the search answer's pages 'garbage' is not an object"], False),
+        None,
+        {},
+        ["the search answer's pages 'garbage' is not an object"],
+        False,
+    ),
     "search-answer-next-not-an-object": (
-        lambda route, payload, bad, sim: {**payload, "pages": {**payload["pages"], "next": "garbage"}}
-        if route == "search" and "next" in payload["pages"] else payload,
-        None, {}, ["the search answer's pages.next 'garbage' is not an object"], False),
+        lambda route, payload, bad, sim: (
+            {**payload, "pages": {**payload["pages"], "next": "garbage"}}
+            if route == "search" and "next" in payload["pages"]
+            else payload
+        ),
+        None,
+        {},
+        ["the search answer's pages.next 'garbage' is not an object"],
+        False,
+    ),
     "search-answer-total-not-a-count": (
         lambda route, payload, bad, sim: {**payload, "total_count": "many"} if route == "search" else payload,
-        None, {}, ["the search answer's total_count 'many' is not a count"], False),
+        None,
+        {},
+        ["the search answer's total_count 'many' is not a count"],
+        False,
+    ),
     "search-row-title-number-without-parts": (
-        _row(_set("title", 42)), None, {"include_conversation_parts": False},
-        ["conversation {bad}: title 42 is not a string"], True),
+        _row(_set("title", 42)),
+        None,
+        {"include_conversation_parts": False},
+        ["conversation {bad}: title 42 is not a string"],
+        True,
+    ),
     "conversation-title-number": (
-        _retrieved(_set("title", 42)), None, {}, ["conversation {bad}: title 42 is not a string"], True),
+        _retrieved(_set("title", 42)),
+        None,
+        {},
+        ["conversation {bad}: title 42 is not a string"],
+        True,
+    ),
     "conversation-open-text": (
-        _retrieved(_set("open", "true")), None, {}, ["conversation {bad}: open 'true' is not a boolean"], True),
+        _retrieved(_set("open", "true")),
+        None,
+        {},
+        ["conversation {bad}: open 'true' is not a boolean"],
+        True,
+    ),
     "conversation-read-number": (
-        _retrieved(_set("read", 1)), None, {}, ["conversation {bad}: read 1 is not a boolean"], True),
+        _retrieved(_set("read", 1)),
+        None,
+        {},
+        ["conversation {bad}: read 1 is not a boolean"],
+        True,
+    ),
     "conversation-state-number": (
-        _retrieved(_set("state", 3)), None, {}, ["conversation {bad}: state 3 is not a string"], True),
+        _retrieved(_set("state", 3)),
+        None,
+        {},
+        ["conversation {bad}: state 3 is not a string"],
+        True,
+    ),
     "conversation-created_at-negative": (
-        _retrieved(_set("created_at", -1)), None, {}, ["conversation {bad}: created_at -1 is not unix seconds"], True),
+        _retrieved(_set("created_at", -1)),
+        None,
+        {},
+        ["conversation {bad}: created_at -1 is not unix seconds"],
+        True,
+    ),
     "conversation-parts-not-a-list": (
-        _retrieved(_set("conversation_parts", {"type": "conversation_part.list", "conversation_parts": 5})), None, {},
-        ["conversation {bad}: conversation_parts", "is not a list of parts"], True),
+        _retrieved(_set("conversation_parts", {"type": "conversation_part.list", "conversation_parts": 5})),
+        None,
+        {},
+        ["conversation {bad}: conversation_parts", "is not a list of parts"],
+        True,
+    ),
     "conversation-updated_at-null": (
-        _retrieved(_set("updated_at", None)), None, {}, ["conversation {bad}: updated_at is missing"], True),
+        _retrieved(_set("updated_at", None)),
+        None,
+        {},
+        ["conversation {bad}: updated_at is missing"],
+        True,
+    ),
     "conversation-is-another": (
-        _retrieved(_set("id", "1")), None, {}, ["conversation {bad}: Intercom answered with conversation 1 instead"],
-        True),
+        _retrieved(_set("id", "1")),
+        None,
+        {},
+        ["conversation {bad}: Intercom answered with conversation 1 instead"],
+        True,
+    ),
     "conversation-not-an-object": (
-        lambda route, payload, bad, sim: ["not", "a", "conversation"] if route == "retrieve" and payload["id"] == bad
-        else payload,
-        None, {}, ["Intercom sent a conversation that is not an object"], True),
+        lambda route, payload, bad, sim: (
+            ["not", "a", "conversation"] if route == "retrieve" and payload["id"] == bad else payload
+        ),
+        None,
+        {},
+        ["Intercom sent a conversation that is not an object"],
+        True,
+    ),
     "401-token-rejected": (
-        None, None, {"access_token": "tok_rejected"},
-        ["Intercom rejected the access token (401 on POST /conversations/search): check access_token"], False),
+        None,
+        None,
+        {"access_token": "tok_rejected"},
+        ["Intercom rejected the access token (401 on POST /conversations/search): check access_token"],
+        False,
+    ),
     "403-plan": (
-        None, _error(403, "api_plan_restricted", "Active subscription needed."), {},
-        ["Intercom refused POST /conversations/search (403 api_plan_restricted: Active subscription needed.)",
-         "plan does not include API access"], False),
+        None,
+        _error(403, "api_plan_restricted", "Active subscription needed."),
+        {},
+        [
+            "Intercom refused POST /conversations/search (403 api_plan_restricted: Active subscription needed.)",
+            "plan does not include API access",
+        ],
+        False,
+    ),
     "403-scope-in-a-hydration-thread": (
-        None, _error(403, "forbidden", "Forbidden", route="retrieve"), {},
-        ["Intercom refused GET /conversations/{bad} (403 forbidden: Forbidden)",
-         "not allowed to read conversations"], True),
+        None,
+        _error(403, "forbidden", "Forbidden", route="retrieve"),
+        {},
+        ["Intercom refused GET /conversations/{bad} (403 forbidden: Forbidden)", "not allowed to read conversations"],
+        True,
+    ),
     "400-version": (
-        None, _error(400, "intercom_version_invalid", "Requested resource is not available in current API version."),
-        {}, ["Intercom refused api_version '2.16' on POST /conversations/search (400 intercom_version_invalid"], False),
+        None,
+        _error(400, "intercom_version_invalid", "Requested resource is not available in current API version."),
+        {},
+        ["Intercom refused api_version '2.16' on POST /conversations/search (400 intercom_version_invalid"],
+        False,
+    ),
     "400-parameter": (
-        None, _error(400, "parameter_invalid", "per_page must be an integer between 1 and 150"), {},
-        ["Intercom refused POST /conversations/search (400 parameter_invalid: per_page must be"], False),
+        None,
+        _error(400, "parameter_invalid", "per_page must be an integer between 1 and 150"),
+        {},
+        ["Intercom refused POST /conversations/search (400 parameter_invalid: per_page must be"],
+        False,
+    ),
 }
 
 
@@ -383,12 +515,14 @@ def test_a_bad_answer_is_one_line_naming_it_and_never_a_wrong_row(case, payload_
 
 def test_the_console_script_itself_reports_each_kind_of_mistake_in_one_line(quiet_sim):
     """A new interpreter per run, exactly as users run it: a setting, a state, an answer, a refusal."""
-    setting, state, answer, refusal = run_all([
-        _config_case(quiet_sim, {"lookback_window_seconds": "x"}),
-        _state_case(quiet_sim, STATE_CASES["bookmark-garbage"][0]),
-        lambda: _payload_case("conversation-open-text"),
-        lambda: _payload_case("403-scope-in-a-hydration-thread"),
-    ])
+    setting, state, answer, refusal = run_all(
+        [
+            _config_case(quiet_sim, {"lookback_window_seconds": "x"}),
+            _state_case(quiet_sim, STATE_CASES["bookmark-garbage"][0]),
+            lambda: _payload_case("conversation-open-text"),
+            lambda: _payload_case("403-scope-in-a-hydration-thread"),
+        ]
+    )
 
     assert_fails_with_one_line(setting, "configuration: lookback_window_seconds 'x' is not an integer")
     assert_fails_with_one_line(state, "state: the bookmark of", "'garbage' is not an ISO 8601 date-time")
@@ -400,9 +534,11 @@ def test_the_console_script_itself_reports_each_kind_of_mistake_in_one_line(quie
 def test_an_id_sent_as_a_number_is_the_one_documented_coercion(runner):
     """records.py: intercom_id is the id's digits as text; data keeps the number Intercom sent."""
     with IntercomSimulator(conversations=40, seed=6) as sim:
-        sim.on_payload = lambda route, payload: {
-            **payload, "conversations": [{**row, "id": int(row["id"])} for row in payload["conversations"]]
-        } if route == "search" else payload
+        sim.on_payload = lambda route, payload: (
+            {**payload, "conversations": [{**row, "id": int(row["id"])} for row in payload["conversations"]]}
+            if route == "search"
+            else payload
+        )
         run = run_cli(tap_config(sim, include_conversation_parts=False), runner=runner)
 
         assert run.returncode == 0, run.stderr[-2000:]

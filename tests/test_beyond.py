@@ -55,8 +55,15 @@ def test_progress_lines_and_one_summary_line():
         progress[-1],
     )
     line = summary_line(run)
-    for part in ("699 emitted", "699 hydrated", "0 skipped (404)", "0 truncated", "1 deletions", "0 retries",
-                 "0 waits for the rate limit"):
+    for part in (
+        "699 emitted",
+        "699 hydrated",
+        "0 skipped (404)",
+        "0 truncated",
+        "1 deletions",
+        "0 retries",
+        "0 waits for the rate limit",
+    ):
         assert part in line, line
 
 

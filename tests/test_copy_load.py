@@ -43,17 +43,30 @@ def iso(instant: dt.datetime) -> str:
 
 def conversation(n: int, updated: dt.datetime, title: str = "first", **data: object) -> dict:
     return {
-        "intercom_id": str(7000 + n), "title": f"{title} {n}", "state": "open", "open": True, "read": n % 2 == 0,
-        "created_at": iso(ts(n)), "updated_at": updated.isoformat(),
+        "intercom_id": str(7000 + n),
+        "title": f"{title} {n}",
+        "state": "open",
+        "open": True,
+        "read": n % 2 == 0,
+        "created_at": iso(ts(n)),
+        "updated_at": updated.isoformat(),
         "data": {"type": "conversation", "id": str(7000 + n), "title": f"{title} {n}", "n": 1.50, **data},
     }
 
 
 def part(n: int, conversation_id: str, updated: dt.datetime, body: str = "<p>hi</p>") -> dict:
     return {
-        "intercom_id": f"p{n}", "conversation_intercom_id": conversation_id, "part_type": "comment",
-        "author_type": "admin", "author_id": "1", "assigned_to_type": None, "assigned_to_id": None, "body": body,
-        "redacted": False, "created_at": iso(updated), "updated_at": iso(updated),
+        "intercom_id": f"p{n}",
+        "conversation_intercom_id": conversation_id,
+        "part_type": "comment",
+        "author_type": "admin",
+        "author_id": "1",
+        "assigned_to_type": None,
+        "assigned_to_id": None,
+        "body": body,
+        "redacted": False,
+        "created_at": iso(updated),
+        "updated_at": iso(updated),
         "data": {"type": "conversation_part", "id": f"p{n}", "body": body},
     }
 
@@ -69,10 +82,18 @@ def messages(*streams: tuple[str, dict, list[dict]]) -> str:
 def run_loader(tmp_path: Path, pg_url: str, schema: str, text: str, **settings: object) -> subprocess.CompletedProcess:
     """The real loader on `text`, in a New York session (libpq's PGTZ)."""
     config = tmp_path / f"{uuid.uuid4().hex[:8]}.json"
-    config.write_text(json.dumps({"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema,
-                                  **settings}))
-    return subprocess.run([LOADER, "--config", str(config)], input=text, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PGTZ": "America/New_York"}, check=False)
+    config.write_text(
+        json.dumps({"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema, **settings})
+    )
+    return subprocess.run(
+        [LOADER, "--config", str(config)],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PGTZ": "America/New_York"},
+        check=False,
+    )
 
 
 def rows(pg_url: str, schema: str, table: str = STREAM_NAME) -> dict[str, dict]:
@@ -85,8 +106,9 @@ def rows(pg_url: str, schema: str, table: str = STREAM_NAME) -> dict[str, dict]:
 
 def test_instants_stay_exact_through_the_repeated_hour_and_the_newest_payload_wins(pg_url, pg_schema, tmp_path):
     first = [conversation(n, ts(n)) for n in range(150)]  # 04:00-06:29Z: New York's 01:xx twice
-    done = run_loader(tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), first)),
-                      batch_size_rows=40)  # 4 batches of new rows
+    done = run_loader(
+        tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), first)), batch_size_rows=40
+    )  # 4 batches of new rows
     assert done.returncode == 0, done.stderr[-3000:]
     before = rows(pg_url, pg_schema)
     assert sorted(r["pk"] for r in before.values()) == list(range(1, 151))  # from the sequence, each drawn once
@@ -100,8 +122,12 @@ def test_instants_stay_exact_through_the_repeated_hour_and_the_newest_payload_wi
     older_in_batch = conversation(10, ts(400), title="older")
     older_than_table = conversation(11, ts(11) - dt.timedelta(seconds=1), title="stale")
     new = [conversation(n, ts(n)) for n in (150, 151)]
-    done = run_loader(tmp_path, pg_url, pg_schema, messages(
-        (STREAM_NAME, stream_schema(), [newer, older_in_batch, older_than_table, first[12], *new])))
+    done = run_loader(
+        tmp_path,
+        pg_url,
+        pg_schema,
+        messages((STREAM_NAME, stream_schema(), [newer, older_in_batch, older_than_table, first[12], *new])),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     after = rows(pg_url, pg_schema)
     assert after["7010"]["title"] == "newer 10" and after["7010"]["updated_at"] == ts(500)
@@ -164,8 +190,9 @@ def test_a_record_the_typed_decoding_refuses_is_validated_by_the_sdk_as_before(p
     extra["unknown"] = 1
     other = conversation(3, ts(63))
     other["created_at"] = "2024-11-03T01:03:00.000000-04:00"  # 05:03Z, New York's first 01:03
-    done = run_loader(tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), [extra, other])),
-                      validate_records=False)
+    done = run_loader(
+        tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), [extra, other])), validate_records=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert {k: v["updated_at"] for k, v in rows(pg_url, pg_schema).items()} == {"7002": ts(62), "7003": ts(63)}
     assert rows(pg_url, pg_schema)["7003"]["created_at"] == ts(63)
@@ -191,10 +218,18 @@ def test_a_loader_killed_in_the_middle_of_a_batch_leaves_nothing_half_written_an
 
     def start(state: dict | None) -> tuple[subprocess.Popen, subprocess.Popen]:
         (tmp_path / "state.json").write_text(json.dumps(state or {}))
-        tap = subprocess.Popen([TAP, "--config", str(tmp_path / "tap.json"), "--state", str(tmp_path / "state.json")],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        loader = subprocess.Popen([LOADER, "--config", str(tmp_path / "loader.json")], stdin=tap.stdout,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        tap = subprocess.Popen(
+            [TAP, "--config", str(tmp_path / "tap.json"), "--state", str(tmp_path / "state.json")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        loader = subprocess.Popen(
+            [LOADER, "--config", str(tmp_path / "loader.json")],
+            stdin=tap.stdout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert tap.stdout is not None
         tap.stdout.close()
         return tap, loader
@@ -228,7 +263,8 @@ def test_a_loader_killed_in_the_middle_of_a_batch_leaves_nothing_half_written_an
                 time.sleep(0.05)
                 waiting = watcher.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                    (f"%{pg_schema}%{STREAM_NAME}%",)).fetchone()[0]
+                    (f"%{pg_schema}%{STREAM_NAME}%",),
+                ).fetchone()[0]
             if not waiting:
                 loader.kill()
                 log = loader.communicate()[1][-2000:]
@@ -256,17 +292,24 @@ def test_input_from_a_file_takes_the_same_path(pg_url, pg_schema, tmp_path):
     (tmp_path / "messages.jsonl").write_text(messages((STREAM_NAME, stream_schema(), sent)))
     config = tmp_path / "loader.json"
     config.write_text(json.dumps({"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": pg_schema}))
-    done = subprocess.run([LOADER, "--config", str(config), "--input", str(tmp_path / "messages.jsonl")],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [LOADER, "--config", str(config), "--input", str(tmp_path / "messages.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert {k: v["updated_at"] for k, v in rows(pg_url, pg_schema).items()} == {
-        r["intercom_id"]: ts(n) for n, r in zip(range(60, 70), sent, strict=True)}
+        r["intercom_id"]: ts(n) for n, r in zip(range(60, 70), sent, strict=True)
+    }
 
 
 @pytest.mark.parametrize("batch_size_rows", [1, 7])
 def test_batch_size_rows_still_sets_the_batches(pg_url, pg_schema, tmp_path, batch_size_rows):
     sent = [conversation(n, ts(n)) for n in range(15)]
-    done = run_loader(tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), sent)),
-                      batch_size_rows=batch_size_rows)
+    done = run_loader(
+        tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), sent)), batch_size_rows=batch_size_rows
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(r["pk"] for r in rows(pg_url, pg_schema).values()) == list(range(1, 16))

@@ -56,36 +56,76 @@ def _every_search(status, body):
 GIVE_UP_CASES = {
     # id: (simulator options, on_request, settings, expected line (regex), search requests expected)
     "503-html": (
-        {}, _every_search(503, HTML_503), {},
-        r"^POST /conversations/search answered 503 Service Unavailable \(gave up after 8 tries\)$", 8),
+        {},
+        _every_search(503, HTML_503),
+        {},
+        r"^POST /conversations/search answered 503 Service Unavailable \(gave up after 8 tries\)$",
+        8,
+    ),
     "5xx-mixed": (
-        {"faults": Faults(seed=2, error_rate=1.0)}, None, {},
-        r"^POST /conversations/search answered 50[023] [A-Za-z ]+ \(gave up after 8 tries\)$", 8),
+        {"faults": Faults(seed=2, error_rate=1.0)},
+        None,
+        {},
+        r"^POST /conversations/search answered 50[023] [A-Za-z ]+ \(gave up after 8 tries\)$",
+        8,
+    ),
     "408": (
-        {}, _every_search(408, {"type": "error.list", "errors": [{"code": "request_timeout", "message": "slow"}]}),
-        {}, r"^POST /conversations/search answered 408 Request Timeout \(gave up after 8 tries\)$", 8),
+        {},
+        _every_search(408, {"type": "error.list", "errors": [{"code": "request_timeout", "message": "slow"}]}),
+        {},
+        r"^POST /conversations/search answered 408 Request Timeout \(gave up after 8 tries\)$",
+        8,
+    ),
     "200-html-not-json": (
-        {}, _every_search(200, "<html><body>Intercom is down for maintenance</body></html>"), {},
-        r"^POST /conversations/search answered 200 with a body that is not valid JSON \(gave up after 8 tries\)$", 8),
+        {},
+        _every_search(200, "<html><body>Intercom is down for maintenance</body></html>"),
+        {},
+        r"^POST /conversations/search answered 200 with a body that is not valid JSON \(gave up after 8 tries\)$",
+        8,
+    ),
     "200-truncated-json": (
-        {"faults": Faults(seed=3, bad_json_rate=1.0)}, None, {},
-        r"^POST /conversations/search answered 200 with a body that is not valid JSON \(gave up after 8 tries\)$", 8),
+        {"faults": Faults(seed=3, bad_json_rate=1.0)},
+        None,
+        {},
+        r"^POST /conversations/search answered 200 with a body that is not valid JSON \(gave up after 8 tries\)$",
+        8,
+    ),
     "dropped": (
-        {"faults": Faults(seed=4, drop_rate=1.0)}, None, {},
-        r"^POST /conversations/search: the connection was closed without an answer \(gave up after 8 tries\)$", 8),
+        {"faults": Faults(seed=4, drop_rate=1.0)},
+        None,
+        {},
+        r"^POST /conversations/search: the connection was closed without an answer \(gave up after 8 tries\)$",
+        8,
+    ),
     "reset": (
-        {"faults": Faults(seed=5, drop_rate=1.0, reset_fraction=1.0)}, None, {},
-        r"^POST /conversations/search: the connection was reset \(gave up after 8 tries\)$", 8),
+        {"faults": Faults(seed=5, drop_rate=1.0, reset_fraction=1.0)},
+        None,
+        {},
+        r"^POST /conversations/search: the connection was reset \(gave up after 8 tries\)$",
+        8,
+    ),
     "slower-than-timeout": (
-        {"faults": Faults(seed=6, slow_rate=1.0, slow_seconds=2)}, None, {"request_timeout_seconds": 1},
+        {"faults": Faults(seed=6, slow_rate=1.0, slow_seconds=2)},
+        None,
+        {"request_timeout_seconds": 1},
         r"^POST /conversations/search got no answer within request_timeout_seconds \(1 s\) "
-        r"\(gave up after 8 tries\)$", 8),
+        r"\(gave up after 8 tries\)$",
+        8,
+    ),
     "refused": (
-        {}, None, {"api_url": f"http://127.0.0.1:{_closed_port()}"},
-        r"^POST /conversations/search: the connection was refused \(gave up after 8 tries\)$", 0),
+        {},
+        None,
+        {"api_url": f"http://127.0.0.1:{_closed_port()}"},
+        r"^POST /conversations/search: the connection was refused \(gave up after 8 tries\)$",
+        0,
+    ),
     "hydration-thread-503": (
-        {}, "hydration", {},
-        r"^GET /conversations/(?P<id>\d+) answered 503 Service Unavailable \(gave up after 8 tries\)$", None),
+        {},
+        "hydration",
+        {},
+        r"^GET /conversations/(?P<id>\d+) answered 503 Service Unavailable \(gave up after 8 tries\)$",
+        None,
+    ),
 }
 
 
@@ -139,12 +179,14 @@ def test_a_fault_that_never_stops_gives_up_after_8_tries_in_one_line(case, give_
 
 @pytest.mark.slow
 def test_faults_that_stop_are_retried_with_backoff_and_the_run_completes():
-    failures = iter([
-        (503, HTML_503),
-        (502, {"type": "error.list", "errors": [{"code": "bad_gateway", "message": "Bad Gateway"}]}),
-        (408, {"type": "error.list", "errors": [{"code": "request_timeout", "message": "Request Timeout"}]}),
-        (200, "<html>not json</html>"),
-    ])
+    failures = iter(
+        [
+            (503, HTML_503),
+            (502, {"type": "error.list", "errors": [{"code": "bad_gateway", "message": "Bad Gateway"}]}),
+            (408, {"type": "error.list", "errors": [{"code": "request_timeout", "message": "Request Timeout"}]}),
+            (200, "<html>not json</html>"),
+        ]
+    )
 
     with IntercomSimulator(conversations=300, seed=12, faults=Faults(seed=12)) as sim:
         sim.on_request = lambda method, path, body: next(failures, None)
@@ -173,8 +215,12 @@ def test_429s_are_waited_out_until_the_reset_and_use_up_no_retry():
                 if window["until"] is None:
                     window["until"] = (int(now) // 10 + 1) * 10  # the simulator's window end, X-RateLimit-Reset
                 if now < window["until"]:
-                    body = {"type": "error.list", "errors": [{"code": "rate_limit_exceeded",
-                                                              "message": "Exceeded rate limit of 10000 in 10_seconds"}]}
+                    body = {
+                        "type": "error.list",
+                        "errors": [
+                            {"code": "rate_limit_exceeded", "message": "Exceeded rate limit of 10000 in 10_seconds"}
+                        ],
+                    }
                     return 429, body, {"X-RateLimit-Remaining": "0"}
                 window["next_call"] = window["next_call"] or now
             return None
@@ -187,8 +233,9 @@ def test_429s_are_waited_out_until_the_reset_and_use_up_no_retry():
         refused = sim.stats["by_status"].get(429, 0)
         assert refused >= 1
         assert window["until"] <= window["next_call"] < window["until"] + 3  # waited for the reset, not much longer
-        summary = re.search(r"Run summary: .* (\d+) retries, \d+ waits for the rate limit \((\d+) answered 429",
-                            run.stderr)
+        summary = re.search(
+            r"Run summary: .* (\d+) retries, \d+ waits for the rate limit \((\d+) answered 429", run.stderr
+        )
         assert summary and summary.groups() == ("0", str(refused)), summary and summary.group(0)
         assert "Traceback" not in run.stderr and "| ERROR" not in run.stderr
 
@@ -200,8 +247,11 @@ class SpentWindow:
     """on_request: from the first hydration on, every call of that rate-limit window answers 429, as when
     another client of the same app has spent the window; the next window is served normally."""
 
-    BODY: t.ClassVar[dict] = {"type": "error.list", "request_id": None,
-            "errors": [{"code": "rate_limit_exceeded", "message": "Exceeded rate limit in 10_seconds"}]}
+    BODY: t.ClassVar[dict] = {
+        "type": "error.list",
+        "request_id": None,
+        "errors": [{"code": "rate_limit_exceeded", "message": "Exceeded rate limit in 10_seconds"}],
+    }
 
     def __init__(self) -> None:
         self.until: float | None = None
@@ -237,7 +287,10 @@ def _stale(rows: dict[str, dict], truth: dict[str, dict]) -> list[str]:
             stale.append(conversation_id)
             continue
         if (row["title"], row["state"], row["open"], row["read"]) != (
-            payload["title"], payload["state"], payload["open"], payload["read"]
+            payload["title"],
+            payload["state"],
+            payload["open"],
+            payload["read"],
         ) or int(row["created_at"].timestamp()) != payload["created_at"]:
             stale.append(conversation_id)
     return stale
@@ -258,24 +311,67 @@ def _summary(stderr: str) -> str:
 MATRIX = {
     # id: (simulator options, tap settings, a window spent by another client)
     "hydrated-rate-limited": (
-        {"conversations": 300, "seed": 21, "rate_limit": 250, "date_comparison": "strict",
-         "faults": Faults(seed=21, error_rate=0.05, html_fraction=0.5, drop_rate=0.03, reset_fraction=0.3,
-                          slow_rate=0.02, slow_seconds=2, bad_json_rate=0.01, change_rate=0.3, changes_per_event=3)},
+        {
+            "conversations": 300,
+            "seed": 21,
+            "rate_limit": 250,
+            "date_comparison": "strict",
+            "faults": Faults(
+                seed=21,
+                error_rate=0.05,
+                html_fraction=0.5,
+                drop_rate=0.03,
+                reset_fraction=0.3,
+                slow_rate=0.02,
+                slow_seconds=2,
+                bad_json_rate=0.01,
+                change_rate=0.3,
+                changes_per_event=3,
+            ),
+        },
         {"max_concurrent_requests": 8},
         True,
     ),
     "search-only-inclusive": (  # spans searched at once, split and retried; changes move rows between them
-        {"conversations": 2500, "seed": 22, "date_comparison": "inclusive",
-         "faults": Faults(seed=24, error_rate=0.1, html_fraction=0.5, drop_rate=0.06, reset_fraction=0.3,
-                          slow_rate=0.04, slow_seconds=2, bad_json_rate=0.04, change_rate=0.5, changes_per_event=5)},
+        {
+            "conversations": 2500,
+            "seed": 22,
+            "date_comparison": "inclusive",
+            "faults": Faults(
+                seed=24,
+                error_rate=0.1,
+                html_fraction=0.5,
+                drop_rate=0.06,
+                reset_fraction=0.3,
+                slow_rate=0.04,
+                slow_seconds=2,
+                bad_json_rate=0.04,
+                change_rate=0.5,
+                changes_per_event=5,
+            ),
+        },
         {"include_conversation_parts": False},
         False,
     ),
     # issue 25: the same mix into the project's loader (COPY + upsert, copy_load.py), whose batches now keep pace
     "hydrated-into-target-intercom-postgres": (
-        {"conversations": 600, "seed": 23, "date_comparison": "strict",
-         "faults": Faults(seed=25, error_rate=0.05, html_fraction=0.5, drop_rate=0.03, reset_fraction=0.3,
-                          slow_rate=0.02, slow_seconds=2, bad_json_rate=0.01, change_rate=0.3, changes_per_event=3)},
+        {
+            "conversations": 600,
+            "seed": 23,
+            "date_comparison": "strict",
+            "faults": Faults(
+                seed=25,
+                error_rate=0.05,
+                html_fraction=0.5,
+                drop_rate=0.03,
+                reset_fraction=0.3,
+                slow_rate=0.02,
+                slow_seconds=2,
+                bad_json_rate=0.01,
+                change_rate=0.3,
+                changes_per_event=3,
+            ),
+        },
         {"max_concurrent_requests": 16},
         False,
     ),
@@ -331,12 +427,23 @@ def _matrix_case(case: str, pg_url: str) -> MatrixRun:
         sim.faults.change_rate = 0  # the changes stop; the faults go on
         sim.reset_stats()
         started = time.monotonic()
-        second, _ = load(pg_url, schema, config, json.loads(first_state) if first_state else None, target=target,
-                         **target_settings)
+        second, _ = load(
+            pg_url, schema, config, json.loads(first_state) if first_state else None, target=target, **target_settings
+        )
         return MatrixRun(
-            first, first_state, first_seconds, first_stats, first_rows, first_truth,
-            second, time.monotonic() - started, sim.stats, _table(pg_url, schema), _truth(sim, config),
-            touched, spent.refused,
+            first,
+            first_state,
+            first_seconds,
+            first_stats,
+            first_rows,
+            first_truth,
+            second,
+            time.monotonic() - started,
+            sim.stats,
+            _table(pg_url, schema),
+            _truth(sim, config),
+            touched,
+            spent.refused,
         )
 
 

@@ -52,7 +52,7 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
     def visit(module: str) -> list[str] | None:
         if module in path:
-            return [*path[path.index(module):], module]
+            return [*path[path.index(module) :], module]
         if module in done:
             return None
         path.append(module)
@@ -83,7 +83,9 @@ def private_uses(root: Path) -> list[str]:
                 if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
                     found += [f"{module} imports {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
                 elif (
-                    package == VERIFY and isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    package == VERIFY
+                    and isinstance(node, ast.Attribute)
+                    and node.attr.startswith("_")
                     and not node.attr.startswith("__")
                     and not (isinstance(node.value, ast.Name) and node.value.id == "self")
                 ):
@@ -97,8 +99,7 @@ def problems(root: Path) -> list[str]:
         f"{module} imports {target}"
         for module, targets in sorted(graph.items())
         for target in sorted(targets)
-        if target.split(".")[0] != module.split(".")[0]
-        and target.split(".")[0] not in ALLOWED[module.split(".")[0]]
+        if target.split(".")[0] != module.split(".")[0] and target.split(".")[0] not in ALLOWED[module.split(".")[0]]
     ]
     found += private_uses(root)
     circle = cycle(graph)
@@ -119,19 +120,37 @@ def test_three_wings_share_only_modules_that_import_none_of_them_and_no_import_g
 @pytest.mark.parametrize(
     ("module", "planted", "expected"),
     [
-        ("intercom_conversation_shared/schema_files.py", "from tap_intercom_conversation import tap",
-         "intercom_conversation_shared.schema_files imports tap_intercom_conversation.tap"),
-        ("target_intercom_postgres/table.py", "from tap_intercom_conversation.records import to_iso",
-         "target_intercom_postgres.table imports tap_intercom_conversation.records"),
-        ("tap_intercom_conversation/records.py", "import intercom_conversation_verify.verify",
-         "tap_intercom_conversation.records imports intercom_conversation_verify.verify"),
-        ("tap_intercom_conversation/bodies.py", "    from tap_intercom_conversation.records import to_iso",
-         "import circle: tap_intercom_conversation.bodies -> tap_intercom_conversation.records -> "
-         "tap_intercom_conversation.bodies"),
-        ("intercom_conversation_verify/verify_table.py", "from target_intercom_postgres.table import _SCHEME",
-         "intercom_conversation_verify.verify_table imports target_intercom_postgres.table._SCHEME"),
-        ("intercom_conversation_verify/verify.py", "    Listing(None).stream._search_ids([])",
-         "intercom_conversation_verify.verify uses Listing(None).stream._search_ids"),
+        (
+            "intercom_conversation_shared/schema_files.py",
+            "from tap_intercom_conversation import tap",
+            "intercom_conversation_shared.schema_files imports tap_intercom_conversation.tap",
+        ),
+        (
+            "target_intercom_postgres/table.py",
+            "from tap_intercom_conversation.records import to_iso",
+            "target_intercom_postgres.table imports tap_intercom_conversation.records",
+        ),
+        (
+            "tap_intercom_conversation/records.py",
+            "import intercom_conversation_verify.verify",
+            "tap_intercom_conversation.records imports intercom_conversation_verify.verify",
+        ),
+        (
+            "tap_intercom_conversation/bodies.py",
+            "    from tap_intercom_conversation.records import to_iso",
+            "import circle: tap_intercom_conversation.bodies -> tap_intercom_conversation.records -> "
+            "tap_intercom_conversation.bodies",
+        ),
+        (
+            "intercom_conversation_verify/verify_table.py",
+            "from target_intercom_postgres.table import _SCHEME",
+            "intercom_conversation_verify.verify_table imports target_intercom_postgres.table._SCHEME",
+        ),
+        (
+            "intercom_conversation_verify/verify.py",
+            "    Listing(None).stream._search_ids([])",
+            "intercom_conversation_verify.verify uses Listing(None).stream._search_ids",
+        ),
     ],
 )
 def test_a_planted_violation_is_named(tmp_path, module, planted, expected):

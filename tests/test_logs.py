@@ -37,8 +37,14 @@ def parsed(log: str) -> list[tuple[str, str, str]]:
 
 
 def run(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MELTANO, *args, "run", "intercom-to-postgres"], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [MELTANO, *args, "run", "intercom-to-postgres"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project, pg_url, pg_schema, tmp_path):
@@ -88,12 +94,21 @@ def test_debug_through_meltano_shows_debug_lines_bounded_without_data_or_secrets
     """`TAP_INTERCOM_CONVERSATION_LOGLEVEL=debug TARGET_POSTGRES_LOGLEVEL=debug meltano run ...`, as documented."""
     env = _job_env_with_db(tmp_path)
     with IntercomSimulator(conversations=3000, seed=63, rate_limit=500) as sim:
-        env.update(_job_env(sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_LOGLEVEL="debug",
-                            TARGET_POSTGRES_LOGLEVEL="debug"))
+        env.update(
+            _job_env(
+                sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_LOGLEVEL="debug", TARGET_POSTGRES_LOGLEVEL="debug"
+            )
+        )
         log_file = tmp_path / "run.log"
         with log_file.open("w") as stderr:
-            job = subprocess.Popen([MELTANO, "run", "intercom-to-postgres"], cwd=project, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+            job = subprocess.Popen(
+                [MELTANO, "run", "intercom-to-postgres"],
+                cwd=project,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
             time.sleep(40)
             stopping = time.monotonic()
             os.killpg(job.pid, signal.SIGTERM)  # what systemd or a scheduler sends to the whole job

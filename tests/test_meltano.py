@@ -50,7 +50,11 @@ def _job_env(sim: IntercomSimulator, pg_url: str, schema: str, **extra: str) -> 
 
 def meltano_run(project: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        [MELTANO, "run", *options, "intercom-to-postgres"], cwd=project, env=env, capture_output=True, text=True,
+        [MELTANO, "run", *options, "intercom-to-postgres"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -157,8 +161,12 @@ def test_a_killed_meltano_run_resumes_from_the_last_acknowledged_state(fast_ack_
     with IntercomSimulator(conversations=3000, seed=12, latency_ms=10) as sim:
         env.update(_job_env(sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_MAX_CONCURRENT_REQUESTS="2"))
         job = subprocess.Popen(
-            [MELTANO, "run", "intercom-to-postgres"], cwd=fast_ack_project, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [MELTANO, "run", "intercom-to-postgres"],
+            cwd=fast_ack_project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.time() + 180
         while time.time() < deadline and _persisted_bookmark(tmp_path) is None:
@@ -219,8 +227,11 @@ def test_meltano_run_keeps_every_part_across_runs_and_a_deleted_conversations_pa
         # Three new parts push the three oldest returned out of Intercom's 500; one part is redacted.
         for _ in range(3):
             sim.touch(long_id)
-        edited_id = next(i for i, r in before.items()
-                         if r["part_type"] == "comment" and r["body"] and r["conversation_intercom_id"] != long_id)
+        edited_id = next(
+            i
+            for i, r in before.items()
+            if r["part_type"] == "comment" and r["body"] and r["conversation_intercom_id"] != long_id
+        )
         sim.edit_part(before[edited_id]["conversation_intercom_id"], edited_id)
         sim.reset_stats()
         second = meltano_run(project, env)
@@ -235,7 +246,8 @@ def test_meltano_run_keeps_every_part_across_runs_and_a_deleted_conversations_pa
         assert {i: r["pk"] for i, r in after.items() if i in before} == {i: r["pk"] for i, r in before.items()}
         edited = after[edited_id]
         assert (edited["redacted"], edited["body"]) == (True, None) and edited["updated_at"] > before[edited_id][
-            "updated_at"]
+            "updated_at"
+        ]
 
         with psycopg.connect(pg_url) as conn:
             conn.execute(f'SET search_path TO "{pg_schema}"')

@@ -30,8 +30,11 @@ SCRIPTED = {"STORY": h.STORY, "OUTBOUND": h.OUTBOUND, "UNANSWERED": h.UNANSWERED
 def loader_env(pg_url: str, schema: str) -> dict[str, str]:
     """The loader's own variables, as a Meltano project keeps them in the shell or .env."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TARGET_POSTGRES", "DBT_", "MELTANO_"))}
-    env.update(TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url), TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
-               DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+    env.update(
+        TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
+        TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
     return env
 
 
@@ -55,18 +58,28 @@ def by_conversation(pg_url: str, schema: str, model: str) -> dict[str, dict]:
 
 
 def admin_rows(pg_url: str, schema: str) -> dict[str, tuple]:
-    return {r["admin_id"]: (
-        r["conversations_participated"], r["conversations_closed"], r["first_responses"],
-        r["median_time_to_first_response_seconds"], r["median_time_to_close_seconds"], r["ratings"],
-        r["average_rating"],
-    ) for r in query(pg_url, schema, "SELECT * FROM intercom_admin_metrics")}
+    return {
+        r["admin_id"]: (
+            r["conversations_participated"],
+            r["conversations_closed"],
+            r["first_responses"],
+            r["median_time_to_first_response_seconds"],
+            r["median_time_to_close_seconds"],
+            r["ratings"],
+            r["average_rating"],
+        )
+        for r in query(pg_url, schema, "SELECT * FROM intercom_admin_metrics")
+    }
 
 
 def day_rows(pg_url: str, schema: str, days: dict) -> dict[str, tuple]:
     rows = query(pg_url, schema, "SELECT * FROM intercom_daily_metrics ORDER BY day")
     assert str(rows[0]["day"]) == min(days)  # the calendar starts with the first conversation
-    return {str(r["day"]): (r["opened"], r["closed"], r["closes"], r["reopens"], r["open_backlog"])
-            for r in rows if str(r["day"]) in days}
+    return {
+        str(r["day"]): (r["opened"], r["closed"], r["closes"], r["reopens"], r["open_backlog"])
+        for r in rows
+        if str(r["day"]) in days
+    }
 
 
 def assert_conversations(rows: dict[str, dict], ids: dict[str, str], expected: dict[str, dict]) -> None:
@@ -108,9 +121,14 @@ def test_the_models_hold_the_metrics_computed_by_hand_and_follow_changes_and_del
         load(pg_url, pg_schema, tap_config(sim))
         dbt_build(pg_url, pg_schema, tmp_path)
 
-        assert_conversations(by_conversation(pg_url, pg_schema, "intercom_conversation_enhanced"), ids, {
-            name: {k: v for k, v in columns.items() if not k.startswith(("time_", "median_", "first_response"))}
-            for name, columns in h.EXPECTED.items()})
+        assert_conversations(
+            by_conversation(pg_url, pg_schema, "intercom_conversation_enhanced"),
+            ids,
+            {
+                name: {k: v for k, v in columns.items() if not k.startswith(("time_", "median_", "first_response"))}
+                for name, columns in h.EXPECTED.items()
+            },
+        )
         assert_conversations(by_conversation(pg_url, pg_schema, "intercom_conversations"), ids, h.EXPECTED)
         assert admin_rows(pg_url, pg_schema) == h.ADMINS
         assert day_rows(pg_url, pg_schema, h.DAYS) == h.DAYS
@@ -130,9 +148,19 @@ def test_the_models_hold_the_metrics_computed_by_hand_and_follow_changes_and_del
         for name in ("STORY", "OUTBOUND"):  # not computed again: the same row, written by the first build
             assert after[ids[name]] == before[ids[name]]
         assert after[ids["UNANSWERED"]]["_snapshot_xmin"] > before[ids["UNANSWERED"]]["_snapshot_xmin"]
-        assert_conversations(after, ids, {"UNANSWERED": dict(
-            time_to_first_admin_response_seconds=7200, first_response_admin_id=h.A, admin_replies=1,
-            median_reply_wait_seconds=7200, parts_count=3)})
+        assert_conversations(
+            after,
+            ids,
+            {
+                "UNANSWERED": dict(
+                    time_to_first_admin_response_seconds=7200,
+                    first_response_admin_id=h.A,
+                    admin_replies=1,
+                    median_reply_wait_seconds=7200,
+                    parts_count=3,
+                )
+            },
+        )
         assert after[ids["QUICK"]]["is_deleted"] is True
         assert admin_rows(pg_url, pg_schema) == h.ADMINS_LATER
         assert day_rows(pg_url, pg_schema, h.DAYS_LATER) == h.DAYS_LATER
@@ -141,7 +169,10 @@ def test_the_models_hold_the_metrics_computed_by_hand_and_follow_changes_and_del
         load(pg_url, pg_schema, tap_config(sim, deleted_conversations="remove"))
         dbt_build(pg_url, pg_schema, tmp_path)
         assert set(by_conversation(pg_url, pg_schema, "intercom_conversation_enhanced")) == {
-            ids["STORY"], ids["OUTBOUND"], ids["UNANSWERED"]}
+            ids["STORY"],
+            ids["OUTBOUND"],
+            ids["UNANSWERED"],
+        }
 
         # A full rebuild gives the same answers as the incremental ones.
         incremental = by_conversation(pg_url, pg_schema, "intercom_conversation_metrics")
@@ -153,11 +184,17 @@ def test_the_models_hold_the_metrics_computed_by_hand_and_follow_changes_and_del
 def test_the_transformer_installs_the_dbt_the_tests_run():
     project = yaml.safe_load((REPO / "meltano.yml").read_text(encoding="utf-8"))
     (transformer,) = project["plugins"]["transformers"]
-    pinned = [line for line in (REPO / "scripts" / "requirements" / "dbt.txt").read_text().splitlines()
-              if line and not line.startswith("#")]
+    pinned = [
+        line
+        for line in (REPO / "scripts" / "requirements" / "dbt.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert transformer["pip_url"].split() == [*pinned, "./transform/runner"]
-    assert transformer["settings"][0] == {"name": "project_dir", "kind": "string",
-                                          "value": "$MELTANO_PROJECT_ROOT/transform"}
+    assert transformer["settings"][0] == {
+        "name": "project_dir",
+        "kind": "string",
+        "value": "$MELTANO_PROJECT_ROOT/transform",
+    }
 
 
 @pytest.mark.slow
@@ -166,7 +203,8 @@ def test_a_schema_without_the_loaders_tables_is_named_before_any_model_runs(pg_u
     assert f"{pg_schema}.intercom_conversation_v1 does not exist in database " in out
     assert "load first, or build where the loader loads" in out
     assert query(pg_url, pg_schema, "SELECT count(*) AS n FROM pg_tables WHERE schemaname = current_schema()") == [
-        {"n": 0}]
+        {"n": 0}
+    ]
 
 
 @pytest.mark.slow
@@ -177,14 +215,27 @@ def test_dbt_connects_with_the_loaders_variables_either_way(pg_url, tmp_path, ho
     if how == "sqlalchemy_url":
         env["TARGET_POSTGRES_SQLALCHEMY_URL"] = sqlalchemy_url(pg_url) + "?sslmode=prefer"
     else:
-        env.update(TARGET_POSTGRES_HOST=str(libpq.get("host", "localhost")), TARGET_POSTGRES_PORT=str(
-            libpq.get("port", 5432)), TARGET_POSTGRES_USER=str(libpq["user"]), TARGET_POSTGRES_DATABASE=str(
-            libpq["dbname"]), TARGET_POSTGRES_PASSWORD=str(libpq.get("password", "")))
-    env.update(TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA="sales", DBT_PROFILES_DIR=str(TRANSFORM),
-               DBT_TARGET_PATH=str(tmp_path / "target"), DBT_LOG_PATH=str(tmp_path / "logs"))
+        env.update(
+            TARGET_POSTGRES_HOST=str(libpq.get("host", "localhost")),
+            TARGET_POSTGRES_PORT=str(libpq.get("port", 5432)),
+            TARGET_POSTGRES_USER=str(libpq["user"]),
+            TARGET_POSTGRES_DATABASE=str(libpq["dbname"]),
+            TARGET_POSTGRES_PASSWORD=str(libpq.get("password", "")),
+        )
+    env.update(
+        TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA="sales",
+        DBT_PROFILES_DIR=str(TRANSFORM),
+        DBT_TARGET_PATH=str(tmp_path / "target"),
+        DBT_LOG_PATH=str(tmp_path / "logs"),
+    )
     done = subprocess.run([DBT, "debug"], cwd=TRANSFORM, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:]
     shown = dict(re.findall(r"^\S+\s+(host|port|user|database|schema): (\S+)$", done.stdout, re.M))
-    assert shown == {"host": str(libpq.get("host", "localhost")), "port": str(libpq.get("port", 5432)),
-                     "user": str(libpq["user"]), "database": str(libpq["dbname"]), "schema": "sales"}
+    assert shown == {
+        "host": str(libpq.get("host", "localhost")),
+        "port": str(libpq.get("port", 5432)),
+        "user": str(libpq["user"]),
+        "database": str(libpq["dbname"]),
+        "schema": "sales",
+    }
     assert "Connection test: [OK connection ok]" in re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)

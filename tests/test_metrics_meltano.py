@@ -30,7 +30,8 @@ def test_the_job_with_metrics_builds_the_models_in_the_loaders_schema(pg_url, pg
     with IntercomSimulator(conversations=0, seed=26) as sim:
         ids = {name: sim.add_history(history) for name, history in SCRIPTED.items()}
         env = _env(
-            TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=sim.token, TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
+            TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=sim.token,
+            TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
             TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
             MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
         )

@@ -14,8 +14,13 @@ def test_every_record_arrives_in_target_jsonl(tmp_path):
     (tmp_path / "target.json").write_text(json.dumps({"destination_path": str(tmp_path / "out")}))
     with IntercomSimulator(conversations=300, seed=5) as sim:
         tap = start_tap(tmp_path, tap_config(sim), stderr=subprocess.DEVNULL)
-        target = subprocess.run([TARGET_JSONL, "--config", str(tmp_path / "target.json")], stdin=tap.stdout,
-                                capture_output=True, text=True, timeout=300)
+        target = subprocess.run(
+            [TARGET_JSONL, "--config", str(tmp_path / "target.json")],
+            stdin=tap.stdout,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         tap.stdout.close()
         assert tap.wait(timeout=60) == 0
         assert target.returncode == 0, target.stderr[-2000:]

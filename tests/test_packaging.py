@@ -21,18 +21,28 @@ def test_a_non_editable_install_discovers_the_repository_schemas(tmp_path):
     subprocess.run([str(UV), "venv", "-q", "-p", sys.executable, str(env)], check=True)
     subprocess.run(
         [str(UV), "pip", "install", "-q", "-p", str(env / "bin" / "python"), str(REPO / "tap-intercom-conversation")],
-        check=True, timeout=600,
+        check=True,
+        timeout=600,
     )
     (tmp_path / "config.json").write_text(json.dumps({"access_token": "not-used-by-discovery"}))
 
     discovered = subprocess.run(
         [str(env / "bin" / "tap-intercom-conversation"), "--config", str(tmp_path / "config.json"), "--discover"],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     )
     packaged_sql = subprocess.run(
-        [str(env / "bin" / "python"), "-c",
-         "from intercom_conversation_shared import schema_files as s; print(s.schema_path(s.STREAM_NAME + '.sql'))"],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
+        [
+            str(env / "bin" / "python"),
+            "-c",
+            "from intercom_conversation_shared import schema_files as s; print(s.schema_path(s.STREAM_NAME + '.sql'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     ).stdout.strip()
 
     streams = {s["tap_stream_id"]: s["schema"] for s in json.loads(discovered.stdout)["streams"]}

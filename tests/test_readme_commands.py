@@ -25,22 +25,23 @@ from tests.test_verify import README_COMMANDS as VERIFY_README_COMMANDS
 URL_PLACEHOLDER = "'postgresql+psycopg://user:password@host:5432/dbname'"
 GIT_SOURCE = "git+https://github.com/<owner>/<repo>.git@<tag>#subdirectory=tap-intercom-conversation"
 
+METRICS_TEST = "tests/test_metrics_meltano.py::test_the_job_with_metrics_builds_the_models_in_the_loaders_schema"
 # Commands run by another test, in the form given: what that test runs and where (equivalent, not verbatim).
 COMMANDS_RUN_ELSEWHERE = {
     "python3 scripts/demo.py": "NOT RUN by a test (a demo: builds .venvs and an embedded PostgreSQL)",
     "python3 scripts/test.py": "the test runner itself",
     "pip install ./tap-intercom-conversation": "tests/test_packaging.py (uv pip install of the same path)",
-    "tap-intercom-conversation --config config.json --discover > catalog.json":
-        "tests/test_other_targets.py::test_discovery_describes_the_stream_with_its_keys_and_schema",
-    "tap-intercom-conversation --config config.json --state state.json | target-jsonl":
-        "tests/test_other_targets.py (the pipe) and test_a_state_message_is_taken_as_its_value below (--state)",
+    "tap-intercom-conversation --config config.json --discover > catalog.json": (
+        "tests/test_other_targets.py::test_discovery_describes_the_stream_with_its_keys_and_schema"
+    ),
+    "tap-intercom-conversation --config config.json --state state.json | target-jsonl": (
+        "tests/test_other_targets.py (the pipe) and test_a_state_message_is_taken_as_its_value below (--state)"
+    ),
     "tap-intercom-conversation --config ENV": "tests/test_secrets.py::test_the_token_never_appears_in_any_output...",
     ".venvs/dev/bin/python benchmarks/bench.py": "NOT RUN by a test (a benchmark: 20 minutes)",
     ".venvs/dev/bin/python benchmarks/bench.py --only latency": "NOT RUN by a test (a benchmark: 25 minutes)",
-    "meltano run intercom-to-postgres-with-metrics":
-        "tests/test_metrics_meltano.py::test_the_job_with_metrics_builds_the_models_in_the_loaders_schema",
-    "meltano invoke dbt-postgres:full-refresh":
-        "tests/test_metrics_meltano.py::test_the_job_with_metrics_builds_the_models_in_the_loaders_schema",
+    "meltano run intercom-to-postgres-with-metrics": METRICS_TEST,
+    "meltano invoke dbt-postgres:full-refresh": METRICS_TEST,
 }
 
 
@@ -63,15 +64,19 @@ def run_block(commands: list[str], cwd: Path, env: dict[str, str], stdin: str, *
     for old, new in replace.items():
         assert old in script, old
         script = script.replace(old, new)
-    done = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, input=stdin, capture_output=True, text=True,
-                          timeout=1200)
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=1200
+    )
     assert done.returncode == 0, f"{script}\n{done.stderr[-4000:]}"
     return done.stderr
 
 
 def test_every_readme_command_is_run_by_a_test():
-    meltano_blocks = [block("python3 scripts/bootstrap.py meltano"), block("meltano add --plugin-type extractor"),
-                      block("echo 'TAP_INTERCOM_CONVERSATION_SOURCE")]
+    meltano_blocks = [
+        block("python3 scripts/bootstrap.py meltano"),
+        block("meltano add --plugin-type extractor"),
+        block("echo 'TAP_INTERCOM_CONVERSATION_SOURCE"),
+    ]
     run_here = {command for commands in meltano_blocks for command in commands}
     run_here |= set(VERIFY_README_COMMANDS)  # the verify block: tests/test_verify.py runs each (test_readme)
     shown = {command for commands in readme_blocks() for command in commands}
@@ -102,18 +107,34 @@ def test_the_readmes_meltano_recipes_run_as_written(pg_url, pg_schema, tmp_path)
         IntercomSimulator(conversations=120, seed=52, token="second-workspace-token") as second,
         scratch_schema(pg_url) as schema_b,
     ):
-        env = meltano_on_path(tmp_path, _env(
-            TAP_INTERCOM_CONVERSATION_API_URL=first.url, TAP_INTERCOM_CONVERSATION__B_API_URL=second.url,
-        ))
-        log = run_block(block("python3 scripts/bootstrap.py meltano"), project, env, first.token, **{
-            URL_PLACEHOLDER: f"'{url}'", "default_target_schema sales": f"default_target_schema {pg_schema}",
-        })
+        env = meltano_on_path(
+            tmp_path,
+            _env(
+                TAP_INTERCOM_CONVERSATION_API_URL=first.url,
+                TAP_INTERCOM_CONVERSATION__B_API_URL=second.url,
+            ),
+        )
+        log = run_block(
+            block("python3 scripts/bootstrap.py meltano"),
+            project,
+            env,
+            first.token,
+            **{
+                URL_PLACEHOLDER: f"'{url}'",
+                "default_target_schema sales": f"default_target_schema {pg_schema}",
+            },
+        )
         assert_table_is_the_truth(pg_url, pg_schema, first)
         assert first.token not in log and first.token not in (project / "meltano.yml").read_text()
         assert f"TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN='{first.token}'" in (project / ".env").read_text()
 
-        log = run_block(block("meltano add --plugin-type extractor"), project, env, second.token,
-                        **{"default_target_schema intercom_b": f"default_target_schema {schema_b}"})
+        log = run_block(
+            block("meltano add --plugin-type extractor"),
+            project,
+            env,
+            second.token,
+            **{"default_target_schema intercom_b": f"default_target_schema {schema_b}"},
+        )
         assert_table_is_the_truth(pg_url, schema_b, second)
         assert_table_is_the_truth(pg_url, pg_schema, first)  # the first workspace's table untouched
         assert second.token not in log
@@ -128,14 +149,24 @@ def test_the_readmes_own_project_recipe_runs_as_written(pg_url, pg_schema, tmp_p
         "environments:\n- name: prod\n"
     )
     with IntercomSimulator(conversations=150, seed=53) as sim:
-        env = meltano_on_path(tmp_path, _env(
-            TAP_INTERCOM_CONVERSATION_API_URL=sim.url, TARGET_INTERCOM_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
-        ))
-        log = run_block(block("echo 'TAP_INTERCOM_CONVERSATION_SOURCE"), other, env, sim.token, **{
-            GIT_SOURCE: (REPO / "tap-intercom-conversation").as_uri(),
-            "<repo>/": f"{REPO}/",
-            URL_PLACEHOLDER: f"'{sqlalchemy_url(pg_url)}'",
-        })
+        env = meltano_on_path(
+            tmp_path,
+            _env(
+                TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
+                TARGET_INTERCOM_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
+            ),
+        )
+        log = run_block(
+            block("echo 'TAP_INTERCOM_CONVERSATION_SOURCE"),
+            other,
+            env,
+            sim.token,
+            **{
+                GIT_SOURCE: (REPO / "tap-intercom-conversation").as_uri(),
+                "<repo>/": f"{REPO}/",
+                URL_PLACEHOLDER: f"'{sqlalchemy_url(pg_url)}'",
+            },
+        )
         assert_table_is_the_truth(pg_url, pg_schema, sim)
         assert sim.token not in log
 

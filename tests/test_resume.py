@@ -57,8 +57,9 @@ class Interrupted:
     records_forwarded: int
 
 
-def pipe_and_kill(pg_url: str, schema: str, config: dict, state: dict | None, *, kill: str,
-                  after_records: int | None = None) -> Interrupted:
+def pipe_and_kill(
+    pg_url: str, schema: str, config: dict, state: dict | None, *, kill: str, after_records: int | None = None
+) -> Interrupted:
     """tap | (this test) | target-postgres, killing one of them as `kill` says.
 
     kill="tap": SIGKILL the tap when `after_records` conversation records have been forwarded.
@@ -76,11 +77,18 @@ def pipe_and_kill(pg_url: str, schema: str, config: dict, state: dict | None, *,
         if state is not None:
             (files / "state.json").write_text(json.dumps(state))
             argv += ["--state", str(files / "state.json")]
-        with open(files / "tap.err", "w+") as tap_err, open(files / "target.out", "w+") as target_out, \
-                open(files / "target.err", "w+") as target_err:
+        with (
+            open(files / "tap.err", "w+") as tap_err,
+            open(files / "target.out", "w+") as target_out,
+            open(files / "target.err", "w+") as target_err,
+        ):
             tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
-            target = subprocess.Popen([TARGET_POSTGRES, "--config", str(files / "target.json")],
-                                      stdin=subprocess.PIPE, stdout=target_out, stderr=target_err)
+            target = subprocess.Popen(
+                [TARGET_POSTGRES, "--config", str(files / "target.json")],
+                stdin=subprocess.PIPE,
+                stdout=target_out,
+                stderr=target_err,
+            )
             assert tap.stdout is not None and target.stdin is not None
             lines = list(tap.stdout) if kill == "tap-after-last-record" else tap.stdout
             if kill == "tap-after-last-record":
@@ -137,8 +145,12 @@ def assert_acknowledged_state_not_ahead(sim: IntercomSimulator, rows: dict[str, 
         return
     bookmark = int(dt.datetime.fromisoformat(value).timestamp())
     truth = sim.truth()
-    behind = [i for i, payload in truth.items() if payload["updated_at"] < bookmark
-              and (i not in rows or int(rows[i]["updated_at"].timestamp()) != payload["updated_at"])]
+    behind = [
+        i
+        for i, payload in truth.items()
+        if payload["updated_at"] < bookmark
+        and (i not in rows or int(rows[i]["updated_at"].timestamp()) != payload["updated_at"])
+    ]
     assert not behind, f"the target acknowledged {value} without {len(behind)} conversations, e.g. {behind[:3]}"
 
 
@@ -193,21 +205,30 @@ def test_kills_at_several_points_then_a_resumed_run_converge(pg_url, pg_schema):
         rows = assert_no_duplicates(pg_url, pg_schema)
         truth = sim.truth()
         assert set(rows) == set(truth)
-        stale = [i for i, payload in truth.items() if rows[i]["data"] != payload
-                 or int(rows[i]["updated_at"].timestamp()) != payload["updated_at"]]
+        stale = [
+            i
+            for i, payload in truth.items()
+            if rows[i]["data"] != payload or int(rows[i]["updated_at"].timestamp()) != payload["updated_at"]
+        ]
         assert stale == []
         parts = table_rows(pg_url, pg_schema, PARTS)  # and every part of every conversation, once
         assert {i: (r["conversation_intercom_id"], r["data"]) for i, r in parts.items()} == truth_parts(sim)
 
 
-@pytest.mark.parametrize(("conversations", "settings"), [
-    (450, {"max_concurrent_requests": 4}),  # GETs in flight
-    (3000, {"include_conversation_parts": False}),  # spans searched at once
-], ids=["hydrating", "search-only"])
+@pytest.mark.parametrize(
+    ("conversations", "settings"),
+    [
+        (450, {"max_concurrent_requests": 4}),  # GETs in flight
+        (3000, {"include_conversation_parts": False}),  # spans searched at once
+    ],
+    ids=["hydrating", "search-only"],
+)
 def test_sigterm_stops_the_tap_with_a_state_that_covers_only_what_it_emitted(conversations, settings):
     """What a scheduler sends first: the tap writes its STATE so far and exits 143 (not 0) with one line."""
-    with IntercomSimulator(conversations=conversations, seed=32, latency_ms=10) as sim, \
-            tempfile.TemporaryDirectory() as folder:
+    with (
+        IntercomSimulator(conversations=conversations, seed=32, latency_ms=10) as sim,
+        tempfile.TemporaryDirectory() as folder,
+    ):
         with (Path(folder) / "tap.err").open("w+b") as tap_err:
             tap = start_tap(Path(folder), tap_config(sim, **settings), stderr=tap_err)
             assert tap.stdout is not None

@@ -15,9 +15,11 @@ def test_two_taps_in_one_process_do_not_share_a_budget():
         stream = first.streams[STREAM_NAME]
         conversation = sim.ids()[0]
         for _ in range(3):  # real HTTP: each answer reports the window and Intercom's Date
-            stream.fetch(stream.build_prepared_request(
-                method="GET", url=f"{stream.url_base}/conversations/{conversation}", headers=stream.http_headers
-            ))
+            stream.fetch(
+                stream.build_prepared_request(
+                    method="GET", url=f"{stream.url_base}/conversations/{conversation}", headers=stream.http_headers
+                )
+            )
 
     assert all(s.runtime is first.runtime for s in first.streams.values())  # one budget per tap, for all its streams
     assert first.runtime is not second.runtime

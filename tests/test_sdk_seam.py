@@ -39,8 +39,12 @@ from intercom_conversation_shared import sdk_adapter
 
 ADAPTER = "intercom_conversation_shared.sdk_adapter"
 # The distribution's packages: the tap, the loader, verify and the pieces they share.
-PACKAGES = (tap_intercom_conversation, target_intercom_postgres, intercom_conversation_verify,
-            intercom_conversation_shared)
+PACKAGES = (
+    tap_intercom_conversation,
+    target_intercom_postgres,
+    intercom_conversation_verify,
+    intercom_conversation_shared,
+)
 PINS = Path(__file__).with_name("sdk_pins.json")
 SDK_VERSION = importlib.metadata.version("singer-sdk")
 
@@ -79,8 +83,9 @@ class Violation:
 
 
 def package_modules() -> list[types.ModuleType]:
-    names = [info.name for package in PACKAGES
-             for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
+    names = [
+        info.name for package in PACKAGES for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
+    ]
     return [importlib.import_module(name) for name in sorted(names)]
 
 
@@ -126,7 +131,8 @@ def violations(module: types.ModuleType, private: dict[str, type], ours: set[str
                 found.append(Violation(where, node.lineno, node.module, "imports the private module"))
             found += [
                 Violation(where, node.lineno, f"{node.module}.{alias.name}", "imports the private name")
-                for alias in node.names if is_private(alias.name)
+                for alias in node.names
+                if is_private(alias.name)
             ]
         elif isinstance(node, ast.Import):
             found += [
@@ -168,7 +174,9 @@ def test_no_module_but_sdk_adapter_touches_a_private_or_final_singer_sdk_member(
 
 
 def test_the_check_finds_each_kind_of_violation_planted_in_a_module(tmp_path):
-    planted = plant(tmp_path, """
+    planted = plant(
+        tmp_path,
+        """
         from singer_sdk import Stream, Tap
         from singer_sdk.helpers._util import load_json
 
@@ -190,7 +198,8 @@ def test_the_check_finds_each_kind_of_violation_planted_in_a_module(tmp_path):
 
         def reach_in(stream):
             return stream._write_record_message
-    """)
+    """,
+    )
     modules = [planted]
 
     found = {(v.line, v.what, v.member) for v in violations(planted, sdk_private_names(modules), own_names(modules))}
@@ -205,7 +214,9 @@ def test_the_check_finds_each_kind_of_violation_planted_in_a_module(tmp_path):
 
 
 def test_the_check_leaves_public_members_and_the_packages_own_private_names_alone(tmp_path):
-    clean = plant(tmp_path, """
+    clean = plant(
+        tmp_path,
+        """
         from singer_sdk import Stream
 
         class CleanStream(Stream):
@@ -221,7 +232,8 @@ def test_the_check_leaves_public_members_and_the_packages_own_private_names_alon
 
             def _own_helper(self):
                 return []
-    """)
+    """,
+    )
 
     assert violations(clean, sdk_private_names([clean]), own_names([clean])) == []
 

@@ -29,7 +29,7 @@ DEBUG = {**os.environ, "TAP_INTERCOM_CONVERSATION_LOGLEVEL": "DEBUG", "LOGLEVEL"
 
 def _pieces(token: str) -> list[str]:
     """The token and every 12-character piece of it: a truncated or split token is a leak too."""
-    return [token, *(token[i:i + 12] for i in range(0, len(token) - 11, 4))]
+    return [token, *(token[i : i + 12] for i in range(0, len(token) - 11, 4))]
 
 
 def _leaks(outputs: dict[str, str]) -> list[str]:
@@ -52,29 +52,51 @@ def _one_429_then_normal():
 @pytest.mark.slow
 def test_the_token_never_appears_in_any_output_at_debug_level():
     faults = Faults(seed=8, error_rate=0.05, drop_rate=0.03, slow_rate=0.02, slow_seconds=2, bad_json_rate=0.02)
-    with IntercomSimulator(conversations=300, seed=8, token=TOKEN, faults=faults) as sim, \
-            IntercomSimulator(conversations=5, seed=8, token=TOKEN, faults=Faults(seed=1, error_rate=1.0)) as broken:
+    with (
+        IntercomSimulator(conversations=300, seed=8, token=TOKEN, faults=faults) as sim,
+        IntercomSimulator(conversations=5, seed=8, token=TOKEN, faults=Faults(seed=1, error_rate=1.0)) as broken,
+    ):
         sim.on_request = _one_429_then_normal()
         config = tap_config(sim, request_timeout_seconds=1, max_concurrent_requests=8)
         env_only = {key: value for key, value in config.items() if key != "access_token"}
-        runs = dict(zip(
-            ["sync", "sync-token-from-env", "401", "give-up", "bad-setting", "token-wrong-type",
-             "about-text", "about-json", "about-markdown", "discover"],
-            run_all([
-                lambda: run_cli(config, None, env=DEBUG),
-                lambda: run_cli(env_only, None, "--config", "ENV",
-                                env={**DEBUG, "TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN": TOKEN}),
-                lambda: run_cli({**config, "access_token": TOKEN[::-1]}, None, env=DEBUG),  # rejected: 401
-                lambda: run_cli(tap_config(broken), None, fast_retries=True, env=DEBUG),
-                lambda: run_cli({**config, "api_version": "9.9"}, None, env=DEBUG),
-                lambda: run_cli({**config, "access_token": [TOKEN]}, None, env=DEBUG),
-                lambda: run_cli(config, None, "--about", env=DEBUG),
-                lambda: run_cli(config, None, "--about", "--format", "json", env=DEBUG),
-                lambda: run_cli(config, None, "--about", "--format", "markdown", env=DEBUG),
-                lambda: run_cli(config, None, "--discover", env=DEBUG),
-            ], workers=4),
-            strict=True,
-        ))
+        runs = dict(
+            zip(
+                [
+                    "sync",
+                    "sync-token-from-env",
+                    "401",
+                    "give-up",
+                    "bad-setting",
+                    "token-wrong-type",
+                    "about-text",
+                    "about-json",
+                    "about-markdown",
+                    "discover",
+                ],
+                run_all(
+                    [
+                        lambda: run_cli(config, None, env=DEBUG),
+                        lambda: run_cli(
+                            env_only,
+                            None,
+                            "--config",
+                            "ENV",
+                            env={**DEBUG, "TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN": TOKEN},
+                        ),
+                        lambda: run_cli({**config, "access_token": TOKEN[::-1]}, None, env=DEBUG),  # rejected: 401
+                        lambda: run_cli(tap_config(broken), None, fast_retries=True, env=DEBUG),
+                        lambda: run_cli({**config, "api_version": "9.9"}, None, env=DEBUG),
+                        lambda: run_cli({**config, "access_token": [TOKEN]}, None, env=DEBUG),
+                        lambda: run_cli(config, None, "--about", env=DEBUG),
+                        lambda: run_cli(config, None, "--about", "--format", "json", env=DEBUG),
+                        lambda: run_cli(config, None, "--about", "--format", "markdown", env=DEBUG),
+                        lambda: run_cli(config, None, "--discover", env=DEBUG),
+                    ],
+                    workers=4,
+                ),
+                strict=True,
+            )
+        )
         stats = sim.stats
 
     # Every path really ran, at DEBUG, and went where it should (checked as booleans, so that a failure

@@ -52,8 +52,14 @@ def http() -> requests.Session:
     return session
 
 
-def search(sim: IntercomSimulator, query: Any = ALL, per_page: int | None = 150, sort: Any = None,
-           cursor: str | None = None, **kw: Any) -> requests.Response:
+def search(
+    sim: IntercomSimulator,
+    query: Any = ALL,
+    per_page: int | None = 150,
+    sort: Any = None,
+    cursor: str | None = None,
+    **kw: Any,
+) -> requests.Response:
     body: dict[str, Any] = {"query": query, "pagination": {"per_page": per_page}}
     if cursor:
         body["pagination"]["starting_after"] = cursor
@@ -78,9 +84,11 @@ def error_code(resp: requests.Response) -> str:
 
 # ---- conformance with the spec -----------------------------------------------------------
 def test_validator_accepts_spec_examples_and_rejects_garbage(spec: Spec) -> None:
-    for name, schema in [("list_conversations.200.json", "conversation_list"),
-                         ("search_conversations.200.json", "conversation_list"),
-                         ("list_deleted_conversations.200.json", "deleted_conversation_list")]:
+    for name, schema in [
+        ("list_conversations.200.json", "conversation_list"),
+        ("search_conversations.200.json", "conversation_list"),
+        ("list_deleted_conversations.200.json", "deleted_conversation_list"),
+    ]:
         spec.validate(json.loads((EXAMPLES_DIR / name).read_text()), schema, strict=False)
     for body in json.loads((EXAMPLES_DIR / "errors.json").read_text()).values():
         spec.validate(body, "error")
@@ -151,13 +159,23 @@ def test_list_matches_spec_and_pages_everything_once(sim: IntercomSimulator, spe
 def test_errors_match_spec(sim: IntercomSimulator, spec: Spec) -> None:
     cases = [
         (requests.get(f"{sim.url}/conversations/1"), 401, "unauthorized", "/conversations/{conversation_id}", "get"),
-        (requests.get(f"{sim.url}/conversations", headers={"Authorization": "Bearer nope"}), 401, "unauthorized",
-         "/conversations", "get"),
+        (
+            requests.get(f"{sim.url}/conversations", headers={"Authorization": "Bearer nope"}),
+            401,
+            "unauthorized",
+            "/conversations",
+            "get",
+        ),
         (http().get(f"{sim.url}/conversations/123"), 404, "not_found", "/conversations/{conversation_id}", "get"),
         (http().get(f"{sim.url}/conversations/abc"), 404, "not_found", "/conversations/{conversation_id}", "get"),
         (search(sim, per_page=151), 400, "parameter_invalid", "/conversations/search", "post"),
-        (http().get(f"{sim.url}/conversations/deleted", headers={"Intercom-Version": "2.15"}), 400,
-         "intercom_version_invalid", "/conversations/deleted", "get"),
+        (
+            http().get(f"{sim.url}/conversations/deleted", headers={"Intercom-Version": "2.15"}),
+            400,
+            "intercom_version_invalid",
+            "/conversations/deleted",
+            "get",
+        ),
     ]
     for resp, status, code, path, method in cases:
         assert (resp.status_code, error_code(resp)) == (status, code), resp.text
@@ -181,16 +199,32 @@ def test_bad_version_is_400(sim: IntercomSimulator, version: str) -> None:
 
 # ---- query grammar -------------------------------------------------------------------------
 def test_and_or_nesting_matches_python_filter(sim: IntercomSimulator) -> None:
-    query = {"operator": "AND", "value": [
-        {"operator": "OR", "value": [{"field": "state", "operator": "=", "value": "open"},
-                                     {"field": "state", "operator": "=", "value": "snoozed"}]},
-        {"operator": "OR", "value": [{"field": "read", "operator": "=", "value": False},
-                                     {"field": "priority", "operator": "IN", "value": ["high", "urgent"]}]},
-        {"field": "source.author.email", "operator": "!~", "value": "zzz"},
-    ]}
+    query = {
+        "operator": "AND",
+        "value": [
+            {
+                "operator": "OR",
+                "value": [
+                    {"field": "state", "operator": "=", "value": "open"},
+                    {"field": "state", "operator": "=", "value": "snoozed"},
+                ],
+            },
+            {
+                "operator": "OR",
+                "value": [
+                    {"field": "read", "operator": "=", "value": False},
+                    {"field": "priority", "operator": "IN", "value": ["high", "urgent"]},
+                ],
+            },
+            {"field": "source.author.email", "operator": "!~", "value": "zzz"},
+        ],
+    }
     rows = [sim.search_row(i) for i in sim.ids()]
-    want = {r["id"] for r in rows if r["state"] in ("open", "snoozed") and (not r["read"] or r["priority"] in
-                                                                            ("high", "urgent"))}
+    want = {
+        r["id"]
+        for r in rows
+        if r["state"] in ("open", "snoozed") and (not r["read"] or r["priority"] in ("high", "urgent"))
+    }
     got = [r["id"] for r in search_all(sim, query)]
     assert len(got) == len(set(got)) and set(got) == want and 0 < len(want) < len(rows)
 
@@ -199,25 +233,28 @@ def _group(n: int) -> dict:
     return {"operator": "OR", "value": [{"field": "id", "operator": "=", "value": str(i)} for i in range(n)]}
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    ({"query": _group(15)}, 200),
-    ({"query": _group(16)}, 400),
-    ({"query": {"operator": "AND", "value": [_group(2), _group(2)]}}, 200),
-    ({"query": {"operator": "AND", "value": [{"operator": "OR", "value": [_group(2)]}]}}, 400),  # 3 levels
-    ({"query": {"field": "updated_at", "operator": ">=", "value": 1}}, 400),  # contacts only
-    ({"query": {"field": "updated_at", "operator": "LIKE", "value": 1}}, 400),
-    ({"query": {"field": "state", "operator": ">", "value": "open"}}, 400),  # > is for integers/dates
-    ({"query": {"field": "created_at", "operator": ">", "value": "foobar"}}, 400),
-    ({"query": {"field": "state", "operator": "IN", "value": "open"}}, 400),
-    ({"query": {"field": "nonsense", "operator": "=", "value": 1}}, 400),
-    ({"query": {"operator": "XOR", "value": []}}, 400),
-    ({"pagination": {"per_page": 5}}, 400),  # query is required
-    ({"query": ALL, "pagination": {"per_page": 150}}, 200),
-    ({"query": ALL, "pagination": {"per_page": 151}}, 400),
-    ({"query": ALL, "pagination": {"per_page": 0}}, 400),
-    ({"query": ALL, "pagination": {"starting_after": "not-a-cursor"}}, 400),
-    ({"query": ALL, "sort": {"field": "updated_at", "order": "desc"}}, 400),
-])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"query": _group(15)}, 200),
+        ({"query": _group(16)}, 400),
+        ({"query": {"operator": "AND", "value": [_group(2), _group(2)]}}, 200),
+        ({"query": {"operator": "AND", "value": [{"operator": "OR", "value": [_group(2)]}]}}, 400),  # 3 levels
+        ({"query": {"field": "updated_at", "operator": ">=", "value": 1}}, 400),  # contacts only
+        ({"query": {"field": "updated_at", "operator": "LIKE", "value": 1}}, 400),
+        ({"query": {"field": "state", "operator": ">", "value": "open"}}, 400),  # > is for integers/dates
+        ({"query": {"field": "created_at", "operator": ">", "value": "foobar"}}, 400),
+        ({"query": {"field": "state", "operator": "IN", "value": "open"}}, 400),
+        ({"query": {"field": "nonsense", "operator": "=", "value": 1}}, 400),
+        ({"query": {"operator": "XOR", "value": []}}, 400),
+        ({"pagination": {"per_page": 5}}, 400),  # query is required
+        ({"query": ALL, "pagination": {"per_page": 150}}, 200),
+        ({"query": ALL, "pagination": {"per_page": 151}}, 400),
+        ({"query": ALL, "pagination": {"per_page": 0}}, 400),
+        ({"query": ALL, "pagination": {"starting_after": "not-a-cursor"}}, 400),
+        ({"query": ALL, "sort": {"field": "updated_at", "order": "desc"}}, 400),
+    ],
+)
 def test_query_validation(sim: IntercomSimulator, spec: Spec, body: dict, status: int) -> None:
     resp = http().post(f"{sim.url}/conversations/search", json=body)
     assert resp.status_code == status, resp.text
@@ -231,14 +268,17 @@ def test_strict_and_inclusive_date_comparison(sim: IntercomSimulator) -> None:
     second, size = counts.most_common(1)[0]
     assert size >= 160  # one updated_at second holds more than a page of 150
     after, before = sum(n for t, n in counts.items() if t > second), sum(n for t, n in counts.items() if t < second)
-    with IntercomSimulator(conversations=1000, seed=7, now=NOW, long_conversation_parts=620,
-                           date_comparison="inclusive") as incl:
+    with IntercomSimulator(
+        conversations=1000, seed=7, now=NOW, long_conversation_parts=620, date_comparison="inclusive"
+    ) as incl:
         for target, extra in ((sim, 0), (incl, size)):
             for force_scan in (False, True):  # the indexed range path and the full predicate path
+
                 def total(op: str, target: IntercomSimulator = target, force_scan: bool = force_scan) -> int:
                     f: dict = {"field": "updated_at", "operator": op, "value": second}
                     q = {"operator": "AND", "value": [f, {"field": "open", "operator": "IN", "value": [True, False]}]}
                     return search(target, q if force_scan else f, per_page=1).json()["total_count"]
+
                 assert total(">") == after + extra and total("<") == before + extra
                 assert total("=") == size
 
@@ -248,8 +288,9 @@ def test_sort_ascending_by_updated_at_then_id_pages_each_id_once(sim: IntercomSi
     assert keys == sorted(set(keys)) and len(keys) == len(sim.ids())
     first = search(sim, per_page=20).json()  # Intercom's default order is updated_at descending
     assert [(r["updated_at"], int(r["id"])) for r in first["conversations"]] == sorted(keys, reverse=True)[:20]
-    created = [(r["created_at"], int(r["id"])) for r in search_all(sim, sort={"field": "created_at",
-                                                                                "order": "ascending"})]
+    created = [
+        (r["created_at"], int(r["id"])) for r in search_all(sim, sort={"field": "created_at", "order": "ascending"})
+    ]
     assert created == sorted(created)
 
 
@@ -428,9 +469,13 @@ def test_100k_conversations_are_served_in_updated_at_order() -> None:
 
 
 def test_cli_prints_url_serves_and_exits_cleanly_on_sigterm() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.intercom_simulator", "--conversations", "20", "--port", "0"],
-                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.intercom_simulator", "--conversations", "20", "--port", "0"],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         match = re.fullmatch(r"intercom simulator listening on (http://127\.0\.0\.1:\d+)\n", line)

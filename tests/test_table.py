@@ -90,33 +90,59 @@ def ts(minutes: int) -> dt.datetime:
 
 def record(n: int, updated: dt.datetime, title: str = "first") -> dict:
     return {
-        "intercom_id": str(5000 + n), "title": f"{title} {n}", "state": "open", "open": True, "read": n % 2 == 0,
-        "created_at": ts(n).isoformat().replace("+00:00", "Z"), "updated_at": updated.isoformat(),
+        "intercom_id": str(5000 + n),
+        "title": f"{title} {n}",
+        "state": "open",
+        "open": True,
+        "read": n % 2 == 0,
+        "created_at": ts(n).isoformat().replace("+00:00", "Z"),
+        "updated_at": updated.isoformat(),
         "data": {"type": "conversation", "id": str(5000 + n), "title": f"{title} {n}", "parts": [title] * 3},
     }
 
 
-def load(tmp_path: Path, pg_url: str, schema: str, records: list[dict], time_zone: str = NEW_YORK,
-         **settings: object) -> None:
+def load(
+    tmp_path: Path, pg_url: str, schema: str, records: list[dict], time_zone: str = NEW_YORK, **settings: object
+) -> None:
     """Run the real target-postgres on a SCHEMA message and these records, in a session of that time zone."""
     name = uuid.uuid4().hex[:8]
     messages = tmp_path / f"{name}.jsonl"
-    lines = [{"type": "SCHEMA", "stream": "intercom_conversation_v1", "schema": stream_schema(),
-              "key_properties": ["intercom_id"], "bookmark_properties": ["updated_at"]}]
+    lines = [
+        {
+            "type": "SCHEMA",
+            "stream": "intercom_conversation_v1",
+            "schema": stream_schema(),
+            "key_properties": ["intercom_id"],
+            "bookmark_properties": ["updated_at"],
+        }
+    ]
     lines += [{"type": "RECORD", "stream": "intercom_conversation_v1", "record": r} for r in records]
     messages.write_text("".join(json.dumps(line) + "\n" for line in lines))
     config = tmp_path / f"{name}.json"
-    config.write_text(json.dumps({"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema,
-                                  **settings}))
+    config.write_text(
+        json.dumps({"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema, **settings})
+    )
     env = {**os.environ, "PGTZ": time_zone}  # libpq sets the session TimeZone from PGTZ
     with messages.open() as stdin:
-        done = subprocess.run([str(TARGET_BIN), "--config", str(config)], stdin=stdin, env=env,
-                              capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(
+            [str(TARGET_BIN), "--config", str(config)],
+            stdin=stdin,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-OUR_LOAD = {"add_record_metadata": False, "activate_version": False, "load_method": "upsert",
-            "use_copy": True, "batch_size_rows": 100}
+OUR_LOAD = {
+    "add_record_metadata": False,
+    "activate_version": False,
+    "load_method": "upsert",
+    "use_copy": True,
+    "batch_size_rows": 100,
+}
 
 
 def rows(conn: psycopg.Connection, schema: str) -> dict[str, tuple]:
@@ -140,14 +166,17 @@ def test_applied_table_is_the_documented_one_and_reapplying_changes_nothing(
         assert shape(conn, pg_schema) == documented_shape
         assert documented_shape["columns"]["pk"] == ["bigint", True, True, "bigint"]
         assert {c[:2] for c in documented_shape["constraints"]} == {
-            ("intercom_conversation_v1_pkey", "p"), ("intercom_conversation_v1_intercom_id_key", "u")}
+            ("intercom_conversation_v1_pkey", "p"),
+            ("intercom_conversation_v1_intercom_id_key", "u"),
+        }
         conn.execute(f"""INSERT INTO "{pg_schema}".intercom_conversation_v1 (intercom_id, data) VALUES ('1', '{{}}')""")
         before = rows(conn, pg_schema), shape(conn, pg_schema)
         assert apply(pg_url, pg_schema, capsys).endswith(ALREADY_READY)
         assert (rows(conn, pg_schema), shape(conn, pg_schema)) == before
         triggers = conn.execute(
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
-            (f'"{pg_schema}".intercom_conversation_v1',)).fetchone()
+            (f'"{pg_schema}".intercom_conversation_v1',),
+        ).fetchone()
         assert triggers == (2,)
 
 
@@ -163,9 +192,22 @@ def test_psql_f_applies_the_file_as_is_into_public_of_a_scratch_database(pg_url:
         admin.execute(f'CREATE DATABASE "{database}"')
         try:
             for _ in range(2):  # twice: the second run must succeed and change nothing
-                done = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(SQL_FILE),
-                                       make_conninfo(pg_url, dbname=database)],
-                                      capture_output=True, text=True, timeout=60, check=False)
+                done = subprocess.run(
+                    [
+                        psql,
+                        "-X",
+                        "-q",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "-f",
+                        str(SQL_FILE),
+                        make_conninfo(pg_url, dbname=database),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
                 assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
             with psycopg.connect(make_conninfo(pg_url, dbname=database)) as conn:
                 assert shape(conn, "public") == documented_shape
@@ -176,7 +218,11 @@ def test_psql_f_applies_the_file_as_is_into_public_of_a_scratch_database(pg_url:
 @needs_target
 @pytest.mark.slow
 def test_migrates_a_table_target_postgres_created_itself(
-    pg_url: str, pg_schema: str, documented_shape: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    pg_url: str,
+    pg_schema: str,
+    documented_shape: dict,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A careless first run: no table prepared, target-postgres's defaults (metadata columns on),
@@ -208,7 +254,10 @@ def test_migrates_a_table_target_postgres_created_itself(
 
 
 def test_migrates_a_hand_made_careless_table(
-    pg_url: str, pg_schema: str, documented_shape: dict, capsys: pytest.CaptureFixture[str],
+    pg_url: str,
+    pg_schema: str,
+    documented_shape: dict,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with psycopg.connect(pg_url) as conn:
@@ -251,7 +300,8 @@ def test_target_postgres_loads_batches_updates_in_place_and_never_goes_back_in_t
     with psycopg.connect(pg_url) as conn:
         before = rows(conn, pg_schema)
         assert conn.execute(f'SELECT last_value FROM "{pg_schema}".intercom_conversation_v1_pk_seq').fetchone() == (
-            350,)
+            350,
+        )
     assert sorted(r[0] for r in before.values()) == list(range(1, 351))  # unique, drawn from the sequence
     for n, sent in enumerate(first):
         assert before[sent["intercom_id"]][6:] == (ts(n), ts(n), sent["data"])  # exact UTC instants
@@ -276,9 +326,12 @@ def test_target_postgres_loads_batches_updates_in_place_and_never_goes_back_in_t
 
 
 @needs_target
-@pytest.mark.xfail(strict=True, reason="target-postgres 0.8.1 INSERTs cast timestamps to timestamp WITHOUT time zone "
-                   "(sinks.py column_representation), which shifts instants in DST's repeated hour in a non-UTC "
-                   "session; use_copy: true sends the offset. Strict: an upgrade that fixes it fails here.")
+@pytest.mark.xfail(
+    strict=True,
+    reason="target-postgres 0.8.1 INSERTs cast timestamps to timestamp WITHOUT time zone "
+    "(sinks.py column_representation), which shifts instants in DST's repeated hour in a non-UTC "
+    "session; use_copy: true sends the offset. Strict: an upgrade that fixes it fails here.",
+)
 @pytest.mark.slow
 def test_insert_path_without_copy_keeps_exact_instants(
     pg_url: str, pg_schema: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -293,8 +346,14 @@ def test_insert_path_without_copy_keeps_exact_instants(
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_POSTGRES_")}
-    return subprocess.run([sys.executable, "-m", "target_intercom_postgres.table", *args], env={**clean, **env},
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "target_intercom_postgres.table", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_cli_prints_one_line_on_success(pg_url: str, pg_schema: str) -> None:
@@ -303,17 +362,22 @@ def test_cli_prints_one_line_on_success(pg_url: str, pg_schema: str) -> None:
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.count("\n") == 1
     assert f"in schema '{pg_schema}'" in done.stdout and done.stdout.endswith(
-        "is ready (created), with intercom_conversation_part_v1 (created)\n")
+        "is ready (created), with intercom_conversation_part_v1 (created)\n"
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
         ((), "no database URL: pass --sqlalchemy-url or set TARGET_POSTGRES_SQLALCHEMY_URL"),
-        (("--sqlalchemy-url", "postgresql+psycopg://loader:s3cr%40t@127.0.0.1:1/db"),
-         "cannot connect to postgresql://loader:***@127.0.0.1:1/db: "),
-        (("--sqlalchemy-url", "postgresql+psycopg://loader:s3cr%40t@127.0.0.1:1/db", "--schema", "pg_mine"),
-         "bad schema name 'pg_mine'"),
+        (
+            ("--sqlalchemy-url", "postgresql+psycopg://loader:s3cr%40t@127.0.0.1:1/db"),
+            "cannot connect to postgresql://loader:***@127.0.0.1:1/db: ",
+        ),
+        (
+            ("--sqlalchemy-url", "postgresql+psycopg://loader:s3cr%40t@127.0.0.1:1/db", "--schema", "pg_mine"),
+            "bad schema name 'pg_mine'",
+        ),
         (("--sqlalchemy-url", "mysql://loader:s3cr%40t@127.0.0.1/db"), "not a PostgreSQL URL: mysql://loader:***@"),
     ],
     ids=["missing-url", "unreachable", "bad-schema", "not-postgres"],

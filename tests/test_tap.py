@@ -162,8 +162,9 @@ def test_a_catalog_that_deselects_a_column_or_a_key_inside_data_is_obeyed(sim, t
         if entry["breadcrumb"] == ["properties", "title"]:
             entry["metadata"]["selected"] = False
     (tmp_path / "columns.json").write_text(json.dumps(catalog))
-    stream["metadata"].append({"breadcrumb": ["properties", "data", "properties", "statistics"],
-                               "metadata": {"selected": False}})
+    stream["metadata"].append(
+        {"breadcrumb": ["properties", "data", "properties", "statistics"], "metadata": {"selected": False}}
+    )
     (tmp_path / "inside.json").write_text(json.dumps(catalog))
 
     columns = run_tap(config, None, "--catalog", str(tmp_path / "columns.json"))
@@ -174,8 +175,10 @@ def test_a_catalog_that_deselects_a_column_or_a_key_inside_data_is_obeyed(sim, t
     assert {record["intercom_id"] for record in columns.records} == set(truth)
     assert all("title" not in record and record["data"] == truth[record["intercom_id"]] for record in columns.records)
     assert all("statistics" not in record["data"] and "title" not in record for record in inside.records)
-    assert all(record["data"] == {key: value for key, value in truth[record["intercom_id"]].items()
-                                  if key != "statistics"} for record in inside.records)
+    assert all(
+        record["data"] == {key: value for key, value in truth[record["intercom_id"]].items() if key != "statistics"}
+        for record in inside.records
+    )
 
 
 @pytest.mark.parametrize("parts", [True, False], ids=["hydrated", "search-only"])
@@ -189,10 +192,12 @@ def test_stream_maps_and_flattening_read_inside_data(sim, parts):
     truth = sim.truth()
     assert mapped.returncode == flat.returncode == 0, mapped.stderr[-1000:] + flat.stderr[-1000:]
     assert {record["intercom_id"]: record["channel"] for record in mapped.records} == {
-        key: payload["source"]["delivered_as"] for key, payload in truth.items()}
+        key: payload["source"]["delivered_as"] for key, payload in truth.items()
+    }
     assert all(record["has_parts"] is parts for record in mapped.records)
     assert {record["intercom_id"]: json.loads(record["data"]) for record in flat.records} == {
-        key: truth[key] if parts else sim.search_row(key) for key in truth}
+        key: truth[key] if parts else sim.search_row(key) for key in truth
+    }
 
 
 @pytest.mark.slow

@@ -19,7 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 def test_mypy_reports_no_error_in_the_tap_package():
     run = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(REPO / "mypy.ini")],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Success: no issues found" in run.stdout, run.stdout

@@ -67,7 +67,12 @@ def header(stdout: str) -> dict[str, str]:
     """The report's first lines: what was compared with what."""
     lines = stdout.splitlines()
     assert [line.split(": ", 1)[0] for line in lines[:6]] == [
-        "Settings", "Intercom", "Database", "Schema", "Window", "Loaded from"
+        "Settings",
+        "Intercom",
+        "Database",
+        "Schema",
+        "Window",
+        "Loaded from",
     ], stdout
     return {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in lines[:6]}
 
@@ -160,7 +165,9 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
         assert found.returncode == 1, found.stderr[-3000:]
         reported = classes(found.stdout)
         assert reported == {
-            **{k: set(v) for k, v in damaged.items()}, "Parts": {with_parts}, "Part rows": {lost_rows}
+            **{k: set(v) for k, v in damaged.items()},
+            "Parts": {with_parts},
+            "Part rows": {lost_rows},
         }, found.stdout
         part_rows_line = next(line for line in found.stdout.splitlines() if line.startswith("Part rows: "))
         assert f"{lost_rows} (2 without a row: {lost_parts[0]}, {lost_parts[1]})" in part_rows_line
@@ -308,8 +315,10 @@ def test_an_intercom_error_names_the_host(pg_url, pg_schema, tmp_path):
         url = sim.url
     assert done.returncode == 2 and "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith(f"{PROG}: error: ")]
-    assert errors == [f"{PROG}: error: Intercom at {url}: Intercom rejected the access token (401 on "
-                      "POST /conversations/search): check access_token"], done.stderr
+    assert errors == [
+        f"{PROG}: error: Intercom at {url}: Intercom rejected the access token (401 on "
+        "POST /conversations/search): check access_token"
+    ], done.stderr
     assert "wrong-token" not in done.stdout + done.stderr
 
 
@@ -335,23 +344,27 @@ def readme_command(text: str, **values: str) -> list[str]:
 
 @pytest.mark.slow
 def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_workspace_its_own(
-    project, pg_url, pg_schema, tmp_path  # noqa: F811
+    project,  # noqa: F811
+    pg_url,
+    pg_schema,
+    tmp_path,
 ):
     """Settings made by `meltano config set` (api_url, start_date, schema) and a second workspace via inherit_from."""
     env = _env(MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}")
 
     def meltano(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [MELTANO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
-        )
+        return subprocess.run([MELTANO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
 
     def ok(*args: str) -> subprocess.CompletedProcess:
         done = meltano(*args)
         assert done.returncode == 0, f"meltano {' '.join(args)}:\n{done.stdout}{done.stderr[-4000:]}"
         return done
 
-    with IntercomSimulator(conversations=400, seed=24, now=an_hour_ago()) as sim, scratch_schema(pg_url) as second, \
-            IntercomSimulator(conversations=200, seed=25, now=an_hour_ago(), token="sim-token-b") as sim_b:
+    with (
+        IntercomSimulator(conversations=400, seed=24, now=an_hour_ago()) as sim,
+        scratch_schema(pg_url) as second,
+        IntercomSimulator(conversations=200, seed=25, now=an_hour_ago(), token="sim-token-b") as sim_b,
+    ):
         ids = sim.ids()
         start_date = to_iso(sim.conversation(ids[200])["updated_at"])  # half of the workspace is older
         ok("config", "set", "tap-intercom-conversation", "access_token", sim.token)  # into .env
@@ -385,8 +398,14 @@ def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_worksp
         assert_no_secret(repaired, sim)
 
         # A second workspace: its own token, Intercom and schema, through plugins inherited from the first.
-        ok("add", "--plugin-type", "extractor", "tap-intercom-conversation--b", "--inherit-from",
-           "tap-intercom-conversation")
+        ok(
+            "add",
+            "--plugin-type",
+            "extractor",
+            "tap-intercom-conversation--b",
+            "--inherit-from",
+            "tap-intercom-conversation",
+        )
         ok("add", "--plugin-type", "loader", "target-postgres--b", "--inherit-from", "target-postgres")
         ok("config", "set", "tap-intercom-conversation--b", "access_token", sim_b.token)
         ok("config", "set", "tap-intercom-conversation--b", "api_url", sim_b.url)
@@ -420,8 +439,10 @@ def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_worksp
 @pytest.mark.slow
 def test_the_plain_command_reads_exported_variables_never_a_dotenv(pg_url, pg_schema, tmp_path):
     """`intercom-conversation-verify --config ENV` with variables exported and a conflicting .env where it runs."""
-    with IntercomSimulator(conversations=300, seed=26, now=an_hour_ago()) as sim, \
-            IntercomSimulator(conversations=300, seed=27, now=an_hour_ago()) as other:
+    with (
+        IntercomSimulator(conversations=300, seed=26, now=an_hour_ago()) as sim,
+        IntercomSimulator(conversations=300, seed=27, now=an_hour_ago()) as other,
+    ):
         load(pg_url, pg_schema, tap_config(sim))
         (tmp_path / ".env").write_text(
             "TAP_INTERCOM_CONVERSATION_API_URL=http://127.0.0.1:9\n"

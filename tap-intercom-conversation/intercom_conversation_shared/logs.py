@@ -19,8 +19,13 @@ from typing_extensions import override
 # target-postgres's lines for every batch: at info they are most of a run's log (issue 24); and
 # singer-sdk's routine lines that say nothing a run's summary does not. Both shown at debug.
 PER_BATCH = (
-    "Inserting with SQL:", "is full. Current size is", "Emitting completed target state",
-    "Skipping parse of env var settings", "Added '", "Pagination stopped after", "Reader '",
+    "Inserting with SQL:",
+    "is full. Current size is",
+    "Emitting completed target state",
+    "Skipping parse of env var settings",
+    "Added '",
+    "Pagination stopped after",
+    "Reader '",
 )
 # singer-sdk's sink logs each record at debug together with its whole batch (customer data, GBs).
 NEVER = ("Processed record:",)

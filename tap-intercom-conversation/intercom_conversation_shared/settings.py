@@ -15,8 +15,12 @@ REGION_URLS = {
 }
 SECRET_SETTINGS = frozenset({"access_token"})
 _JSON_KINDS = {
-    "integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
-    "object": "an object", "array": "a list",
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "object": "an object",
+    "array": "a list",
 }
 
 
@@ -52,8 +56,6 @@ def schema_problem(schema: dict, config: t.Mapping[str, t.Any], secrets: frozens
     if error.validator == "enum":
         return f"{name}{shown} is not one of {', '.join(str(v) for v in error.validator_value)}"
     return f"{name} is invalid" if not shown else f"{name}{shown} is invalid ({error.validator})"
-
-
 
 
 def coerce_strings(config: dict[str, t.Any], schema: dict) -> None:

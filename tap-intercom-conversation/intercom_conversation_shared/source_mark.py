@@ -43,8 +43,13 @@ def fingerprint(token: str) -> str:
 def mark(config: t.Mapping[str, t.Any], extractor: str) -> str:
     """The comment text: host, token fingerprint, and the extractor's name (for people reading it)."""
     return json.dumps(
-        {KEY: {"api": api_host(config), "token_sha256": fingerprint(str(config.get("access_token") or "")),
-               "extractor": extractor}},
+        {
+            KEY: {
+                "api": api_host(config),
+                "token_sha256": fingerprint(str(config.get("access_token") or "")),
+                "extractor": extractor,
+            }
+        },
         sort_keys=True,
     )
 
@@ -65,7 +70,5 @@ def from_meltano_env(env: t.Mapping[str, str]) -> str | None:
     namespace = env.get("MELTANO_EXTRACTOR_NAMESPACE") or ""
     if not namespace.startswith(NAMESPACE) or not env.get(f"{EXTRACT_PREFIX}ACCESS_TOKEN"):
         return None
-    settings = {
-        name: env.get(f"{EXTRACT_PREFIX}{name.upper()}") for name in ("access_token", "api_url", "region")
-    }
+    settings = {name: env.get(f"{EXTRACT_PREFIX}{name.upper()}") for name in ("access_token", "api_url", "region")}
     return mark(settings, env.get("MELTANO_EXTRACTOR_NAME") or NAMESPACE)

@@ -294,7 +294,9 @@ class PartsCheck:
         logger.info("%s conversations have fewer part rows than Intercom counts: GET each", f"{len(candidates):,}")
         workers = int(self.stream.config["max_concurrent_requests"])
         fetched = ordered_map(
-            self.stream.fetch_conversation, candidates, workers=workers,
+            self.stream.fetch_conversation,
+            candidates,
+            workers=workers,
             concurrency=self.stream.runtime.concurrency.target,
         )
         for conversation_id, got in fetched:
@@ -323,9 +325,7 @@ def confirm_unlisted(stream: Listing, check: TableCheck, start: int | None) -> N
     )
 
 
-def repair(
-    stream: Listing, check: TableCheck, parts_check: PartsCheck | None, *, hydrated: bool, remove: bool
-) -> None:
+def repair(stream: Listing, check: TableCheck, parts_check: PartsCheck | None, *, hydrated: bool, remove: bool) -> None:
     """Write Intercom's current payload of every row that differs; apply the deletion rule to the rest."""
     ids = check.ids("missing", "stale", "parts")
     progress = Progress(logger, "repair", stream.runtime.governor)

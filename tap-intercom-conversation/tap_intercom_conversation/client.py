@@ -37,6 +37,7 @@ class Answer(t.NamedTuple):
     body: t.Any
     sent_after: int | None
 
+
 _CONVERSATION_ID = re.compile(r"/\d+$")
 MAX_TRIES = 8  # first try + 7 retries, about two minutes of backoff at most
 SEARCH_CONNECTIONS = 16  # kept beside the hydration's: the search thread(s) and the deleted list
@@ -199,21 +200,29 @@ class IntercomStream(RESTStream):
         authenticated = self.authenticator(prepared_request)
         session = self.requests_session
         response = session.send(
-            authenticated, timeout=self.timeout, allow_redirects=self.allow_redirects,
+            authenticated,
+            timeout=self.timeout,
+            allow_redirects=self.allow_redirects,
             proxies=self._proxies(authenticated),
         )
         sent_after = self._transport.sent_after() if self._transport is not None else None
         if self.metrics_logger.isEnabledFor(logging.INFO):  # a METRIC line per request only when asked for
             succeeded = response.status_code < 400
             endpoint = _CONVERSATION_ID.sub("/{id}", prepared_request.path_url.split("?")[0])  # one tag per endpoint
-            metrics.log(self.metrics_logger, metrics.Point(
-                "timer", metric=metrics.Metric.HTTP_REQUEST_DURATION, value=response.elapsed.total_seconds(),
-                tags={
-                    metrics.Tag.STREAM: self.name, metrics.Tag.ENDPOINT: endpoint,
-                    metrics.Tag.HTTP_STATUS_CODE: response.status_code,
-                    metrics.Tag.STATUS: metrics.Status.SUCCEEDED if succeeded else metrics.Status.FAILED,
-                },
-            ))
+            metrics.log(
+                self.metrics_logger,
+                metrics.Point(
+                    "timer",
+                    metric=metrics.Metric.HTTP_REQUEST_DURATION,
+                    value=response.elapsed.total_seconds(),
+                    tags={
+                        metrics.Tag.STREAM: self.name,
+                        metrics.Tag.ENDPOINT: endpoint,
+                        metrics.Tag.HTTP_STATUS_CODE: response.status_code,
+                        metrics.Tag.STATUS: metrics.Status.SUCCEEDED if succeeded else metrics.Status.FAILED,
+                    },
+                ),
+            )
         self.validate_response(response)
         try:  # parsed once, by msgspec unless only Python's json reads it (bodies.py); envelopes checked by `decode`
             body = decode(response.content)

@@ -101,4 +101,3 @@ class Concurrency:
             return min(SEARCHES_IN_FLIGHT, max(1, wanted))
         wanted = math.ceil(SEARCH_ROWS_PER_SECOND * latency / ROWS_PER_PAGE)
         return min(MAX_SEARCHES_IN_FLIGHT, max(SEARCHES_IN_FLIGHT, wanted))
-

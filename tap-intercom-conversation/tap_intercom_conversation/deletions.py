@@ -82,7 +82,9 @@ class DeletedConversationsStream(IntercomStream):
             request_counter.with_context(context)
             while not paginator.finished:
                 prepared = self.build_prepared_request(
-                    method="GET", url=self.get_url(context), headers=self.http_headers,
+                    method="GET",
+                    url=self.get_url(context),
+                    headers=self.http_headers,
                     params=self.get_url_params(context, paginator.current_value),
                 )
                 answer = self.fetch(prepared)
@@ -112,7 +114,8 @@ class DeletedConversationsStream(IntercomStream):
         if not supports_deletions(self.config["api_version"]):
             self.logger.warning(
                 "api_version %s is older than 2.16, which lists deleted conversations: deletions are not "
-                "replicated in this run", self.config["api_version"],
+                "replicated in this run",
+                self.config["api_version"],
             )
             return
         state = self.get_context_state(context)

@@ -104,4 +104,3 @@ class Fetched(t.NamedTuple):
 
     payload: dict
     sent_after: int | None
-

@@ -90,7 +90,9 @@ class SearchPaginator(BaseAPIPaginator[SearchPage]):
             self._restart_from = self._safe_second
             logger.info(
                 "Search results changed while paging (total_count %s -> %s); restarting from updated_at %d",
-                self._expected_total, total, self._safe_second,
+                self._expected_total,
+                total,
+                self._safe_second,
             )
             return False
         if shifted:
@@ -122,8 +124,11 @@ class SearchPaginator(BaseAPIPaginator[SearchPage]):
 
 
 def search_span(
-    span: Span, put: Callable[[object], None], *,
-    post: Callable[[dict], Answer], may_split: Callable[[], bool],
+    span: Span,
+    put: Callable[[object], None],
+    *,
+    post: Callable[[dict], Answer],
+    may_split: Callable[[], bool],
 ) -> None:
     """Every row of one span, page after page (a span's thread); the rest handed back as spans if many.
 

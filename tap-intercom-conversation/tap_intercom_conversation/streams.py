@@ -36,6 +36,7 @@ if t.TYPE_CHECKING:
 
     from tap_intercom_conversation.records import SearchRow
 
+
 class ConversationsStream(RawData, StreamAdapter, IntercomStream):
     """Every conversation, found by search in `updated_at` order and hydrated with its parts.
 
@@ -61,8 +62,14 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         self._emitting: dict | None = None  # the payload of the record being emitted
         self.progress = Progress(self.logger, self.name, self.runtime.governor)
         self.counts = {
-            "emitted": 0, "hydrated": 0, "skipped_deleted": 0, "truncated": 0, "replaced": 0, "search_rows": 0,
-            "passes": 0, "parts": 0,
+            "emitted": 0,
+            "hydrated": 0,
+            "skipped_deleted": 0,
+            "truncated": 0,
+            "replaced": 0,
+            "search_rows": 0,
+            "passes": 0,
+            "parts": 0,
         }
 
     # The search API: the sync's, and verify's (intercom_conversation_verify reads Intercom only through it)
@@ -110,7 +117,10 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
 
     def _post_search(self, body: dict) -> Answer:
         prepared = self.build_prepared_request(
-            method="POST", url=f"{self.url_base}{self.path}", headers=self.http_headers, json=body,
+            method="POST",
+            url=f"{self.url_base}{self.path}",
+            headers=self.http_headers,
+            json=body,
         )
         answer = self.fetch(prepared, decoded_search_answer)
         self.windows.note_date(date_seconds(answer.response.headers.get("Date")))
@@ -184,7 +194,9 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         if self.config["include_conversation_parts"]:
             workers = int(self.config["max_concurrent_requests"])  # the upper bound; below it, the latency decides
             pairs = ordered_map(
-                lambda row: self.fetch_conversation(row.payload["id"]), found, workers=workers,
+                lambda row: self.fetch_conversation(row.payload["id"]),
+                found,
+                workers=workers,
                 concurrency=self.runtime.concurrency.target,
             )
         else:
@@ -243,7 +255,9 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
             self.counts["truncated"] += 1
             self.logger.warning(
                 "Conversation %s has %d parts; Intercom returned only the %d most recent",
-                payload["id"], total, returned,
+                payload["id"],
+                total,
+                returned,
             )
 
     def _warn_if_replaced(self, payload: dict) -> None:
@@ -253,7 +267,8 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
             self.counts["replaced"] += 1
             self.logger.warning(
                 "Conversation %s: replaced %s with U+FFFD (PostgreSQL cannot store them)",
-                payload["id"], describe(replaced),
+                payload["id"],
+                describe(replaced),
             )
 
     def _first_sight(self, row: dict) -> bool:
@@ -274,7 +289,9 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
             raise IntercomError("state: recent_conversations is not a map of conversation id to updated_at")
         start = to_unix(self.config["start_date"], "start_date") if self.config.get("start_date") else None
         return Windows(
-            bookmark=bookmark, lookback=int(self.config["lookback_window_seconds"]), start=start,
+            bookmark=bookmark,
+            lookback=int(self.config["lookback_window_seconds"]),
+            start=start,
             recent={str(key): value for key, value in recent.items()},
         )
 

@@ -47,40 +47,55 @@ class TapIntercomConversation(TapAdapter, Tap):
     # a violation from it; tests/test_settings.py holds meltano.yml, plugin-definitions/ and the README to it.
     config_jsonschema = th.PropertiesList(
         th.Property(
-            "access_token", th.StringType, required=True, secret=True,
+            "access_token",
+            th.StringType,
+            required=True,
+            secret=True,
             description="Intercom access token: a private app's, or the OAuth token of an installed public app.",
         ),
         th.Property(
-            "region", th.StringType, default="us", allowed_values=list(REGION_URLS),
+            "region",
+            th.StringType,
+            default="us",
+            allowed_values=list(REGION_URLS),
             description="Intercom region of the workspace: us (api.intercom.io), eu or au. api_url overrides it.",
         ),
         th.Property(
-            "api_url", th.StringType,
+            "api_url",
+            th.StringType,
             description="Base URL of the API (default https://api.intercom.io, or the region's). "
             "https only, except http:// to a loopback host (a local simulator).",
         ),
         th.Property(
-            "api_version", th.StringType(pattern=r"^(1\.[0-4]|2\.([0-9]|1[0-6])|Unstable)$"), default="2.16",
+            "api_version",
+            th.StringType(pattern=r"^(1\.[0-4]|2\.([0-9]|1[0-6])|Unstable)$"),
+            default="2.16",
             pattern_meaning="an Intercom version (1.0-1.4, 2.0-2.16 or Unstable)",
             description="Sent as Intercom-Version on every request: 2.0-2.16 or Unstable (1.x has no conversation "
             "search). title is null before 2.2; deletions need 2.16. Tested against 2.16.",
         ),
         th.Property(
-            "start_date", th.DateTimeType,
+            "start_date",
+            th.DateTimeType,
             description="Earliest updated_at to replicate (ISO 8601). Absent: all history.",
         ),
         th.Property(
-            "lookback_window_seconds", th.IntegerType(minimum=0, maximum=30 * 86400), default=DEFAULT_LOOKBACK_SECONDS,
+            "lookback_window_seconds",
+            th.IntegerType(minimum=0, maximum=30 * 86400),
+            default=DEFAULT_LOOKBACK_SECONDS,
             description="How far before the bookmark each incremental run searches again, for Intercom's "
             "search index lag and clock skew. Conversations already loaded are not fetched again.",
         ),
         th.Property(
-            "include_conversation_parts", th.BooleanType, default=True,
+            "include_conversation_parts",
+            th.BooleanType,
+            default=True,
             description="True: data is the full GET /conversations/{id} payload with its conversation_parts. "
             "False: data is the search payload (one request per 150 conversations).",
         ),
         th.Property(
-            "max_concurrent_requests", th.IntegerType(minimum=1, maximum=MAX_CONCURRENT_REQUESTS),
+            "max_concurrent_requests",
+            th.IntegerType(minimum=1, maximum=MAX_CONCURRENT_REQUESTS),
             default=DEFAULT_MAX_CONCURRENT_REQUESTS,
             description="Upper bound of the requests in flight at once (1-1000). Below it, the tap keeps as many "
             "conversations hydrating (GET /conversations/{id}) as the rate limit needs at the latency it observes "
@@ -90,16 +105,23 @@ class TapIntercomConversation(TapAdapter, Tap):
             "under the limit.",
         ),
         th.Property(
-            "request_timeout_seconds", th.NumberType(minimum=1, maximum=600), default=60,
+            "request_timeout_seconds",
+            th.NumberType(minimum=1, maximum=600),
+            default=60,
             description="Seconds to wait for an answer before the request is retried.",
         ),
         th.Property(
-            "deleted_conversations", th.StringType, default="mark", allowed_values=["mark", "remove"],
+            "deleted_conversations",
+            th.StringType,
+            default="mark",
+            allowed_values=["mark", "remove"],
             description="What a conversation deleted in Intercom becomes in the table (API 2.16+): mark keeps "
             'the row and adds "deleted": true and "deleted_at" to its data; remove deletes the row.',
         ),
         th.Property(
-            "log_metrics", th.BooleanType, default=False,
+            "log_metrics",
+            th.BooleanType,
+            default=False,
             description="True: singer-sdk's METRIC line for every request and stream (also at log level debug). "
             "False: the log is progress lines, warnings and the run summary.",
         ),
@@ -122,9 +144,14 @@ class TapIntercomConversation(TapAdapter, Tap):
         """One line for the whole run, also when the sync stopped on an error."""
         conversations = t.cast(ConversationsStream, self.streams[STREAM_NAME])
         deletions = t.cast(DeletedConversationsStream, self.streams[DELETION_STREAM])
-        self.logger.info(run_summary(
-            conversations.counts, deletions.emitted, self.runtime, seconds,
-        ))
+        self.logger.info(
+            run_summary(
+                conversations.counts,
+                deletions.emitted,
+                self.runtime,
+                seconds,
+            )
+        )
 
     @override
     def validate_settings(self, settings: dict[str, t.Any], *, raise_errors: bool) -> list[str]:

@@ -79,8 +79,10 @@ class Windows:
 
     @staticmethod
     def catch_up_through(
-        clock: ServerClock, sleep: Callable[[float], None] = time.sleep,
-        now: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+        clock: ServerClock,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> int:
         """Where the next window ends: after every second in which the last one read anything.
 

@@ -50,7 +50,7 @@ class WholeLineWriter(MsgSpecWriter):
             if not isinstance(message, RecordMessage) or len(self._block) >= self.BLOCK_BYTES:
                 block, self._block = memoryview(self._block), bytearray()
                 while block:  # a signal can cut a large write short (measured: 49,152 of 65,862 bytes)
-                    block = block[sys.stdout.buffer.write(block):]
+                    block = block[sys.stdout.buffer.write(block) :]
                 sys.stdout.flush()
         finally:
             self.writing = False

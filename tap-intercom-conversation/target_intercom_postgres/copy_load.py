@@ -99,19 +99,24 @@ def line_decoder(schema: dict, columns: list[Column]) -> msgspec.json.Decoder:
         types = schema["properties"][name].get("type")
         nullable = "null" in ([types] if isinstance(types, str) else types or [])
         base: t.Any = {
-            TEXT: str, BOOLEAN: bool, JSON: msgspec.Raw,
+            TEXT: str,
+            BOOLEAN: bool,
+            JSON: msgspec.Raw,
             TIMESTAMP: t.Annotated[str, msgspec.Meta(pattern=DATE_TIME)],
         }[kind]
         kind_type = base | None if nullable else base
         fields.append((name, kind_type) if name in required else (name, kind_type, None))
     fields.sort(key=len)  # required fields first, as a struct needs
-    record = msgspec.defstruct(
-        "Record", fields, forbid_unknown_fields=schema.get("additionalProperties") is False
-    )
+    record = msgspec.defstruct("Record", fields, forbid_unknown_fields=schema.get("additionalProperties") is False)
     line = msgspec.defstruct(
         "RecordLine",
-        [("type", str), ("stream", str), ("record", record), ("version", int | None, None),
-         ("time_extracted", str | None, None)],
+        [
+            ("type", str),
+            ("stream", str),
+            ("record", record),
+            ("version", int | None, None),
+            ("time_extracted", str | None, None),
+        ],
     )
     return msgspec.json.Decoder(line)
 
@@ -141,7 +146,7 @@ class RecordReader(GenericSingerReader[bytes]):
             line = line.encode("utf-8", "surrogatepass")
         if line.startswith(_RECORD_PREFIX):
             end = line.find(b'"', len(_RECORD_PREFIX))
-            found = self._decoders.get(line[len(_RECORD_PREFIX):end])
+            found = self._decoders.get(line[len(_RECORD_PREFIX) : end])
             if found is not None:
                 message = self._typed(line, *found)
                 if message is not None:
@@ -268,8 +273,9 @@ PROBE_BY_INDEX = "SELECT set_config('enable_hashjoin', 'off', true), set_config(
 class Upsert:
     """The SQL of one table: the temporary table a batch is copied into, and the upsert from it."""
 
-    def __init__(self, schema_name: str, table_name: str, columns: list[Column], key: str,
-                 *, pk_by_trigger: bool = False) -> None:
+    def __init__(
+        self, schema_name: str, table_name: str, columns: list[Column], key: str, *, pk_by_trigger: bool = False
+    ) -> None:
         """pk_by_trigger: the table's BEFORE INSERT trigger sets its `pk` (the product's tables): the insert
         names it (NULL), so its default does not draw from the sequence a second time."""
         self.columns, self.key = columns, key
@@ -277,8 +283,9 @@ class Upsert:
         self.staging = sql.Identifier(f"staged_{table_name}")
         self.create = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
             self.staging,
-            sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_STAGED_TYPE[c.kind]))
-                               for c in columns),
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_STAGED_TYPE[c.kind])) for c in columns
+            ),
         )
         names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
         self.copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(self.staging, names)
@@ -289,32 +296,53 @@ class Upsert:
         inserted_names, inserted_values = names, values
         if pk_by_trigger:
             inserted_names, inserted_values = sql.SQL("pk, ") + names, sql.SQL("NULL, ") + values
-        updates = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c.name))
-                                     for c in columns if c.name != key)
+        updates = sql.SQL(", ").join(
+            sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c.name)) for c in columns if c.name != key
+        )
         # The newest rule of the table's BEFORE UPDATE trigger, checked before the trigger runs: an
         # older payload is not even offered (the trigger stays the rule for every other writer).
         keeps_newest = any(c.name == "updated_at" and c.kind == TIMESTAMP for c in columns)
-        newest = sql.SQL(" AND (t.updated_at IS NULL OR s.updated_at::timestamptz >= t.updated_at)" if keeps_newest
-                         else "")
-        newest_conflict = sql.SQL(" WHERE t.updated_at IS NULL OR excluded.updated_at >= t.updated_at" if keeps_newest
-                                  else "")
+        newest = sql.SQL(
+            " AND (t.updated_at IS NULL OR s.updated_at::timestamptz >= t.updated_at)" if keeps_newest else ""
+        )
+        newest_conflict = sql.SQL(
+            " WHERE t.updated_at IS NULL OR excluded.updated_at >= t.updated_at" if keeps_newest else ""
+        )
         table = sql.Identifier(schema_name, table_name)
         # The rows already there are updated, then the others inserted: a row that exists never reaches
         # the BEFORE INSERT trigger (it would draw a pk from the sequence for nothing). ON CONFLICT only
         # for another writer's row inserted meanwhile.
         self.update = sql.SQL(
             "UPDATE {table} AS t SET {sets} FROM {staging} AS s WHERE t.{key} = s.{key}{newest}"
-        ).format(table=table, staging=self.staging, key=sql.Identifier(key), newest=newest, sets=sql.SQL(", ").join(
-            sql.SQL("{} = s.{}{}").format(sql.Identifier(c.name), sql.Identifier(c.name),
-                                          sql.SQL("::timestamptz" if c.kind == TIMESTAMP else ""))
-            for c in columns if c.name != key))
+        ).format(
+            table=table,
+            staging=self.staging,
+            key=sql.Identifier(key),
+            newest=newest,
+            sets=sql.SQL(", ").join(
+                sql.SQL("{} = s.{}{}").format(
+                    sql.Identifier(c.name),
+                    sql.Identifier(c.name),
+                    sql.SQL("::timestamptz" if c.kind == TIMESTAMP else ""),
+                )
+                for c in columns
+                if c.name != key
+            ),
+        )
         self.insert = sql.SQL(
             "WITH written AS (INSERT INTO {table} AS t ({names}) SELECT {values} FROM {staging} AS s"
             " WHERE NOT EXISTS (SELECT FROM {table} AS o WHERE o.{key} = s.{key})"
             " ON CONFLICT ({key}) DO UPDATE SET {updates}{newest} RETURNING (t.xmax = 0) AS inserted)"
             " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
-        ).format(table=table, names=inserted_names, values=inserted_values, staging=self.staging,
-                 key=sql.Identifier(key), updates=updates, newest=newest_conflict)
+        ).format(
+            table=table,
+            names=inserted_names,
+            values=inserted_values,
+            staging=self.staging,
+            key=sql.Identifier(key),
+            updates=updates,
+            newest=newest_conflict,
+        )
 
     def load(self, conn: psycopg.Connection, records: list[dict]) -> tuple[int, int]:
         """COPY the records into the temporary table and upsert them, in one transaction: (inserted, updated)."""
@@ -387,8 +415,13 @@ class CopySink(SinkAdapter, PostgresSink):
         super().setup()
         columns = self._columns() if self.copies() else None
         if columns is not None:
-            self._upsert = Upsert(str(self.schema_name), self.table_name, columns, self.key_properties[0],
-                                  pk_by_trigger=self.table_name in TABLES)
+            self._upsert = Upsert(
+                str(self.schema_name),
+                self.table_name,
+                columns,
+                self.key_properties[0],
+                pk_by_trigger=self.table_name in TABLES,
+            )
         if isinstance(self._reader, RecordReader):
             decoder = line_decoder(self.schema, columns) if columns is not None else None
             self._reader.register(self.stream_name, decoder, self._objects())

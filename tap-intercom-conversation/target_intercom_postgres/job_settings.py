@@ -85,7 +85,11 @@ def _dump(meltano: Path, root: str, plugin: str) -> dict[str, t.Any]:
     try:
         done = subprocess.run(
             [str(meltano), "invoke", "--dump=config", plugin],
-            cwd=root, capture_output=True, text=True, timeout=DUMP_TIMEOUT_SECONDS, env=os.environ.copy(),
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=DUMP_TIMEOUT_SECONDS,
+            env=os.environ.copy(),
         )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise InputError(f"cannot ask Meltano ({meltano}) for {plugin}'s settings: {error}") from None

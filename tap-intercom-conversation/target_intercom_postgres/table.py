@@ -120,9 +120,8 @@ def apply(url: str, schema: str) -> str:
             for applying in TABLES:
                 conn.execute(table_sql(applying))  # no parameters: sent as is, several statements at once
     except psycopg.Error as error:
-        raise InputError(
-            f"cannot apply {applying}.sql in schema {schema!r} of {where}: {one_line(error)}"
-        ) from None
+        raise InputError(f"cannot apply {applying}.sql in schema {schema!r} of {where}: {one_line(error)}") from None
+
     def state(name: str, unchanged: str) -> str:
         return migrations.get(name) or (unchanged if name in existed else "created")
 
@@ -137,9 +136,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--sqlalchemy-url",
         help=f"target-postgres's sqlalchemy_url, e.g. postgresql+psycopg://user@host:5432/db (env {URL_ENV})",
     )
-    parser.add_argument(
-        "--schema", help=f"target-postgres's default_target_schema (env {SCHEMA_ENV}, default public)"
-    )
+    parser.add_argument("--schema", help=f"target-postgres's default_target_schema (env {SCHEMA_ENV}, default public)")
     parser.add_argument(
         "--loader",
         help="through Meltano (meltano invoke intercom-conversation-table:apply): the loader whose database and "

@@ -65,7 +65,10 @@ EMPTY_MARK = "tap-intercom-conversation: loaded, empty"
 REQUIRED = {"add_record_metadata": False, "activate_version": False, "load_method": "upsert", "use_copy": True}
 SECRET_SETTINGS = frozenset({"sqlalchemy_url", "password"})
 DEFAULTS = {
-    **REQUIRED, "default_target_schema": "public", "validate_records": True, "log_metrics": False,
+    **REQUIRED,
+    "default_target_schema": "public",
+    "validate_records": True,
+    "log_metrics": False,
 }
 # Between the starts of two commits; with the commit's own seconds, a killed run redoes at most 30 s of work.
 COMMIT_EVERY_SECONDS = 25.0
@@ -236,7 +239,9 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
             self._warned_full = True
             self.logger.warning(
                 "%s.%s has rows, but the tap resumes from no bookmark: this run reads every conversation again "
-                "(a full backfill; pass the last STATE to resume instead)", self.target_schema, STREAM_NAME,
+                "(a full backfill; pass the last STATE to resume instead)",
+                self.target_schema,
+                STREAM_NAME,
             )
 
     @override

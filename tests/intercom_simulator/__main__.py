@@ -18,8 +18,9 @@ from .simulator import IntercomSimulator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tests.intercom_simulator",
-                                description="Intercom REST API 2.16 (conversations) simulator")
+    p = argparse.ArgumentParser(
+        prog="python -m tests.intercom_simulator", description="Intercom REST API 2.16 (conversations) simulator"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--conversations", type=int, default=1000)
@@ -40,10 +41,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fault-seed", type=int, default=None, help="defaults to --seed")
     p.add_argument("--date-comparison", choices=("strict", "inclusive"), default="strict")
     p.add_argument("--long-conversation-parts", type=int, default=0)
-    p.add_argument("--clock-offset", type=float, default=0.0,
-                   help="seconds the simulated Intercom's clock is ahead of this machine's (negative: behind)")
-    p.add_argument("--bad-data", action="store_true",
-                   help="add conversations holding U+0000, lone surrogates and numbers a float cannot hold")
+    p.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        help="seconds the simulated Intercom's clock is ahead of this machine's (negative: behind)",
+    )
+    p.add_argument(
+        "--bad-data",
+        action="store_true",
+        help="add conversations holding U+0000, lone surrogates and numbers a float cannot hold",
+    )
     return p.parse_args(argv)
 
 
@@ -51,9 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     faults = Faults(
         seed=args.seed if args.fault_seed is None else args.fault_seed,
-        error_rate=args.error_rate, html_fraction=args.html_fraction, drop_rate=args.drop_rate,
-        slow_rate=args.slow_rate, slow_seconds=args.slow_seconds, bad_json_rate=args.bad_json_rate,
-        change_rate=args.change_rate, changes_per_event=args.changes_per_event,
+        error_rate=args.error_rate,
+        html_fraction=args.html_fraction,
+        drop_rate=args.drop_rate,
+        slow_rate=args.slow_rate,
+        slow_seconds=args.slow_seconds,
+        bad_json_rate=args.bad_json_rate,
+        change_rate=args.change_rate,
+        changes_per_event=args.changes_per_event,
     )
     stop = threading.Event()
 
@@ -63,11 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     sim = IntercomSimulator(
-        conversations=args.conversations, seed=args.seed, token=args.token, now=args.now,
-        latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, rate_limit=args.rate_limit,
-        faults=faults, date_comparison=args.date_comparison,
-        long_conversation_parts=args.long_conversation_parts, host=args.host, port=args.port,
-        clock_offset=args.clock_offset, bad_data=args.bad_data,
+        conversations=args.conversations,
+        seed=args.seed,
+        token=args.token,
+        now=args.now,
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        rate_limit=args.rate_limit,
+        faults=faults,
+        date_comparison=args.date_comparison,
+        long_conversation_parts=args.long_conversation_parts,
+        host=args.host,
+        port=args.port,
+        clock_offset=args.clock_offset,
+        bad_data=args.bad_data,
     ).start()
     print(f"intercom simulator listening on {sim.url}", flush=True)
     try:

@@ -66,10 +66,17 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"requests": self.requests, "by_route": dict(self.by_route),
-                    "by_status": dict(self.by_status), "rate_limited": self.rate_limited,
-                    "faults": dict(self.faults), "changes": self.changes, "intercepted": self.intercepted,
-                    "windows": dict(self.windows), "max_in_flight": self.max_in_flight}
+            return {
+                "requests": self.requests,
+                "by_route": dict(self.by_route),
+                "by_status": dict(self.by_status),
+                "rate_limited": self.rate_limited,
+                "faults": dict(self.faults),
+                "changes": self.changes,
+                "intercepted": self.intercepted,
+                "windows": dict(self.windows),
+                "max_in_flight": self.max_in_flight,
+            }
 
     def enter(self, n: int) -> None:
         with self.lock:
@@ -84,9 +91,12 @@ def version_key(value: str | None) -> tuple[int, int]:
     if value.lower() == "unstable":
         return (99, 0)
     if value not in VERSIONS:
-        raise ApiError(400, "intercom_version_invalid",
-                       f"Intercom-Version header value {value!r} is not a valid API version. "
-                       f"Valid versions: {', '.join(VERSIONS)}")
+        raise ApiError(
+            400,
+            "intercom_version_invalid",
+            f"Intercom-Version header value {value!r} is not a valid API version. "
+            f"Valid versions: {', '.join(VERSIONS)}",
+        )
     major, minor = value.split(".")
     return int(major), int(minor)
 
@@ -132,11 +142,21 @@ def _strip_html(obj: Any) -> None:
 
 
 class App:
-    def __init__(self, store: Store, token: str, injector: FaultInjector, limiter: RateLimiter,
-                 stats: Stats, inclusive: bool, latency_ms: float, jitter_ms: float,
-                 hook: Callable[[], Callable[[int], None] | None], base_url: Callable[[], str],
-                 on_request: Callable[[], Callable[..., Any] | None] = lambda: None,
-                 on_payload: Callable[[], Callable[..., Any] | None] = lambda: None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        token: str,
+        injector: FaultInjector,
+        limiter: RateLimiter,
+        stats: Stats,
+        inclusive: bool,
+        latency_ms: float,
+        jitter_ms: float,
+        hook: Callable[[], Callable[[int], None] | None],
+        base_url: Callable[[], str],
+        on_request: Callable[[], Callable[..., Any] | None] = lambda: None,
+        on_payload: Callable[[], Callable[..., Any] | None] = lambda: None,
+    ) -> None:
         self.store, self.token, self.injector, self.limiter = store, token, injector, limiter
         self.stats, self.inclusive, self.hook, self.base_url = stats, inclusive, hook, base_url
         self.on_request, self.on_payload = on_request, on_payload
@@ -202,8 +222,16 @@ class App:
             return Response(status, data, "text/html", headers)
         return Response(status, json.dumps(payload).encode(), JSON, headers)
 
-    def _handle(self, route: str | None, arg: str, params: dict[str, list[str]],
-                headers: Mapping[str, str], body: bytes, method: str = "GET", path: str = "/") -> Response | None:
+    def _handle(
+        self,
+        route: str | None,
+        arg: str,
+        params: dict[str, list[str]],
+        headers: Mapping[str, str],
+        body: bytes,
+        method: str = "GET",
+        path: str = "/",
+    ) -> Response | None:
         auth = headers.get("Authorization") or ""
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         if not token or token != self.token:
@@ -212,8 +240,9 @@ class App:
         self.stats.add("windows", int(rl["X-RateLimit-Reset"]))
         if not allowed:
             self.stats.add("rate_limited")
-            return self._error(ApiError(429, "rate_limit_exceeded",
-                                        f"Exceeded rate limit of {self.limiter.limit} in 10_seconds"), rl)
+            return self._error(
+                ApiError(429, "rate_limit_exceeded", f"Exceeded rate limit of {self.limiter.limit} in 10_seconds"), rl
+            )
         intercepted = self._intercepted(method, path, body, rl)
         if intercepted is not None:
             return intercepted
@@ -258,8 +287,9 @@ class App:
             return Response(plan.status, html.encode(), "text/html", rl)
         return self._error(ApiError(plan.status, code, message), rl)
 
-    def _route(self, route: str, arg: str, params: dict[str, list[str]], body: bytes,
-               version: tuple[int, int]) -> dict[str, Any]:
+    def _route(
+        self, route: str, arg: str, params: dict[str, list[str]], body: bytes, version: tuple[int, int]
+    ) -> dict[str, Any]:
         if route == "search":
             return self._search(body)
         if route == "list":
@@ -284,12 +314,22 @@ class App:
     def _me(self) -> dict[str, Any]:
         """GET /me (identifyAdmin): the admin the token acts for, with its app, as the spec's example."""
         return {
-            "type": "admin", "id": "991267459", "email": "admin1@email.com", "name": "Simulated Admin",
+            "type": "admin",
+            "id": "991267459",
+            "email": "admin1@email.com",
+            "name": "Simulated Admin",
             "email_verified": True,
-            "app": {"type": "app", "id_code": f"sim{self.store.seed:04d}app", "name": f"Simulator {self.store.seed}",
-                    "created_at": 1734537243, "identity_verification": False,
-                    "timezone": "America/Los_Angeles", "region": "US"},
-            "avatar": {"type": "avatar", "image_url": None}, "has_inbox_seat": True,
+            "app": {
+                "type": "app",
+                "id_code": f"sim{self.store.seed:04d}app",
+                "name": f"Simulator {self.store.seed}",
+                "created_at": 1734537243,
+                "identity_verification": False,
+                "timezone": "America/Los_Angeles",
+                "region": "US",
+            },
+            "avatar": {"type": "avatar", "image_url": None},
+            "has_inbox_seat": True,
         }
 
     def _search(self, body: bytes) -> dict[str, Any]:
@@ -311,8 +351,9 @@ class App:
             raise invalid("sort must be an object")
         field, order = sort.get("field", "updated_at"), sort.get("order", "descending")
         if order not in ("ascending", "descending"):
-            raise ApiError(400, "invalid_sort_order",
-                           f"Invalid sort order '{order}'. Must be one of: ascending, descending")
+            raise ApiError(
+                400, "invalid_sort_order", f"Invalid sort order '{order}'. Must be one of: ascending, descending"
+            )
         if field not in SORT_FIELDS:
             raise invalid(f"Invalid sort field {field!r}. Must be one of: {', '.join(SORT_FIELDS)}")
         hook = self.hook()
@@ -326,8 +367,12 @@ class App:
     def _page(self, q: Compiled, field: str, descending: bool, offset: int, per_page: int) -> dict[str, Any]:
         total, recs = self.store.search(q, field, descending, offset, per_page)
         seed = self.store.seed
-        pages: dict[str, Any] = {"type": "pages", "page": offset // per_page + 1, "per_page": per_page,
-                                 "total_pages": math.ceil(total / per_page)}
+        pages: dict[str, Any] = {
+            "type": "pages",
+            "page": offset // per_page + 1,
+            "per_page": per_page,
+            "total_pages": math.ceil(total / per_page),
+        }
         if offset + per_page < total:
             pages["next"] = {"per_page": per_page, "starting_after": encode_cursor(offset + per_page)}
         rows = [render.list_item(seed, r) for r in recs] if self.on_payload() else self.row_cache.rows(recs)
@@ -343,12 +388,27 @@ class App:
         if order not in ("asc", "desc"):
             raise invalid(f"order must be asc or desc, got {order!r}")
         total, recs = self.store.deleted_page(int(page), per_page, order == "desc")
-        pages: dict[str, Any] = {"type": "pages", "page": int(page), "per_page": per_page,
-                                 "total_pages": math.ceil(total / per_page)}
+        pages: dict[str, Any] = {
+            "type": "pages",
+            "page": int(page),
+            "per_page": per_page,
+            "total_pages": math.ceil(total / per_page),
+        }
         if int(page) * per_page < total:
-            pages["next"] = (f"{self.base_url()}/conversations/deleted?per_page={per_page}"
-                             f"&order={order}&page={int(page) + 1}")
-        return {"type": "conversations.list", "total_count": total, "pages": pages,
-                "conversations": [{"type": "conversation", "id": str(r.id),
-                                   "metrics_retained": r.metrics_retained, "deleted_at": r.deleted_at}
-                                  for r in recs]}
+            pages["next"] = (
+                f"{self.base_url()}/conversations/deleted?per_page={per_page}&order={order}&page={int(page) + 1}"
+            )
+        return {
+            "type": "conversations.list",
+            "total_count": total,
+            "pages": pages,
+            "conversations": [
+                {
+                    "type": "conversation",
+                    "id": str(r.id),
+                    "metrics_retained": r.metrics_retained,
+                    "deleted_at": r.deleted_at,
+                }
+                for r in recs
+            ],
+        }

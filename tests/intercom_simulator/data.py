@@ -57,23 +57,39 @@ ADMINS: list[tuple[int, str, str]] = [
     (991267607, "Søren Kierkegaard", "soren@example.com"),
     (991267608, "Priya Natarajan", "priya@example.com"),
     (991267609, "Łukasz Żółć", "lukasz@example.com"),
-    (991267610, "Ana \"Nani\" Silva", "ana.silva@example.com"),
+    (991267610, 'Ana "Nani" Silva', "ana.silva@example.com"),
 ]
 BOT: tuple[str, str, str] = ("991267654", "Fin", "operator+fin@intercom.io")
-TEAMS: list[tuple[int, str]] = [
-    (5017691, "Support"), (5017692, "Billing"), (5017693, "Tier 2 🔧"), (5017694, "Ventes")
-]
+TEAMS: list[tuple[int, str]] = [(5017691, "Support"), (5017692, "Billing"), (5017693, "Tier 2 🔧"), (5017694, "Ventes")]
 TAGS: list[tuple[str, str]] = [
-    ("123456", "VIP"), ("123457", "Bug 🐛"), ("123458", "Remboursement"),
-    ("123459", "請求書"), ("123460", "churn-risk"), ("123461", "\"quoted\" tag"),
+    ("123456", "VIP"),
+    ("123457", "Bug 🐛"),
+    ("123458", "Remboursement"),
+    ("123459", "請求書"),
+    ("123460", "churn-risk"),
+    ("123461", '"quoted" tag'),
 ]
 TITLES: list[str | None] = [
-    None, None, None, None, None,
-    "Refund request", "Can't log in", "Question about my invoice #4411",
-    "🚀 Launch day — everything is on fire 🔥", "请帮我处理退款", "注文がまだ届きません",
-    "مشكلة في الفاتورة", "בעיה בהתחברות", "He said \"it's broken\" & left <b>angry</b>",
-    "Line one\nLine two\n\tindented", "Ünïcödé naïve café résumé", "  leading and trailing spaces  ",
-    "Emoji only 😀😃😄", "A" * 300, "Zero\u200bwidth and e\u0301 combining",
+    None,
+    None,
+    None,
+    None,
+    None,
+    "Refund request",
+    "Can't log in",
+    "Question about my invoice #4411",
+    "🚀 Launch day — everything is on fire 🔥",
+    "请帮我处理退款",
+    "注文がまだ届きません",
+    "مشكلة في الفاتورة",
+    "בעיה בהתחברות",
+    'He said "it\'s broken" & left <b>angry</b>',
+    "Line one\nLine two\n\tindented",
+    "Ünïcödé naïve café résumé",
+    "  leading and trailing spaces  ",
+    "Emoji only 😀😃😄",
+    "A" * 300,
+    "Zero\u200bwidth and e\u0301 combining",
 ]
 PRIORITIES = ["none", "none", "none", "none", "low", "medium", "high", "urgent"]
 BODIES: list[str] = [
@@ -81,9 +97,9 @@ BODIES: list[str] = [
     "<p>Thanks again :)</p>",
     "<p>请问我的订单什么时候到？</p>",  # noqa: RUF001 - unicode on purpose
     "<p>مرحبا، لدي مشكلة في الفاتورة</p>",
-    "<p>He said \"it's broken\" &amp; left</p>",
+    '<p>He said "it\'s broken" &amp; left</p>',
     "<p>Line one<br>Line two</p>",
-    "<p>Could you <a href=\"https://example.com/help\">check this link</a>?</p>",
+    '<p>Could you <a href="https://example.com/help">check this link</a>?</p>',
     "<p>Okay!</p>",
     "<p>Je voudrais être remboursé, s'il vous plaît.</p>",
     "<p>Привет! Не работает оплата.</p>",  # noqa: RUF001 - unicode on purpose
@@ -107,19 +123,31 @@ def defective(now: int, next_id: int) -> tuple[list[Rec], int]:
     recs = []
     for index, defect in enumerate(DEFECTS):
         updated_at = now - DAY + 60 * index
-        recs.append(Rec(
-            id=next_id, created_at=updated_at - 3600, updated_at=updated_at, base_updated_at=updated_at,
-            state="open", read=False, snoozed_until=None, waiting_since=updated_at, n_base=3, touches=(),
-            priority="none", admin_assignee_id=ADMINS[0][0], team_assignee_id=TEAMS[0][0], title=None,
-            base_waiting=True, defect=defect,
-        ))
+        recs.append(
+            Rec(
+                id=next_id,
+                created_at=updated_at - 3600,
+                updated_at=updated_at,
+                base_updated_at=updated_at,
+                state="open",
+                read=False,
+                snoozed_until=None,
+                waiting_since=updated_at,
+                n_base=3,
+                touches=(),
+                priority="none",
+                admin_assignee_id=ADMINS[0][0],
+                team_assignee_id=TEAMS[0][0],
+                title=None,
+                base_waiting=True,
+                defect=defect,
+            )
+        )
         next_id += 7
     return recs, next_id
 
 
-def generate(
-    seed: int, now: int, n: int, long_parts: int = 0, bad_data: bool = False
-) -> tuple[list[Rec], int]:
+def generate(seed: int, now: int, n: int, long_parts: int = 0, bad_data: bool = False) -> tuple[list[Rec], int]:
     """Generate `n` (+1 if `long_parts`, + len(DEFECTS) if `bad_data`) conversations; returns (records, next_id)."""
     rng = random.Random(seed)
     created = sorted(now - rng.randint(3600, HISTORY_SECONDS) for _ in range(n))
@@ -132,13 +160,25 @@ def generate(
     if long_parts > 0:
         cid += rng.randint(1, 1500)
         created_at = now - 60 * DAY
-        recs.append(Rec(
-            id=cid, created_at=created_at, updated_at=now - 3600, base_updated_at=now - 3600,
-            state="open", read=False, snoozed_until=None, waiting_since=now - 3600,
-            n_base=long_parts, touches=(), priority="high",
-            admin_assignee_id=ADMINS[0][0], team_assignee_id=TEAMS[0][0],
-            title="A very long conversation 📜", base_waiting=True,
-        ))
+        recs.append(
+            Rec(
+                id=cid,
+                created_at=created_at,
+                updated_at=now - 3600,
+                base_updated_at=now - 3600,
+                state="open",
+                read=False,
+                snoozed_until=None,
+                waiting_since=now - 3600,
+                n_base=long_parts,
+                touches=(),
+                priority="high",
+                admin_assignee_id=ADMINS[0][0],
+                team_assignee_id=TEAMS[0][0],
+                title="A very long conversation 📜",
+                base_waiting=True,
+            )
+        )
     if bad_data:
         bad, cid = defective(now, cid + rng.randint(1, 1500))
         recs += bad
@@ -169,11 +209,22 @@ def _stateful(rng: random.Random, cid: int, created_at: int, updated_at: int, n_
     admin = 0 if rng.random() < 0.25 else rng.choice(ADMINS)[0]
     team = 0 if rng.random() < 0.3 else rng.choice(TEAMS)[0]
     return Rec(
-        id=cid, created_at=created_at, updated_at=updated_at, base_updated_at=updated_at,
-        state=state, read=read, snoozed_until=snoozed, waiting_since=waiting,
-        n_base=n_parts, touches=(), priority=rng.choice(PRIORITIES),
-        admin_assignee_id=admin, team_assignee_id=team, title=rng.choice(TITLES),
-        base_state=state, base_waiting=waiting is not None,
+        id=cid,
+        created_at=created_at,
+        updated_at=updated_at,
+        base_updated_at=updated_at,
+        state=state,
+        read=read,
+        snoozed_until=snoozed,
+        waiting_since=waiting,
+        n_base=n_parts,
+        touches=(),
+        priority=rng.choice(PRIORITIES),
+        admin_assignee_id=admin,
+        team_assignee_id=team,
+        title=rng.choice(TITLES),
+        base_state=state,
+        base_waiting=waiting is not None,
     )
 
 
@@ -236,8 +287,13 @@ def touched(rec: Rec, seed: int, at: int) -> Rec:
         touch, read = (at, "comment", "user"), False
         waiting = waiting if waiting is not None else at
     return rec._replace(
-        updated_at=at, state=state, read=read, waiting_since=waiting, snoozed_until=snoozed,
-        touches=(*rec.touches, touch), version=rec.version + 1,
+        updated_at=at,
+        state=state,
+        read=read,
+        waiting_since=waiting,
+        snoozed_until=snoozed,
+        touches=(*rec.touches, touch),
+        version=rec.version + 1,
     )
 
 
@@ -252,5 +308,6 @@ def part_edited(rec: Rec, k: int, at: int) -> Rec:
 def new_record(seed: int, cid: int, at: int) -> Rec:
     rng = random.Random(f"{seed}/{cid}/create")
     rec = _stateful(rng, cid, at, at, 1)
-    return rec._replace(state="open", read=False, snoozed_until=None, waiting_since=at,
-                        base_state="open", base_waiting=True)
+    return rec._replace(
+        state="open", read=False, snoozed_until=None, waiting_since=at, base_state="open", base_waiting=True
+    )

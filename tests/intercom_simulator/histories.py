@@ -16,8 +16,13 @@ from .data import BOT, TAGS, Rec
 from .static import Static, admin_author
 
 CONTACT = "user"  # an author: the conversation's contact; "bot"; or an admin's id (a str of digits)
-STATE_AFTER = {"close": "closed", "snoozed": "snoozed", "open": "open", "unsnoozed": "open",
-               "assign_and_reopen": "open"}
+STATE_AFTER = {
+    "close": "closed",
+    "snoozed": "snoozed",
+    "open": "open",
+    "unsnoozed": "open",
+    "assign_and_reopen": "open",
+}
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,24 @@ def record(cid: int, history: History, version: int = 0) -> Rec:
             elif event.part_type in ("comment", "quick_reply") and event.author not in (CONTACT, "bot"):
                 waiting = None
     return Rec(
-        id=cid, created_at=history.created_at, updated_at=history.updated_at, base_updated_at=history.updated_at,
-        state=state, read=state != "open" or waiting is None, snoozed_until=None, waiting_since=waiting,
-        n_base=len(history.events), touches=(), priority="none", admin_assignee_id=assignee, team_assignee_id=0,
-        title=None, base_state=state, base_waiting=waiting is not None, version=version, history=history,
+        id=cid,
+        created_at=history.created_at,
+        updated_at=history.updated_at,
+        base_updated_at=history.updated_at,
+        state=state,
+        read=state != "open" or waiting is None,
+        snoozed_until=None,
+        waiting_since=waiting,
+        n_base=len(history.events),
+        touches=(),
+        priority="none",
+        admin_assignee_id=assignee,
+        team_assignee_id=0,
+        title=None,
+        base_state=state,
+        base_waiting=waiting is not None,
+        version=version,
+        history=history,
     )
 
 
@@ -80,8 +99,14 @@ def _author(author: str, st: Static) -> dict[str, Any]:
         user = st.users[0]  # type: ignore[attr-defined]
         return {"type": "user", "id": user["id"], "name": user["name"], "email": user["email"]}
     if author == "bot":
-        return {"type": "bot", "id": BOT[0], "name": BOT[1], "email": BOT[2], "from_ai_agent": True,
-                "is_ai_answer": True}
+        return {
+            "type": "bot",
+            "id": BOT[0],
+            "name": BOT[1],
+            "email": BOT[2],
+            "from_ai_agent": True,
+            "is_ai_answer": True,
+        }
     return admin_author(int(author))
 
 
@@ -90,26 +115,45 @@ def apply(row: dict[str, Any], rec: Rec, st: Static) -> None:
     history: History = rec.history
     source = dict(row["source"])
     source.update(
-        type="conversation", author=_author(history.started_by, st), subject="",
+        type="conversation",
+        author=_author(history.started_by, st),
+        subject="",
         delivered_as={CONTACT: "customer_initiated", "bot": "operator_initiated"}.get(
-            history.started_by, "admin_initiated"),
+            history.started_by, "admin_initiated"
+        ),
     )
     row["source"] = source
     ids = dict((name, tid) for tid, name in TAGS)
-    row["tags"] = {"type": "tag.list", "tags": [
-        {"type": "tag", "id": ids[name], "name": name, "applied_at": history.created_at,
-         "applied_by": {"type": "admin", "id": history.started_by if history.started_by.isdigit() else None}}
-        for name in history.tags]}
-    user = st.users[0]  # type: ignore[attr-defined]
-    row["conversation_rating"] = None if history.rating is None else {
-        "rating": history.rating[0], "remark": history.rating[1],
-        "created_at": history.updated_at, "updated_at": history.updated_at,
-        "contact": {"type": "contact", "id": user["id"], "external_id": user["external_id"]},
-        "teammate": {"type": "admin", "id": history.rating[2]},
+    row["tags"] = {
+        "type": "tag.list",
+        "tags": [
+            {
+                "type": "tag",
+                "id": ids[name],
+                "name": name,
+                "applied_at": history.created_at,
+                "applied_by": {"type": "admin", "id": history.started_by if history.started_by.isdigit() else None},
+            }
+            for name in history.tags
+        ],
     }
+    user = st.users[0]  # type: ignore[attr-defined]
+    row["conversation_rating"] = (
+        None
+        if history.rating is None
+        else {
+            "rating": history.rating[0],
+            "remark": history.rating[1],
+            "created_at": history.updated_at,
+            "updated_at": history.updated_at,
+            "contact": {"type": "contact", "id": user["id"], "external_id": user["external_id"]},
+            "teammate": {"type": "admin", "id": history.rating[2]},
+        }
+    )
     admins = sorted({e.author for e in history.events if e.author.isdigit()})
-    row["teammates"] = {"type": "admin.list", "teammates": [{"type": "admin", "id": a} for a in admins]} \
-        if admins else None
+    row["teammates"] = (
+        {"type": "admin.list", "teammates": [{"type": "admin", "id": a} for a in admins]} if admins else None
+    )
     row["first_contact_reply"] = None
     row["statistics"] = statistics(rec)
 
@@ -122,12 +166,16 @@ def statistics(rec: Rec) -> dict[str, Any]:
     contact = [c0 + e.after for e in history.events if e.part_type == "comment" and e.author == CONTACT]
     if history.started_by == CONTACT:
         contact.insert(0, c0)
-    admin_replies = [c0 + e.after for e in history.events
-                     if e.part_type in ("comment", "quick_reply") and e.author.isdigit()]
+    admin_replies = [
+        c0 + e.after for e in history.events if e.part_type in ("comment", "quick_reply") and e.author.isdigit()
+    ]
     states = history.states()
     before = ["open", *states[:-1]]  # a conversation starts open
-    closes = [(c0 + e.after, e.author) for e, now, then in zip(history.events, states, before, strict=True)
-              if now == "closed" and then != "closed"]
+    closes = [
+        (c0 + e.after, e.author)
+        for e, now, then in zip(history.events, states, before, strict=True)
+        if now == "closed" and then != "closed"
+    ]
     reopens = sum(1 for now, then in zip(states, before, strict=True) if then == "closed" and now != "closed")
     if contact:
         out.update(first_contact_reply_at=contact[0], last_contact_reply_at=contact[-1])
@@ -137,13 +185,21 @@ def statistics(rec: Rec) -> dict[str, Any]:
     if admin_replies:
         out["last_admin_reply_at"] = admin_replies[-1]
     if closes:
-        out.update(time_to_first_close=closes[0][0] - c0, time_to_last_close=closes[-1][0] - c0,
-                   first_close_at=closes[0][0], last_close_at=closes[-1][0], last_closed_by_id=closes[-1][1])
-    out.update(count_reopens=reopens,
-               count_assignments=sum(1 for e in history.events if e.part_type == "assignment"),
-               count_conversation_parts=len(history.events),
-               assigned_team_first_response_time=[], assigned_team_first_response_time_in_office_hours=[],
-               adjusted_handling_time=None)
+        out.update(
+            time_to_first_close=closes[0][0] - c0,
+            time_to_last_close=closes[-1][0] - c0,
+            first_close_at=closes[0][0],
+            last_close_at=closes[-1][0],
+            last_closed_by_id=closes[-1][1],
+        )
+    out.update(
+        count_reopens=reopens,
+        count_assignments=sum(1 for e in history.events if e.part_type == "assignment"),
+        count_conversation_parts=len(history.events),
+        assigned_team_first_response_time=[],
+        assigned_team_first_response_time_in_office_hours=[],
+        adjusted_handling_time=None,
+    )
     return out
 
 
@@ -156,12 +212,26 @@ def parts(rec: Rec, st: Static) -> list[dict[str, Any]]:
         body = event.body
         if body is None and event.part_type in ("comment", "note", "quick_reply"):
             body = f"<p>{event.part_type} {k + 1}</p>"
-        out.append({
-            "type": "conversation_part", "id": str(rec.id * 1_000_000 + k), "part_type": event.part_type,
-            "body": body, "created_at": at, "updated_at": at, "notified_at": at,
-            "assigned_to": {"type": "admin", "id": event.assigned_to} if event.assigned_to else None,
-            "author": _author(event.author, st), "attachments": [], "external_id": None, "redacted": False,
-            "metadata": {}, "email_message_metadata": None, "state": state, "tags": [], "event_details": None,
-            "app_package_code": None,
-        })
+        out.append(
+            {
+                "type": "conversation_part",
+                "id": str(rec.id * 1_000_000 + k),
+                "part_type": event.part_type,
+                "body": body,
+                "created_at": at,
+                "updated_at": at,
+                "notified_at": at,
+                "assigned_to": {"type": "admin", "id": event.assigned_to} if event.assigned_to else None,
+                "author": _author(event.author, st),
+                "attachments": [],
+                "external_id": None,
+                "redacted": False,
+                "metadata": {},
+                "email_message_metadata": None,
+                "state": state,
+                "tags": [],
+                "event_details": None,
+                "app_package_code": None,
+            }
+        )
     return out

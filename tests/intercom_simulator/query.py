@@ -32,34 +32,79 @@ ALL_OPS = set().union(*OPS_BY_TYPE.values())
 
 _STR, _INT, _DATE, _BOOL = "string", "integer", "date", "boolean"
 FIELDS: dict[str, str] = {
-    "id": _STR, "title": _STR, "created_at": _DATE, "updated_at": _DATE, "waiting_since": _DATE,
-    "snoozed_until": _DATE, "open": _BOOL, "read": _BOOL, "state": _STR, "priority": _STR,
-    "admin_assignee_id": _INT, "team_assignee_id": _INT, "contact_ids": _STR, "teammate_ids": _STR,
-    "tag_ids": _STR, "channel_initiated": _STR, "ai_agent_participated": _BOOL,
+    "id": _STR,
+    "title": _STR,
+    "created_at": _DATE,
+    "updated_at": _DATE,
+    "waiting_since": _DATE,
+    "snoozed_until": _DATE,
+    "open": _BOOL,
+    "read": _BOOL,
+    "state": _STR,
+    "priority": _STR,
+    "admin_assignee_id": _INT,
+    "team_assignee_id": _INT,
+    "contact_ids": _STR,
+    "teammate_ids": _STR,
+    "tag_ids": _STR,
+    "channel_initiated": _STR,
+    "ai_agent_participated": _BOOL,
     **{f"source.{k}": _STR for k in ("type", "id", "delivered_as", "subject", "body", "url")},
     **{f"source.author.{k}": _STR for k in ("id", "type", "name", "email")},
-    **{f"statistics.{k}": _INT for k in (
-        "time_to_assignment", "time_to_admin_reply", "time_to_first_close", "time_to_last_close",
-        "median_time_to_reply", "count_reopens", "count_assignments", "count_conversation_parts")},
-    **{f"statistics.{k}": _DATE for k in (
-        "first_contact_reply_at", "first_assignment_at", "first_admin_reply_at", "first_close_at",
-        "last_assignment_at", "last_assignment_admin_reply_at", "last_contact_reply_at",
-        "last_admin_reply_at", "last_close_at")},
+    **{
+        f"statistics.{k}": _INT
+        for k in (
+            "time_to_assignment",
+            "time_to_admin_reply",
+            "time_to_first_close",
+            "time_to_last_close",
+            "median_time_to_reply",
+            "count_reopens",
+            "count_assignments",
+            "count_conversation_parts",
+        )
+    },
+    **{
+        f"statistics.{k}": _DATE
+        for k in (
+            "first_contact_reply_at",
+            "first_assignment_at",
+            "first_admin_reply_at",
+            "first_close_at",
+            "last_assignment_at",
+            "last_assignment_admin_reply_at",
+            "last_contact_reply_at",
+            "last_admin_reply_at",
+            "last_close_at",
+        )
+    },
     "statistics.last_closed_by_id": _STR,
-    "conversation_rating.requested_at": _DATE, "conversation_rating.replied_at": _DATE,
-    "conversation_rating.score": _INT, "conversation_rating.remark": _STR,
-    "conversation_rating.contact_id": _STR, "conversation_rating.admin_d": _STR,
+    "conversation_rating.requested_at": _DATE,
+    "conversation_rating.replied_at": _DATE,
+    "conversation_rating.score": _INT,
+    "conversation_rating.remark": _STR,
+    "conversation_rating.contact_id": _STR,
+    "conversation_rating.admin_d": _STR,
     "conversation_rating.admin_id": _STR,
-    **{f"ai_agent.{k}": _STR for k in (
-        "resolution_state", "last_answer_type", "rating_remark", "source_type", "source_title")},
+    **{
+        f"ai_agent.{k}": _STR
+        for k in ("resolution_state", "last_answer_type", "rating_remark", "source_type", "source_title")
+    },
     "ai_agent.rating": _INT,
 }
 DIRECT: dict[str, Callable[[Rec], Any]] = {
-    "id": lambda r: str(r.id), "title": lambda r: r.title, "created_at": lambda r: r.created_at,
-    "updated_at": lambda r: r.updated_at, "waiting_since": lambda r: r.waiting_since,
-    "snoozed_until": lambda r: r.snoozed_until, "open": lambda r: r.state != "closed",
-    "read": lambda r: r.read, "state": lambda r: r.state, "priority": lambda r: r.priority,
-    "admin_assignee_id": lambda r: r.admin_assignee_id, "team_assignee_id": lambda r: r.team_assignee_id,
+    "id": lambda r: str(r.id),
+    "title": lambda r: r.title,
+    "created_at": lambda r: r.created_at,
+    "updated_at": lambda r: r.updated_at,
+    "waiting_since": lambda r: r.waiting_since,
+    "snoozed_until": lambda r: r.snoozed_until,
+    "open": lambda r: r.state != "closed",
+    "read": lambda r: r.read,
+    "state": lambda r: r.state,
+    "priority": lambda r: r.priority,
+    "admin_assignee_id": lambda r: r.admin_assignee_id,
+    "team_assignee_id": lambda r: r.team_assignee_id,
     "statistics.count_conversation_parts": lambda r: r.n_parts,
 }
 _INT_RE = re.compile(r"-?\d+")

@@ -18,8 +18,11 @@ from .data import ADMINS, BODIES, BOT, Rec
 from .static import Static, admin_author, static_for
 
 PART_CAP = 500
-NOTES = ["<p>Internal note: customer is on the legacy plan.</p>", "<p>Escalating to tier 2 🔧</p>",
-         "<p>Refund approved — 20 €</p>"]
+NOTES = [
+    "<p>Internal note: customer is on the legacy plan.</p>",
+    "<p>Escalating to tier 2 🔧</p>",
+    "<p>Refund approved — 20 €</p>",
+]
 
 
 NUMBER = "__sim_number__:"  # a string NUMBER + "1e400" is written as the number 1e400 (see dumps)
@@ -73,12 +76,27 @@ def list_item(seed: int, rec: Rec) -> dict[str, Any]:
     }
     if "company" in st:
         row["company"] = st["company"]
-    for key in ("tags", "conversation_rating", "source", "contacts", "teammates", "custom_attributes",
-                "first_contact_reply", "sla_applied"):
+    for key in (
+        "tags",
+        "conversation_rating",
+        "source",
+        "contacts",
+        "teammates",
+        "custom_attributes",
+        "first_contact_reply",
+        "sla_applied",
+    ):
         row[key] = st[key]
     row["statistics"] = statistics(rec, st)
-    for key in ("linked_objects", "ai_agent_participated", "ai_agent", "sales_agent_participated",
-                "sales_agent", "channel", "external_references"):
+    for key in (
+        "linked_objects",
+        "ai_agent_participated",
+        "ai_agent",
+        "sales_agent_participated",
+        "sales_agent",
+        "channel",
+        "external_references",
+    ):
         row[key] = st[key]
     if rec.defect is not None:
         _break(row, rec.defect)
@@ -93,7 +111,8 @@ def conversation(seed: int, rec: Rec) -> dict[str, Any]:
     total = rec.n_parts
     row["conversation_parts"] = {
         "type": "conversation_part.list",
-        "conversation_parts": histories.parts(rec, st)[-PART_CAP:] if rec.history is not None
+        "conversation_parts": histories.parts(rec, st)[-PART_CAP:]
+        if rec.history is not None
         else [_part(seed, rec, st, k) for k in range(max(0, total - PART_CAP), total)],
         "total_count": total,
     }
@@ -115,24 +134,35 @@ def statistics(rec: Rec, st: Static) -> dict[str, Any]:
         reply = rng.randint(0, span)
         assign = rng.randint(0, reply)
         out.update(
-            time_to_assignment=assign, first_assignment_at=c0 + assign, last_assignment_at=c0 + assign,
-            time_to_admin_reply=reply, first_admin_reply_at=c0 + reply,
-            last_assignment_admin_reply_at=c0 + reply, last_admin_reply_at=_last(rec, "admin", c0 + reply),
+            time_to_assignment=assign,
+            first_assignment_at=c0 + assign,
+            last_assignment_at=c0 + assign,
+            time_to_admin_reply=reply,
+            first_admin_reply_at=c0 + reply,
+            last_assignment_admin_reply_at=c0 + reply,
+            last_admin_reply_at=_last(rec, "admin", c0 + reply),
             median_time_to_reply=reply,
         )
     closes = [t for t, kind, _ in rec.touches if kind == "close"]
     if rec.base_state == "closed":
         closes = [rec.base_updated_at, *closes]
     if closes:
-        out.update(time_to_first_close=closes[0] - c0, time_to_last_close=closes[-1] - c0,
-                   first_close_at=closes[0], last_close_at=closes[-1],
-                   last_closed_by_id=str(rec.admin_assignee_id or ADMINS[0][0]))
+        out.update(
+            time_to_first_close=closes[0] - c0,
+            time_to_last_close=closes[-1] - c0,
+            first_close_at=closes[0],
+            last_close_at=closes[-1],
+            last_closed_by_id=str(rec.admin_assignee_id or ADMINS[0][0]),
+        )
     reopens = sum(1 for _, kind, who in rec.touches if kind == "comment" and who == "user")
     out.update(
-        count_reopens=reopens, count_assignments=1 if rec.admin_assignee_id else 0,
+        count_reopens=reopens,
+        count_assignments=1 if rec.admin_assignee_id else 0,
         count_conversation_parts=rec.n_parts,
-        assigned_team_first_response_time=[], assigned_team_first_response_time_in_office_hours=[],
-        handling_time=min(span, 3600), adjusted_handling_time=None,
+        assigned_team_first_response_time=[],
+        assigned_team_first_response_time_in_office_hours=[],
+        handling_time=min(span, 3600),
+        adjusted_handling_time=None,
     )
     return out
 
@@ -149,8 +179,14 @@ def _author(st: Static, who: str, rng: random.Random) -> dict[str, Any]:
         user = st.users[0]  # type: ignore[attr-defined]
         return {"type": "user", "id": user["id"], "name": user["name"], "email": user["email"]}
     if who == "bot":
-        return {"type": "bot", "id": BOT[0], "name": BOT[1], "email": BOT[2],
-                "from_ai_agent": True, "is_ai_answer": True}
+        return {
+            "type": "bot",
+            "id": BOT[0],
+            "name": BOT[1],
+            "email": BOT[2],
+            "from_ai_agent": True,
+            "is_ai_answer": True,
+        }
     return admin_author(rng.choice(ADMINS)[0])
 
 
@@ -168,8 +204,15 @@ def _base_part(rec: Rec, k: int, rng: random.Random) -> tuple[int, str, str, str
         return t, "comment", "user", "open"
     if r < 0.5:
         return t, "comment", "admin", "open"
-    kinds = [("note", "admin"), ("assignment", "admin"), ("conversation_attribute_updated_by_admin", "admin"),
-             ("comment", "bot"), ("custom_action_started", "admin"), ("open", "admin"), ("away_mode_assignment", "bot")]
+    kinds = [
+        ("note", "admin"),
+        ("assignment", "admin"),
+        ("conversation_attribute_updated_by_admin", "admin"),
+        ("comment", "bot"),
+        ("custom_action_started", "admin"),
+        ("open", "admin"),
+        ("away_mode_assignment", "bot"),
+    ]
     kind, who = kinds[int((r - 0.5) * 2 * len(kinds))]
     return t, kind, who, "open"
 
@@ -212,14 +255,25 @@ def _part(seed: int, rec: Rec, st: Static, k: int) -> dict[str, Any]:
     if kind in ("assignment", "away_mode_assignment"):
         part["assigned_to"] = {"type": "admin", "id": str(rng.choice(ADMINS)[0])}
     elif kind == "conversation_attribute_updated_by_admin":
-        part["event_details"] = {"attribute": {"name": "Issue type"},
-                                 "value": {"name": rng.choice(["Billing", "Bug"]), "previous": None}}
+        part["event_details"] = {
+            "attribute": {"name": "Issue type"},
+            "value": {"name": rng.choice(["Billing", "Bug"]), "previous": None},
+        }
     elif kind == "custom_action_started":
         part["event_details"] = {"action": {"name": "Jira Create Issue"}}
         part["app_package_code"] = "test-integration"
     elif kind == "comment" and rng.random() < 0.05:
-        part["attachments"] = [{"type": "upload", "name": "invoice.pdf", "url": "https://files.example.com/i.pdf",
-                                "content_type": "application/pdf", "filesize": 48213, "width": 0, "height": 0}]
+        part["attachments"] = [
+            {
+                "type": "upload",
+                "name": "invoice.pdf",
+                "url": "https://files.example.com/i.pdf",
+                "content_type": "application/pdf",
+                "filesize": 48213,
+                "width": 0,
+                "height": 0,
+            }
+        ]
     return part
 
 

@@ -57,10 +57,18 @@ class IntercomSimulator:
         self._store = Store(seed, self.now, conversations, long_conversation_parts, bad_data, self.clock)
         self._stats = Stats()
         self._app = App(
-            self._store, token, FaultInjector(faults), RateLimiter(rate_limit, self.clock), self._stats,
-            date_comparison == "inclusive", latency_ms, jitter_ms,
-            hook=lambda: self.on_search_page, base_url=lambda: self.url,
-            on_request=lambda: self.on_request, on_payload=lambda: self.on_payload,
+            self._store,
+            token,
+            FaultInjector(faults),
+            RateLimiter(rate_limit, self.clock),
+            self._stats,
+            date_comparison == "inclusive",
+            latency_ms,
+            jitter_ms,
+            hook=lambda: self.on_search_page,
+            base_url=lambda: self.url,
+            on_request=lambda: self.on_request,
+            on_payload=lambda: self.on_payload,
         )
         self._server: SimServer | None = None
         self._thread: threading.Thread | None = None
@@ -74,8 +82,11 @@ class IntercomSimulator:
         if self._server is None:
             self._server = SimServer((self.host, self.port), self._app)
             self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                name="intercom-simulator", daemon=True)
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="intercom-simulator",
+                daemon=True,
+            )
             self._thread.start()
         return self
 

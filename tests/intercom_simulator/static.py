@@ -42,8 +42,7 @@ def admin_author(admin_id: int) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=4096)
-def static(seed: int, rec_id: int, created_at: int, base_updated_at: int, n_base: int,
-           admin_id: int) -> Static:
+def static(seed: int, rec_id: int, created_at: int, base_updated_at: int, n_base: int, admin_id: int) -> Static:
     rng = random.Random(f"{seed}/{rec_id}/static")
     contacts = [_contact(rng) for _ in range(1 if rng.random() < 0.9 else rng.randint(2, 3))]
     user = contacts[0]
@@ -53,25 +52,37 @@ def static(seed: int, rec_id: int, created_at: int, base_updated_at: int, n_base
     source: dict[str, Any] = {
         "type": "email" if kind == "email" else "conversation",
         "id": str(403_900_000 + rec_id),
-        "delivered_as": {"customer": "customer_initiated", "email": "customer_initiated",
-                         "admin": "admin_initiated", "bot": "operator_initiated"}[kind],
+        "delivered_as": {
+            "customer": "customer_initiated",
+            "email": "customer_initiated",
+            "admin": "admin_initiated",
+            "bot": "operator_initiated",
+        }[kind],
         "subject": rng.choice(SUBJECTS) if kind == "email" else "",
         "body": rng.choice(BODIES),
         "author": (
             {"type": "user", "id": user["id"], "name": user["name"], "email": user["email"]}
             if kind in ("customer", "email")
             else {"type": "bot", "id": BOT[0], "name": BOT[1], "email": BOT[2]}
-            if kind == "bot" else admin_author(admin)
+            if kind == "bot"
+            else admin_author(admin)
         ),
         "attachments": [],
         "url": rng.choice(URLS) if kind == "customer" else None,
         "redacted": False,
     }
     if rng.random() < 0.1:
-        source["attachments"].append({
-            "type": "upload", "name": "screenshot 📷.png", "url": f"https://files.example.com/{rec_id}.png",
-            "content_type": "image/png", "filesize": rng.randint(1000, 900000), "width": 640, "height": 480,
-        })
+        source["attachments"].append(
+            {
+                "type": "upload",
+                "name": "screenshot 📷.png",
+                "url": f"https://files.example.com/{rec_id}.png",
+                "content_type": "image/png",
+                "filesize": rng.randint(1000, 900000),
+                "width": 640,
+                "height": 480,
+            }
+        )
     if kind == "email":
         source["subject"] = source["subject"] or "Help"
         source["recipients"] = [{"type": "to", "email": "support@example.com", "drop_reason": None}]
@@ -83,16 +94,23 @@ def static(seed: int, rec_id: int, created_at: int, base_updated_at: int, n_base
             "history": "",
         }
     tags = [
-        {"type": "tag", "id": tid, "name": name, "applied_at": created_at + rng.randint(0, 3600),
-         "applied_by": {"type": "admin", "id": str(admin)}}
+        {
+            "type": "tag",
+            "id": tid,
+            "name": name,
+            "applied_at": created_at + rng.randint(0, 3600),
+            "applied_by": {"type": "admin", "id": str(admin)},
+        }
         for tid, name in rng.sample(TAGS, rng.choice([0, 0, 0, 1, 1, 2, 3]))
     ]
     custom: dict[str, Any] = {}
     if rng.random() < 0.5:
-        custom = {"Issue type": rng.choice(["Billing", "Bug", "Question", "Facturación"]),
-                  "Order number": rng.randint(1000, 99999)}
+        custom = {
+            "Issue type": rng.choice(["Billing", "Bug", "Question", "Facturación"]),
+            "Order number": rng.randint(1000, 99999),
+        }
         if rng.random() < 0.3:
-            custom["Notes ✍️"] = "Café ☕ order \"#42\"\nsecond line"
+            custom["Notes ✍️"] = 'Café ☕ order "#42"\nsecond line'
     teammate_ids = sorted({admin_id} - {0} | ({rng.choice(ADMINS)[0]} if n_base and rng.random() < 0.3 else set()))
     rated = n_base > 0 and rng.random() < 0.2
     ai = rng.random() < 0.15
@@ -100,49 +118,84 @@ def static(seed: int, rec_id: int, created_at: int, base_updated_at: int, n_base
     st = Static(
         tags={"type": "tag.list", "tags": tags},
         conversation_rating={
-            "rating": rng.randint(1, 5), "remark": rng.choice(["", "Great help!", "Très bien 👍"]),
-            "created_at": base_updated_at, "updated_at": base_updated_at,
+            "rating": rng.randint(1, 5),
+            "remark": rng.choice(["", "Great help!", "Très bien 👍"]),
+            "created_at": base_updated_at,
+            "updated_at": base_updated_at,
             "contact": {"type": "contact", "id": user["id"], "external_id": user["external_id"]},
             "teammate": {"type": "admin", "id": str(admin)},
-        } if rated else None,
+        }
+        if rated
+        else None,
         source=source,
-        contacts={"type": "contact.list", "contacts": [
-            {"type": "contact", "id": c["id"], "external_id": c["external_id"]} for c in contacts]},
+        contacts={
+            "type": "contact.list",
+            "contacts": [{"type": "contact", "id": c["id"], "external_id": c["external_id"]} for c in contacts],
+        },
         teammates={"type": "admin.list", "teammates": [{"type": "admin", "id": str(a)} for a in teammate_ids]}
-        if teammate_ids else None,
+        if teammate_ids
+        else None,
         custom_attributes=custom,
         first_contact_reply={"created_at": created_at, "type": "conversation", "url": source["url"]}
-        if kind in ("customer", "email") else None,
-        sla_applied={"type": "conversation_sla_summary", "sla_name": "VIP 1h",
-                     "sla_status": rng.choice(["hit", "missed", "cancelled", "active"])}
-        if rng.random() < 0.15 else None,
+        if kind in ("customer", "email")
+        else None,
+        sla_applied={
+            "type": "conversation_sla_summary",
+            "sla_name": "VIP 1h",
+            "sla_status": rng.choice(["hit", "missed", "cancelled", "active"]),
+        }
+        if rng.random() < 0.15
+        else None,
         linked_objects={"type": "list", "total_count": 0, "has_more": False, "data": []},
         ai_agent_participated=ai,
         ai_agent={
-            "source_type": "workflow", "source_title": "Fin — first line", "last_answer_type": "ai_answer",
+            "source_type": "workflow",
+            "source_title": "Fin — first line",
+            "last_answer_type": "ai_answer",
             "resolution_state": rng.choice(["assumed_resolution", "escalated", "confirmed_resolution"]),
-            "rating": None, "rating_remark": None, "created_at": created_at, "updated_at": created_at,
-            "content_sources": {"type": "content_source.list", "total_count": 1, "content_sources": [
-                {"content_type": "article", "url": "/help/articles/42", "locale": "en"}]},
-        } if ai else None,
+            "rating": None,
+            "rating_remark": None,
+            "created_at": created_at,
+            "updated_at": created_at,
+            "content_sources": {
+                "type": "content_source.list",
+                "total_count": 1,
+                "content_sources": [{"content_type": "article", "url": "/help/articles/42", "locale": "en"}],
+            },
+        }
+        if ai
+        else None,
         sales_agent_participated=False,
         sales_agent=None,
         channel={"initial": channel, "current": channel},
         external_references=[],
     )
     if rng.random() < 0.05:
-        st["linked_objects"] = {"type": "list", "total_count": 1, "has_more": False,
-                                "data": [{"type": "ticket", "id": str(7000 + rec_id % 1000), "category": "Customer"}]}
+        st["linked_objects"] = {
+            "type": "list",
+            "total_count": 1,
+            "has_more": False,
+            "data": [{"type": "ticket", "id": str(7000 + rec_id % 1000), "category": "Customer"}],
+        }
     if rng.random() < 0.2:
         st["company"] = {
-            "type": "company", "id": f"{rng.getrandbits(96):024x}",
+            "type": "company",
+            "id": f"{rng.getrandbits(96):024x}",
             "name": rng.choice(["Blue Sun", "Acme Ltd", "株式会社テスト"]),
-            "app_id": "sim0app", "company_id": str(rng.randint(1, 500)), "remote_created_at": created_at - 86400,
-            "created_at": created_at - 86400, "updated_at": created_at, "last_request_at": created_at,
-            "size": rng.randint(1, 5000), "website": "https://example.com", "industry": "Software",
-            "monthly_spend": rng.randint(0, 10000), "session_count": rng.randint(0, 900),
+            "app_id": "sim0app",
+            "company_id": str(rng.randint(1, 500)),
+            "remote_created_at": created_at - 86400,
+            "created_at": created_at - 86400,
+            "updated_at": created_at,
+            "last_request_at": created_at,
+            "size": rng.randint(1, 5000),
+            "website": "https://example.com",
+            "industry": "Software",
+            "monthly_spend": rng.randint(0, 10000),
+            "session_count": rng.randint(0, 900),
             "user_count": rng.randint(1, 90),
-            "custom_attributes": {}, "tags": {"type": "tag.list", "tags": []},
+            "custom_attributes": {},
+            "tags": {"type": "tag.list", "tags": []},
             "segments": {"type": "segment.list", "segments": []},
         }
     st.users = contacts  # type: ignore[attr-defined]
@@ -153,4 +206,3 @@ def static(seed: int, rec_id: int, created_at: int, base_updated_at: int, n_base
 
 def static_for(seed: int, rec: Rec) -> Static:
     return static(seed, rec.id, rec.created_at, rec.base_updated_at, rec.n_base, rec.admin_assignee_id)
-

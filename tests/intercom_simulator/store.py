@@ -22,8 +22,15 @@ SORT_FIELDS = ("updated_at", "created_at", "id")
 
 
 class Store:
-    def __init__(self, seed: int, now: int, n: int, long_parts: int = 0, bad_data: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        seed: int,
+        now: int,
+        n: int,
+        long_parts: int = 0,
+        bad_data: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.seed = seed
         self.clock = clock  # Intercom's clock: every updated_at and deleted_at the store sets itself
         self.lock = threading.RLock()
@@ -52,8 +59,7 @@ class Store:
         b = len(self.index) if hi is None else bisect.bisect_right(self.index, (hi, float("inf")))
         return a, max(a, b)
 
-    def search(self, q: Compiled, field: str, descending: bool, offset: int, limit: int
-               ) -> tuple[int, list[Rec]]:
+    def search(self, q: Compiled, field: str, descending: bool, offset: int, limit: int) -> tuple[int, list[Rec]]:
         """(total matches, the page of records) for a compiled query."""
         with self.lock:
             a, b = self._bounds(q.lo, q.hi)
@@ -61,9 +67,9 @@ class Store:
                 total = b - a
                 if descending:
                     end = b - offset
-                    keys = self.index[max(a, end - limit):max(a, end)][::-1]
+                    keys = self.index[max(a, end - limit) : max(a, end)][::-1]
                 else:
-                    keys = self.index[a + offset:min(b, a + offset + limit)]
+                    keys = self.index[a + offset : min(b, a + offset + limit)]
                 return total, [self.records[cid] for _, cid in keys]
             candidates = [self.records[cid] for _, cid in self.index[a:b]]
         matches = [r for r in candidates if q.predicate(r)]  # outside the lock: records are immutable
@@ -73,16 +79,16 @@ class Store:
             matches.sort(key=lambda r: r.id)
         if descending:
             matches.reverse()
-        return len(matches), matches[offset:offset + limit]
+        return len(matches), matches[offset : offset + limit]
 
     def deleted_page(self, page: int, per_page: int, descending: bool) -> tuple[int, list[Rec]]:
         with self.lock:
             total = len(self.deleted_index)
             start = (page - 1) * per_page
             if descending:
-                keys = self.deleted_index[::-1][start:start + per_page]
+                keys = self.deleted_index[::-1][start : start + per_page]
             else:
-                keys = self.deleted_index[start:start + per_page]
+                keys = self.deleted_index[start : start + per_page]
             return total, [self.deleted[cid] for _, cid in keys]
 
     # ---- writes ------------------------------------------------------------

@@ -32,8 +32,9 @@ def loader_config(root: str, loader: str) -> dict:
     """The loader's config as Meltano resolves it for `meltano run`."""
     meltano = Path(os.environ.get("MELTANO_SYS_DIR_ROOT") or Path(root) / ".meltano") / "run" / "bin"
     try:
-        done = subprocess.run([str(meltano), "invoke", "--dump=config", loader], cwd=root, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [str(meltano), "invoke", "--dump=config", loader], cwd=root, capture_output=True, text=True, timeout=300
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise SettingsError(f"cannot ask Meltano ({meltano}) for {loader}'s settings: {error}") from None
     if done.returncode != 0:
@@ -50,8 +51,11 @@ def loader_config(root: str, loader: str) -> dict:
 
 def loader_variables(config: dict) -> dict[str, str]:
     """The variables transform/profiles.yml reads, from the loader's config (an unset one is left out)."""
-    return {"TARGET_POSTGRES_" + name.upper(): str(config[name]) for name in CONNECTION
-            if config.get(name) not in (None, "")}
+    return {
+        "TARGET_POSTGRES_" + name.upper(): str(config[name])
+        for name in CONNECTION
+        if config.get(name) not in (None, "")
+    }
 
 
 def main() -> None:
