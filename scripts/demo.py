@@ -9,6 +9,7 @@ in .demo/pgdata. Run it again: the second run is incremental. It ends by saying 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
@@ -36,10 +37,19 @@ def main() -> None:
             env.update(stack.enter_context(embedded_postgres()))
             demo_parts.append("database")
         if demo_parts:  # the demo's Meltano state lives beside the demo's data, apart from real runs
-            env["MELTANO_DATABASE_URI"] = f"sqlite:///{DEMO / 'meltano.db'}"
+            env["MELTANO_DATABASE_URI"] = f"sqlite:///{DEMO / state_file(env, demo_parts)}"
         run([str(meltano / "meltano"), "install"], env)
         run([str(meltano / "meltano"), "run", "intercom-to-postgres"], env)
         show_rows(env)
+
+
+def state_file(env: dict[str, str], demo_parts: list[str]) -> str:
+    """One Meltano state per database and schema: a bookmark kept for one table would skip the backfill of
+    another (the loader refuses that), so the embedded database and each database you point it at keep their own."""
+    if "database" in demo_parts:
+        return "meltano.db"
+    where = f"{env['TARGET_POSTGRES_SQLALCHEMY_URL']} {env.get('TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA') or 'public'}"
+    return f"meltano-{hashlib.sha256(where.encode()).hexdigest()[:12]}.db"
 
 
 @contextlib.contextmanager

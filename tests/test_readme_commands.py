@@ -28,7 +28,7 @@ GIT_SOURCE = "git+https://github.com/<owner>/<repo>.git@<tag>#subdirectory=tap-i
 METRICS_TEST = "tests/test_metrics_meltano.py::test_the_job_with_metrics_builds_the_models_in_the_loaders_schema"
 # Commands run by another test, in the form given: what that test runs and where (equivalent, not verbatim).
 COMMANDS_RUN_ELSEWHERE = {
-    "python3 scripts/demo.py": "NOT RUN by a test (a demo: builds .venvs and an embedded PostgreSQL)",
+    "python3 scripts/demo.py": "test_the_demo_runs_as_written below",
     "python3 scripts/test.py": "the test runner itself",
     "pip install ./tap-intercom-conversation": "tests/test_packaging.py (uv pip install of the same path)",
     "tap-intercom-conversation --config config.json --discover > catalog.json": (
@@ -38,8 +38,6 @@ COMMANDS_RUN_ELSEWHERE = {
         "tests/test_other_targets.py (the pipe) and test_a_state_message_is_taken_as_its_value below (--state)"
     ),
     "tap-intercom-conversation --config ENV": "tests/test_secrets.py::test_the_token_never_appears_in_any_output...",
-    ".venvs/dev/bin/python benchmarks/bench.py": "NOT RUN by a test (a benchmark: 20 minutes)",
-    ".venvs/dev/bin/python benchmarks/bench.py --only latency": "NOT RUN by a test (a benchmark: 25 minutes)",
     "meltano run intercom-to-postgres-with-metrics": METRICS_TEST,
     "meltano invoke dbt-postgres:full-refresh": METRICS_TEST,
 }
@@ -189,3 +187,20 @@ def test_meltano_yml_carries_no_comment_for_meltano_config_set_to_move():
     """`meltano config set` rewrites meltano.yml and moves comment blocks: explanations live in docs/."""
     lines = (REPO / "meltano.yml").read_text(encoding="utf-8").splitlines()
     assert [line for line in lines if line.lstrip().startswith("#") or re.search(r"\s#\s", line)] == []
+
+
+@pytest.mark.slow
+def test_the_demo_runs_as_written():
+    """`python3 scripts/demo.py` as a user types it: the simulator, an embedded PostgreSQL, `meltano run`."""
+    env = {name: value for name, value in _env().items() if not name.startswith(("TAP_INTERCOM_", "TARGET_POSTGRES_"))}
+    done = subprocess.run(
+        ["bash", "-c", block("python3 scripts/demo.py")[0]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "demo: 1000 conversations" in done.stdout, done.stdout[-3000:]
+    assert "demo-token" not in done.stdout + done.stderr
