@@ -20,6 +20,7 @@ from typing_extensions import override
 # singer-sdk's routine lines that say nothing a run's summary does not. Both shown at debug.
 PER_BATCH = (
     "Inserting with SQL:",
+    "Upserted ",  # the loader's COPY path (target_intercom_postgres/copy_load.py), one line a batch
     "is full. Current size is",
     "Emitting completed target state",
     "Skipping parse of env var settings",

@@ -26,6 +26,7 @@ import re
 import struct
 import sys
 import threading
+import time
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -479,9 +480,19 @@ class CopySink(SinkAdapter, PostgresSink):
 
     def _load(self, records: list[dict]) -> None:
         assert self._upsert is not None
+        started = time.monotonic()
         inserted, updated = self._upsert.load(self._connection(), records)
         self.rows_inserted += inserted
         self.rows_updated += updated
+        self.logger.info(  # one line a batch, no data: shown with log_metrics or at debug (logs.PER_BATCH)
+            "Upserted %d rows into %s.%s by COPY: %d inserted, %d updated, %.2f s",
+            len(records),
+            self.schema_name,
+            self.table_name,
+            inserted,
+            updated,
+            time.monotonic() - started,
+        )
 
     def _connection(self) -> psycopg.Connection:
         """The sink's own connection to the database target-postgres's connector names (kept between batches)."""
