@@ -79,6 +79,7 @@ def missing_before(sim: IntercomSimulator, pg_url: str, schema: str, bookmark: i
     ]
 
 
+@pytest.mark.slow
 def test_the_loader_acknowledges_during_the_run_never_ahead_of_the_table_and_stops_on_sigterm(pg_url, pg_schema):
     """A plain Singer pipe, rate-limited so that it runs for a minute: STATE lines arrive on the loader's
     stdout while it runs, at most 30 s apart, each covered by the table when it arrives; SIGTERM then

@@ -207,6 +207,7 @@ def test_use_copy_false_is_refused_in_one_line(pg_url, pg_schema, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_loader_killed_in_the_middle_of_a_batch_leaves_nothing_half_written_and_the_next_run_completes(
     pg_url, pg_schema, tmp_path
 ):

@@ -47,6 +47,7 @@ def run(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow
 def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project, pg_url, pg_schema, tmp_path):
     env = _job_env_with_db(tmp_path)
     with IntercomSimulator(conversations=3000, seed=61, bad_data=True, rate_limit=600) as sim:  # a minute
@@ -71,6 +72,7 @@ def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project
     assert emitted(done) == conversations
 
 
+@pytest.mark.slow
 def test_a_failed_run_ends_with_its_cause_at_error_level(project, tmp_path):
     env = _env(**_job_env_with_db(tmp_path))
     with IntercomSimulator(conversations=300, seed=62) as sim:
@@ -88,6 +90,7 @@ def test_a_failed_run_ends_with_its_cause_at_error_level(project, tmp_path):
     assert "127.0.0.1:1/warehouse" in message and "s3cret-pw" not in done.stderr
 
 
+@pytest.mark.slow
 def test_debug_through_meltano_shows_debug_lines_bounded_without_data_or_secrets_and_sigterm_stops_it(
     project, pg_url, pg_schema, tmp_path
 ):
