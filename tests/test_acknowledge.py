@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -24,7 +23,14 @@ import pytest
 from target_intercom_postgres.acknowledge import CommitLedger
 from tests.intercom_simulator import IntercomSimulator
 from tests.pipeline import STREAM, TAP, apply_table, table_rows, tap_config, target_config
-from tests.test_meltano import MELTANO, _job_env, _job_env_with_db, assert_table_is_the_truth, emitted
+from tests.test_meltano import (
+    MELTANO,
+    _job_env,
+    _job_env_with_db,
+    assert_table_is_the_truth,
+    emitted,
+    persisted_bookmark,
+)
 from tests.tools import tool
 
 LOADER = tool("dev", "target-intercom-postgres")
@@ -131,17 +137,6 @@ def test_the_loader_acknowledges_during_the_run_never_ahead_of_the_table_and_sto
         assert "Traceback" not in log
 
 
-def _persisted_bookmark(database: Path) -> str | None:
-    if not database.exists():
-        return None
-    with sqlite3.connect(database) as conn:
-        try:
-            rows = conn.execute("SELECT partial_state, completed_state FROM state").fetchall()
-        except sqlite3.OperationalError:
-            return None
-    return next((text for row in rows for text in row if text and "replication_key_value" in text), None)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, meltano_project) -> Path:
     """A fresh Meltano project: the repository's meltano.yml and tap, installed once a session (conftest.py)."""
@@ -168,7 +163,7 @@ def test_a_meltano_run_killed_75_s_into_a_backfill_redoes_at_most_30_s_of_work(p
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=60)
         committed = len(table_rows(pg_url, pg_schema))
-        assert _persisted_bookmark(tmp_path / "meltano.db"), "Meltano stored no STATE during the run"
+        assert persisted_bookmark(tmp_path / "meltano.db"), "Meltano stored no STATE during the run"
         assert 0 < committed < conversations
         sim.reset_stats()
 
@@ -223,6 +218,18 @@ def test_sigterm_between_messages_stops_a_quiet_loader_at_once(pg_url, pg_schema
     )
 
 
+def tap_into_loader(files: Path) -> subprocess.CompletedProcess:
+    """`tap --config tap.json | target-intercom-postgres --config target.json` (the files in `files`)."""
+    tap = subprocess.Popen(
+        [TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    done = subprocess.run(
+        [LOADER, "--config", str(files / "target.json")], stdin=tap.stdout, capture_output=True, text=True, timeout=300
+    )
+    tap.wait(timeout=60)
+    return done
+
+
 def test_a_state_that_resumes_nothing_on_a_table_with_rows_is_one_warning(pg_url, pg_schema):
     with IntercomSimulator(conversations=30, seed=43) as sim, tempfile.TemporaryDirectory() as folder:
         files = Path(folder)
@@ -230,17 +237,7 @@ def test_a_state_that_resumes_nothing_on_a_table_with_rows_is_one_warning(pg_url
         (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
         logs = []
         for _ in range(2):
-            tap = subprocess.Popen(
-                [TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-            )
-            done = subprocess.run(
-                [LOADER, "--config", str(files / "target.json")],
-                stdin=tap.stdout,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            tap.wait(timeout=60)
+            done = tap_into_loader(files)
             assert done.returncode == 0, done.stderr[-2000:]
             logs.append(done.stderr)
 
@@ -258,17 +255,7 @@ def test_a_batch_the_database_refuses_is_one_line_naming_table_host_port_and_dat
         files = Path(folder)
         (files / "tap.json").write_text(json.dumps(tap_config(sim)))
         (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
-        tap = subprocess.Popen(
-            [TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
-        done = subprocess.run(
-            [LOADER, "--config", str(files / "target.json")],
-            stdin=tap.stdout,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        tap.wait(timeout=60)
+        done = tap_into_loader(files)
         bodies = [c["source"]["body"] for c in sim.truth().values() if len(c["source"].get("body") or "") > 20]
 
     info = psycopg.conninfo.conninfo_to_dict(pg_url)

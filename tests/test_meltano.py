@@ -169,7 +169,7 @@ def test_a_killed_meltano_run_resumes_from_the_last_acknowledged_state(fast_ack_
             start_new_session=True,
         )
         deadline = time.time() + 180
-        while time.time() < deadline and _persisted_bookmark(tmp_path) is None:
+        while time.time() < deadline and persisted_bookmark(tmp_path / "meltano.db") is None:
             time.sleep(0.5)
         time.sleep(1)
         os.killpg(job.pid, signal.SIGKILL)  # meltano, the tap and the loader, at once
@@ -186,8 +186,8 @@ def test_a_killed_meltano_run_resumes_from_the_last_acknowledged_state(fast_ack_
         assert interrupted["replication_key_value"] < stored_state(fast_ack_project, env)["replication_key_value"]
 
 
-def _persisted_bookmark(tmp_path: Path) -> str | None:
-    database = tmp_path / "meltano.db"
+def persisted_bookmark(database: Path) -> str | None:
+    """The bookmark Meltano stored in its system database (sqlite), partial or complete, if any yet."""
     if not database.exists():
         return None
     with sqlite3.connect(database) as conn:
