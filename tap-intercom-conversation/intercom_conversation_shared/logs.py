@@ -32,6 +32,11 @@ PER_BATCH = (
 NEVER = ("Processed record:",)
 # Libraries whose debug lines carry SQL parameters or request details: never below warning.
 QUIET_LIBRARIES = ("sqlalchemy", "psycopg", "urllib3", "joblib", "backoff")
+# A tap that fails ends its output with one more STATE: the last one it wrote, repeated, with the failure's
+# line under this key beside `value` (never inside it: Meltano and every Singer target keep only `value`).
+# Meltano closes the loader's input only once the tap has exited, so the loader's summary always follows
+# the tap's error line; the loader ends its log with this line at error level, after its summary.
+EXTRACTOR_FAILED = "extractor_failed"
 
 
 class BatchLines(logging.Filter):
@@ -98,10 +103,14 @@ def configure(plugin_name: str, *, per_batch: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def fail(logger: logging.Logger, line: str) -> None:
-    """The one line an expected failure ends with: at error level under Meltano, plain on a terminal."""
+def fail(logger: logging.Logger, line: str, *, caused_elsewhere: bool = False) -> None:
+    """The one line an expected failure ends with: at error level under Meltano, plain on a terminal.
+
+    `caused_elsewhere`: the other plugin failed first and its own line says why (the target stopped
+    reading); under Meltano this line is then only a debug line, so that the cause stays the last line.
+    """
     if structured():
-        logger.error(line)
+        logger.log(logging.DEBUG if caused_elsewhere else logging.ERROR, line)
     else:
         sys.stderr.write(f"{line}\n")
         sys.stderr.flush()
