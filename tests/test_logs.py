@@ -5,6 +5,7 @@ Each test reads the whole log of a real `meltano run` against the simulator and 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.intercom_simulator import IntercomSimulator
+from tests.intercom_simulator.errors import UNAUTHORIZED
 from tests.pipeline import table_rows
-from tests.test_meltano import MELTANO, _env, _job_env, _job_env_with_db, emitted
+from tests.test_meltano import MELTANO, STATE_ID, _env, _job_env, _job_env_with_db, assert_table_is_the_truth, emitted
 from tests.test_real_data import assert_table_holds_what_was_sent
 
 PLUGINS = ("tap-intercom-conversation", "target-postgres")
@@ -70,6 +72,71 @@ def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project
     assert f"intercom_conversation_v1 {conversations:,} rows" in summary and summary.endswith(" s")
     assert [m for _, n, m in log if n == "tap-intercom-conversation" and m.startswith("Run summary: ")] != []
     assert emitted(done) == conversations
+
+
+def revoked_after(gets: int):
+    """A simulator hook: Intercom refuses the token from the `gets`+1-th GET of a conversation on (a revoked token)."""
+    seen = itertools.count(1)
+
+    def answer(method: str, path: str, body: object) -> tuple[int, dict] | None:
+        if method != "GET" or not path.startswith("/conversations/") or next(seen) <= gets:
+            return None
+        code, message = UNAUTHORIZED
+        return 401, {"type": "error.list", "request_id": None, "errors": [{"code": code, "message": message}]}
+
+    return answer
+
+
+def stored_state_text(project: Path, env: dict[str, str]) -> str:
+    done = subprocess.run([MELTANO, "state", "get", STATE_ID], cwd=project, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_a_tap_that_fails_mid_run_ends_the_run_with_its_cause_after_the_loaders_summary(
+    project, pg_url, pg_schema, tmp_path
+):
+    """Meltano closes the loader's input only after the tap exited: the tap's error line comes before the
+    loader's summary, so the loader repeats it last (handed over in the tap's last STATE, never stored)."""
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=1000, seed=64) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema))
+        sim.on_request = revoked_after(600)
+        failed = run(project, env)
+        loaded = len(table_rows(pg_url, pg_schema))
+        state_after_failure = stored_state_text(project, env)
+        sim.on_request = None
+        resumed = run(project, env)  # the token works again: the next run loses and duplicates nothing
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert_table_is_the_truth(pg_url, pg_schema, sim)
+
+    assert failed.returncode != 0 and "Extractor failed" in failed.stderr
+    plugin_lines = [(level, name, message) for level, name, message in parsed(failed.stderr) if name in PLUGINS]
+    tap_error = "Intercom rejected the access token (401 on GET /conversations/"
+    assert [m for lvl, n, m in plugin_lines if n == PLUGINS[0] and lvl == "error" and tap_error in m] != []
+    *_, (summary_level, summary_name, summary), (level, name, message) = plugin_lines
+    assert (summary_level, summary_name) == ("info", "target-postgres") and summary.startswith("Load summary: ")
+    assert (level, name) == ("error", "target-postgres")
+    assert message.startswith("target-intercom-postgres: the extractor failed: " + tap_error)
+    assert "check access_token" in message
+    assert 0 < loaded < 1000 and f"intercom_conversation_v1 {loaded:,} rows" in summary  # what it sent is committed
+    assert "extractor_failed" not in state_after_failure  # Meltano stored the STATE's value only
+    assert sim.token not in failed.stderr + resumed.stderr
+
+
+@pytest.mark.slow
+def test_a_tap_that_fails_before_its_first_request_ends_the_run_with_its_cause(project, pg_url, pg_schema, tmp_path):
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=10, seed=65) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_MAX_CONCURRENT_REQUESTS="5000"))
+        done = run(project, env)
+        assert sim.stats["requests"] == 0
+
+    assert done.returncode != 0
+    level, name, message = [line for line in parsed(done.stderr) if line[1] in PLUGINS][-1]
+    assert (level, name) == ("error", "target-postgres")
+    assert message.startswith("target-intercom-postgres: the extractor failed: configuration: max_concurrent_requests")
 
 
 @pytest.mark.slow
@@ -131,6 +198,12 @@ def test_debug_through_meltano_shows_debug_lines_bounded_without_data_or_secrets
     assert [m for _, n, m in lines if n == "tap-intercom-conversation" and m.startswith("debug: ")] != []
     batches = sum("Inserting with SQL" in m or "Upserted " in m for m in loader)
     assert batches and len(loader) <= 20 + 5 * batches  # a few lines per batch, never a line per record
+    tap = [m for _, n, m in lines if n == "tap-intercom-conversation"]
+    summary = next(m for m in tap if m.startswith("Run summary: "))
+    conversations = int(summary.split("Run summary: ")[1].split(" emitted")[0].replace(",", ""))
+    print(f"at debug, {len(tap)} tap lines and {len(loader)} loader lines for {conversations:,} conversations")
+    assert conversations >= 1000 and len(tap) <= 30 + 10 * conversations / 1000  # never a line per request
+    assert [m for m in tap if "METRIC" in m] != [] and not [m for m in tap if "http_request_duration" in m]
     assert sim.token not in log and '"type":"RECORD"' not in log and '"conversation_parts"' not in log
     assert not [body for body in some_bodies if body in log]
     assert "interrupted by SIGTERM" in loader[-1]

@@ -14,6 +14,7 @@ import os
 import sys
 
 from singer_sdk.logging import StructuredFormatter
+from singer_sdk.metrics import METRICS_LOGGER_NAME, Metric
 from typing_extensions import override
 
 # target-postgres's lines for every batch: at info they are most of a run's log (issue 24); and
@@ -63,6 +64,16 @@ class BatchLines(logging.Filter):
         return True
 
 
+class PerRequestMetrics(logging.Filter):
+    """Drops singer-sdk's METRIC line of each HTTP request (without log_metrics, at debug too): a line per
+    conversation hydrated. Its counters (requests, records, per stream and minute) and timers stay."""
+
+    @override
+    def filter(self, record: logging.LogRecord) -> bool:
+        point = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return getattr(point, "metric", None) != Metric.HTTP_REQUEST_DURATION
+
+
 class ShownAtInfo(logging.Filter):
     """Under Meltano, a plugin asked for debug (`<PLUGIN>_LOGLEVEL=debug`) shows its debug lines as info lines
     starting with `debug: `: Meltano drops a parsed line below its own level, and its own debug level
@@ -91,6 +102,9 @@ def configure(plugin_name: str, *, per_batch: bool) -> None:
     for handler in root.handlers:
         if not any(isinstance(existing, BatchLines) for existing in handler.filters):
             handler.addFilter(BatchLines(per_batch=per_batch))
+    metrics = logging.getLogger(METRICS_LOGGER_NAME)
+    if not per_batch and not any(isinstance(existing, PerRequestMetrics) for existing in metrics.filters):
+        metrics.addFilter(PerRequestMetrics())
     prefix = plugin_name.upper().replace("-", "_")
     level = os.environ.get(f"{prefix}_LOGLEVEL")
     if level and isinstance(logging.getLevelName(level.upper()), int):

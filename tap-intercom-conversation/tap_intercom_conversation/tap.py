@@ -122,16 +122,18 @@ class TapIntercomConversation(TapAdapter, Tap):
             "log_metrics",
             th.BooleanType,
             default=False,
-            description="True: singer-sdk's METRIC line for every request and stream (also at log level debug). "
-            "False: the log is progress lines, warnings and the run summary.",
+            description="True: singer-sdk's METRIC line for every request and stream. False: the log is progress "
+            "lines, warnings and the run summary (at log level debug, a METRIC line per stream and minute, never "
+            "per request).",
         ),
     ).to_dict()
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.runtime = Runtime()  # before the SDK builds the streams: each reads it from its tap
         super().__init__(*args, **kwargs)
+        # A METRIC line per request would be most of the log (a million lines for a million conversations):
+        # at debug too, the request lines are dropped (logs.PerRequestMetrics) unless log_metrics asks for them.
         logs.configure(self.name, per_batch=bool(self.config.get("log_metrics")))
-        # A METRIC line per request would be most of the log (a million lines for a million conversations).
         if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
             self.metrics_logger.setLevel(logging.WARNING)
 
