@@ -13,11 +13,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from target_intercom_postgres import table
 from tests.intercom_simulator import IntercomSimulator
 from tests.intercom_simulator.errors import UNAUTHORIZED
-from tests.pipeline import table_rows
+from tests.pipeline import PARTS, table_rows
 from tests.test_meltano import MELTANO, STATE_ID, _env, _job_env, _job_env_with_db, assert_table_is_the_truth, emitted
 from tests.test_real_data import assert_table_holds_what_was_sent
 
@@ -155,6 +157,28 @@ def test_a_failed_run_ends_with_its_cause_at_error_level(project, tmp_path):
     level, message = plugin_lines[-1]
     assert level == "error" and message.startswith("target-intercom-postgres: error: cannot connect to ")
     assert "127.0.0.1:1/warehouse" in message and "s3cret-pw" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_loader_that_fails_mid_run_ends_the_run_with_its_cause(project, pg_url, pg_schema, tmp_path):
+    """Meltano kills the tap when the loader exits: nothing the tap logs (not even its closed output) comes after."""
+    table.apply(pg_url, pg_schema)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # a table that refuses every part: its first batch fails
+        conn.execute(f'ALTER TABLE "{pg_schema}".{PARTS} ADD CONSTRAINT refuses_parts CHECK (false) NOT VALID')
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=3000, seed=66, rate_limit=600) as sim:  # a minute: the tap is mid-run
+        env.update(_job_env(sim, pg_url, pg_schema))
+        done = run(project, env)
+        conversations_requested = sim.stats["by_route"].get("retrieve", 0)
+
+    assert done.returncode != 0  # Meltano says why in a BrokenPipeError traceback of its own (meltano#7047)
+    assert 0 < conversations_requested < 3000
+    level, name, message = [line for line in parsed(done.stderr) if line[1] in PLUGINS][-1]
+    assert (level, name) == ("error", "target-postgres")
+    server = psycopg.conninfo.conninfo_to_dict(pg_url)
+    where = f"{server.get('host') or 'localhost'}:{server.get('port') or 5432}/{server.get('dbname')}"
+    assert message.startswith(f"target-intercom-postgres: error: loading {pg_schema}.{PARTS} into {where} failed: ")
+    assert 'violates check constraint "refuses_parts"' in message
 
 
 @pytest.mark.slow
