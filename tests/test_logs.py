@@ -5,7 +5,6 @@ Each test reads the whole log of a real `meltano run` against the simulator and 
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import signal
@@ -18,8 +17,7 @@ import pytest
 
 from target_intercom_postgres import table
 from tests.intercom_simulator import IntercomSimulator
-from tests.intercom_simulator.errors import UNAUTHORIZED
-from tests.pipeline import PARTS, table_rows
+from tests.pipeline import PARTS, revoked_after, table_rows
 from tests.test_meltano import MELTANO, STATE_ID, _env, _job_env, _job_env_with_db, assert_table_is_the_truth, emitted
 from tests.test_real_data import assert_table_holds_what_was_sent
 
@@ -74,19 +72,6 @@ def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project
     assert f"intercom_conversation_v1 {conversations:,} rows" in summary and summary.endswith(" s")
     assert [m for _, n, m in log if n == "tap-intercom-conversation" and m.startswith("Run summary: ")] != []
     assert emitted(done) == conversations
-
-
-def revoked_after(gets: int):
-    """A simulator hook: Intercom refuses the token from the `gets`+1-th GET of a conversation on (a revoked token)."""
-    seen = itertools.count(1)
-
-    def answer(method: str, path: str, body: object) -> tuple[int, dict] | None:
-        if method != "GET" or not path.startswith("/conversations/") or next(seen) <= gets:
-            return None
-        code, message = UNAUTHORIZED
-        return 401, {"type": "error.list", "request_id": None, "errors": [{"code": code, "message": message}]}
-
-    return answer
 
 
 def stored_state_text(project: Path, env: dict[str, str]) -> str:
