@@ -216,7 +216,7 @@ class IntercomStream(RESTStream):
             proxies=self._proxies(authenticated),
         )
         sent_after = self._transport.sent_after() if self._transport is not None else None
-        if self.metrics_logger.isEnabledFor(logging.INFO):  # a METRIC line per request only when asked for
+        if self.metrics_logger.isEnabledFor(logging.INFO):  # log_metrics (at debug, logs.PerRequestMetrics drops it)
             succeeded = response.status_code < 400
             endpoint = _CONVERSATION_ID.sub("/{id}", prepared_request.path_url.split("?")[0])  # one tag per endpoint
             metrics.log(

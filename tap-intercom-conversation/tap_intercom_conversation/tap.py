@@ -245,7 +245,7 @@ class TapIntercomConversation(TapAdapter, Tap):
             super().invoke(config=config, state=state, catalog=catalog)
         except BrokenPipeError:  # click would exit 1 without a word
             raise OutputClosed("the output was closed (the target stopped reading)") from None
-        except IntercomError as error:  # before the sync began (a setting, the state): nothing was written yet
+        except IntercomError as error:  # one raised before the sync began (a setting, the state) is handed over here
             hand_over_failure(error, lambda cause: write_stdout(with_failure(state_line(resumes_from), cause)))
             raise
 
@@ -257,7 +257,7 @@ def hand_over_failure(error: Exception, write: t.Callable[[str], None]) -> None:
     comes after the tap's error line; the loader ends its log with this line instead. Nothing is
     handed over when the target is gone, or is being stopped by the same signal.
     """
-    if isinstance(error, (Interrupted, OutputClosed)) or getattr(error, "handed_over", False):
+    if isinstance(error, (Interrupted, OutputClosed, BrokenPipeError)) or getattr(error, "handed_over", False):
         return
     if isinstance(error, IntercomError):
         cause = str(error)
