@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 
+from tests.intercom_simulator.errors import UNAUTHORIZED
 from tests.postgres import sqlalchemy_url
 from tests.tools import tool
 
@@ -139,3 +141,16 @@ def table_rows(pg_url: str, schema: str, table: str = STREAM) -> dict[str, dict]
     with psycopg.connect(pg_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute(f'SELECT * FROM "{schema}".{table} ORDER BY pk')
         return {row["intercom_id"]: row for row in cur.fetchall()}
+
+
+def revoked_after(gets: int):
+    """A simulator hook: Intercom refuses the token from the `gets`+1-th GET of a conversation on (a revoked token)."""
+    seen = itertools.count(1)
+
+    def answer(method: str, path: str, body: object) -> tuple[int, dict] | None:
+        if method != "GET" or not path.startswith("/conversations/") or next(seen) <= gets:
+            return None
+        code, message = UNAUTHORIZED
+        return 401, {"type": "error.list", "request_id": None, "errors": [{"code": code, "message": message}]}
+
+    return answer

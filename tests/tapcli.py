@@ -157,6 +157,12 @@ def unexpected_lines(stderr: str, allowed_warnings: tuple[str, ...] = RETRY_WARN
     return odd
 
 
+def assert_hands_over_only_its_failure(run: TapRun, cause: str, state: dict | None = None) -> None:
+    """stdout is one STATE: the state the run resumed from (`state`, none: {}), unchanged, carrying the failure's
+    line for the target beside its value (logs.EXTRACTOR_FAILED); no record, no other state."""
+    assert run.messages == [{"type": "STATE", "value": state or {}, "extractor_failed": cause}], run.stdout[-2000:]
+
+
 def assert_fails_with_one_line(
     run: TapRun, *fragments: str, allowed_warnings: tuple[str, ...] = RETRY_WARNING, returncode: int = 1
 ) -> str:

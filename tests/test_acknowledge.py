@@ -22,7 +22,7 @@ import pytest
 
 from target_intercom_postgres.acknowledge import CommitLedger
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, TAP, apply_table, table_rows, tap_config, target_config
+from tests.pipeline import STREAM, TAP, apply_table, revoked_after, table_rows, tap_config, target_config
 from tests.test_meltano import (
     MELTANO,
     _job_env,
@@ -265,3 +265,24 @@ def test_a_batch_the_database_refuses_is_one_line_naming_table_host_port_and_dat
     assert last.startswith(f"target-intercom-postgres: error: loading {pg_schema}.{STREAM} into {where} failed: ")
     assert 'violates check constraint "refuses_all"' in last
     assert not [body for body in bodies if body in done.stderr]  # the refused row is not in the log
+
+
+def test_a_tap_that_fails_mid_run_is_the_loaders_last_line_and_never_in_a_state_it_acknowledges(pg_url, pg_schema):
+    """`tap | loader` with Intercom refusing the token mid-run: the loader commits what it read, exits 0, ends with
+    the tap's line; the STATE carrying that line is not a state to it."""
+    with IntercomSimulator(conversations=400, seed=45) as sim, tempfile.TemporaryDirectory() as folder:
+        sim.on_request = revoked_after(250)
+        files = Path(folder)
+        (files / "tap.json").write_text(json.dumps(tap_config(sim)))
+        (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
+        done = tap_into_loader(files)
+        loaded = len(table_rows(pg_url, pg_schema))
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.splitlines()[-1].startswith(
+        "target-intercom-postgres: the extractor failed: Intercom rejected the access token (401 on GET /conversations/"
+    )
+    acknowledged = [json.loads(line) for line in done.stdout.splitlines()]
+    assert "extractor_failed" not in done.stdout and all("bookmarks" in state for state in acknowledged)
+    assert acknowledged[-1]["bookmarks"][STREAM]["replication_key_value"]  # the last STATE before the failure
+    assert 0 < loaded < 400

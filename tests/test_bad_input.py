@@ -21,6 +21,7 @@ from tests.pipeline import STREAM, tap_config
 from tests.tapcli import (
     ForkRunner,
     assert_fails_with_one_line,
+    assert_hands_over_only_its_failure,
     assert_state_never_ahead,
     conversations,
     run_all,
@@ -102,8 +103,11 @@ def config_runs(quiet_sim, runner):
 def test_a_bad_setting_is_one_line_naming_it_before_any_request(case, config_runs, quiet_sim):
     run = config_runs[case]
 
-    assert_fails_with_one_line(run, *CONFIG_CASES[case][1])
-    assert run.stdout == ""
+    cause = assert_fails_with_one_line(run, *CONFIG_CASES[case][1])
+    if isinstance(CONFIG_CASES[case][0], str):  # a --config file that is no JSON object: refused before the run
+        assert run.stdout == ""
+    else:
+        assert_hands_over_only_its_failure(run, cause)
     assert quiet_sim.stats["requests"] == 0
     assert "918273645" not in run.stderr  # a token of the wrong type is not shown either
 
@@ -213,8 +217,12 @@ def state_runs(quiet_sim, runner):
 def test_a_garbage_state_is_one_clear_line_not_a_resync(case, state_runs, quiet_sim):
     run = state_runs[case]
 
-    assert_fails_with_one_line(run, *STATE_CASES[case][1])
-    assert run.stdout == ""  # not a record: no silent full resync
+    cause = assert_fails_with_one_line(run, *STATE_CASES[case][1])
+    given = STATE_CASES[case][0]
+    if isinstance(given, dict):  # not a record, not an empty state: no silent full resync
+        assert_hands_over_only_its_failure(run, cause, given)
+    else:  # a file that is no state at all: nothing to repeat
+        assert run.stdout == ""
     assert quiet_sim.stats["requests"] == 0
 
 

@@ -94,14 +94,15 @@ GIVE_UP_CASES = {
         {"faults": Faults(seed=4, drop_rate=1.0)},
         None,
         {},
-        r"^POST /conversations/search: the connection was closed without an answer \(gave up after 8 tries\)$",
+        r"^POST /conversations/search: the connection to 127\.0\.0\.1:\d+ was closed without an answer "
+        r"\(gave up after 8 tries\)$",
         8,
     ),
     "reset": (
         {"faults": Faults(seed=5, drop_rate=1.0, reset_fraction=1.0)},
         None,
         {},
-        r"^POST /conversations/search: the connection was reset \(gave up after 8 tries\)$",
+        r"^POST /conversations/search: the connection to 127\.0\.0\.1:\d+ was reset \(gave up after 8 tries\)$",
         8,
     ),
     "slower-than-timeout": (
@@ -116,7 +117,7 @@ GIVE_UP_CASES = {
         {},
         None,
         {"api_url": f"http://127.0.0.1:{_closed_port()}"},
-        r"^POST /conversations/search: the connection was refused \(gave up after 8 tries\)$",
+        r"^POST /conversations/search: the connection to 127\.0\.0\.1:\d+ was refused \(gave up after 8 tries\)$",
         0,
     ),
     "hydration-thread-503": (

@@ -12,11 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from target_intercom_postgres import table
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import table_rows
-from tests.test_meltano import MELTANO, _env, _job_env, _job_env_with_db, emitted
+from tests.pipeline import PARTS, revoked_after, table_rows
+from tests.test_meltano import MELTANO, STATE_ID, _env, _job_env, _job_env_with_db, assert_table_is_the_truth, emitted
 from tests.test_real_data import assert_table_holds_what_was_sent
 
 PLUGINS = ("tap-intercom-conversation", "target-postgres")
@@ -72,6 +74,58 @@ def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project
     assert emitted(done) == conversations
 
 
+def stored_state_text(project: Path, env: dict[str, str]) -> str:
+    done = subprocess.run([MELTANO, "state", "get", STATE_ID], cwd=project, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_a_tap_that_fails_mid_run_ends_the_run_with_its_cause_after_the_loaders_summary(
+    project, pg_url, pg_schema, tmp_path
+):
+    """Meltano closes the loader's input only after the tap exited: the tap's error line comes before the
+    loader's summary, so the loader repeats it last (handed over in the tap's last STATE, never stored)."""
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=1000, seed=64) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema))
+        sim.on_request = revoked_after(600)
+        failed = run(project, env)
+        loaded = len(table_rows(pg_url, pg_schema))
+        state_after_failure = stored_state_text(project, env)
+        sim.on_request = None
+        resumed = run(project, env)  # the token works again: the next run loses and duplicates nothing
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert_table_is_the_truth(pg_url, pg_schema, sim)
+
+    assert failed.returncode != 0 and "Extractor failed" in failed.stderr
+    plugin_lines = [(level, name, message) for level, name, message in parsed(failed.stderr) if name in PLUGINS]
+    tap_error = "Intercom rejected the access token (401 on GET /conversations/"
+    assert [m for lvl, n, m in plugin_lines if n == PLUGINS[0] and lvl == "error" and tap_error in m] != []
+    *_, (summary_level, summary_name, summary), (level, name, message) = plugin_lines
+    assert (summary_level, summary_name) == ("info", "target-postgres") and summary.startswith("Load summary: ")
+    assert (level, name) == ("error", "target-postgres")
+    assert message.startswith("target-intercom-postgres: the extractor failed: " + tap_error)
+    assert "check access_token" in message
+    assert 0 < loaded < 1000 and f"intercom_conversation_v1 {loaded:,} rows" in summary  # what it sent is committed
+    assert "extractor_failed" not in state_after_failure  # Meltano stored the STATE's value only
+    assert sim.token not in failed.stderr + resumed.stderr
+
+
+@pytest.mark.slow
+def test_a_tap_that_fails_before_its_first_request_ends_the_run_with_its_cause(project, pg_url, pg_schema, tmp_path):
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=10, seed=65) as sim:
+        env.update(_job_env(sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_MAX_CONCURRENT_REQUESTS="5000"))
+        done = run(project, env)
+        assert sim.stats["requests"] == 0
+
+    assert done.returncode != 0
+    level, name, message = [line for line in parsed(done.stderr) if line[1] in PLUGINS][-1]
+    assert (level, name) == ("error", "target-postgres")
+    assert message.startswith("target-intercom-postgres: the extractor failed: configuration: max_concurrent_requests")
+
+
 @pytest.mark.slow
 def test_a_failed_run_ends_with_its_cause_at_error_level(project, tmp_path):
     env = _env(**_job_env_with_db(tmp_path))
@@ -88,6 +142,28 @@ def test_a_failed_run_ends_with_its_cause_at_error_level(project, tmp_path):
     level, message = plugin_lines[-1]
     assert level == "error" and message.startswith("target-intercom-postgres: error: cannot connect to ")
     assert "127.0.0.1:1/warehouse" in message and "s3cret-pw" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_loader_that_fails_mid_run_ends_the_run_with_its_cause(project, pg_url, pg_schema, tmp_path):
+    """Meltano kills the tap when the loader exits: nothing the tap logs (not even its closed output) comes after."""
+    table.apply(pg_url, pg_schema)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # a table that refuses every part: its first batch fails
+        conn.execute(f'ALTER TABLE "{pg_schema}".{PARTS} ADD CONSTRAINT refuses_parts CHECK (false) NOT VALID')
+    env = _job_env_with_db(tmp_path)
+    with IntercomSimulator(conversations=3000, seed=66, rate_limit=600) as sim:  # a minute: the tap is mid-run
+        env.update(_job_env(sim, pg_url, pg_schema))
+        done = run(project, env)
+        conversations_requested = sim.stats["by_route"].get("retrieve", 0)
+
+    assert done.returncode != 0  # Meltano says why in a BrokenPipeError traceback of its own (meltano#7047)
+    assert 0 < conversations_requested < 3000
+    level, name, message = [line for line in parsed(done.stderr) if line[1] in PLUGINS][-1]
+    assert (level, name) == ("error", "target-postgres")
+    server = psycopg.conninfo.conninfo_to_dict(pg_url)
+    where = f"{server.get('host') or 'localhost'}:{server.get('port') or 5432}/{server.get('dbname')}"
+    assert message.startswith(f"target-intercom-postgres: error: loading {pg_schema}.{PARTS} into {where} failed: ")
+    assert 'violates check constraint "refuses_parts"' in message
 
 
 @pytest.mark.slow
@@ -131,6 +207,12 @@ def test_debug_through_meltano_shows_debug_lines_bounded_without_data_or_secrets
     assert [m for _, n, m in lines if n == "tap-intercom-conversation" and m.startswith("debug: ")] != []
     batches = sum("Inserting with SQL" in m or "Upserted " in m for m in loader)
     assert batches and len(loader) <= 20 + 5 * batches  # a few lines per batch, never a line per record
+    tap = [m for _, n, m in lines if n == "tap-intercom-conversation"]
+    summary = next(m for m in tap if m.startswith("Run summary: "))
+    conversations = int(summary.split("Run summary: ")[1].split(" emitted")[0].replace(",", ""))
+    print(f"at debug, {len(tap)} tap lines and {len(loader)} loader lines for {conversations:,} conversations")
+    assert conversations >= 1000 and len(tap) <= 30 + 10 * conversations / 1000  # never a line per request
+    assert [m for m in tap if "METRIC" in m] != [] and not [m for m in tap if "http_request_duration" in m]
     assert sim.token not in log and '"type":"RECORD"' not in log and '"conversation_parts"' not in log
     assert not [body for body in some_bodies if body in log]
     assert "interrupted by SIGTERM" in loader[-1]

@@ -14,6 +14,7 @@ import os
 import sys
 
 from singer_sdk.logging import StructuredFormatter
+from singer_sdk.metrics import METRICS_LOGGER_NAME, Metric
 from typing_extensions import override
 
 # target-postgres's lines for every batch: at info they are most of a run's log (issue 24); and
@@ -32,6 +33,11 @@ PER_BATCH = (
 NEVER = ("Processed record:",)
 # Libraries whose debug lines carry SQL parameters or request details: never below warning.
 QUIET_LIBRARIES = ("sqlalchemy", "psycopg", "urllib3", "joblib", "backoff")
+# A tap that fails ends its output with one more STATE: the last one it wrote, repeated, with the failure's
+# line under this key beside `value` (never inside it: Meltano and every Singer target keep only `value`).
+# Meltano closes the loader's input only once the tap has exited, so the loader's summary always follows
+# the tap's error line; the loader ends its log with this line at error level, after its summary.
+EXTRACTOR_FAILED = "extractor_failed"
 
 
 class BatchLines(logging.Filter):
@@ -56,6 +62,16 @@ class BatchLines(logging.Filter):
                 return True
             return False
         return True
+
+
+class PerRequestMetrics(logging.Filter):
+    """Drops singer-sdk's METRIC line of each HTTP request (without log_metrics, at debug too): a line per
+    conversation hydrated. Its counters (requests, records, per stream and minute) and timers stay."""
+
+    @override
+    def filter(self, record: logging.LogRecord) -> bool:
+        point = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return getattr(point, "metric", None) != Metric.HTTP_REQUEST_DURATION
 
 
 class ShownAtInfo(logging.Filter):
@@ -86,6 +102,9 @@ def configure(plugin_name: str, *, per_batch: bool) -> None:
     for handler in root.handlers:
         if not any(isinstance(existing, BatchLines) for existing in handler.filters):
             handler.addFilter(BatchLines(per_batch=per_batch))
+    metrics = logging.getLogger(METRICS_LOGGER_NAME)
+    if not per_batch and not any(isinstance(existing, PerRequestMetrics) for existing in metrics.filters):
+        metrics.addFilter(PerRequestMetrics())
     prefix = plugin_name.upper().replace("-", "_")
     level = os.environ.get(f"{prefix}_LOGLEVEL")
     if level and isinstance(logging.getLevelName(level.upper()), int):
@@ -98,10 +117,14 @@ def configure(plugin_name: str, *, per_batch: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def fail(logger: logging.Logger, line: str) -> None:
-    """The one line an expected failure ends with: at error level under Meltano, plain on a terminal."""
+def fail(logger: logging.Logger, line: str, *, caused_elsewhere: bool = False) -> None:
+    """The one line an expected failure ends with: at error level under Meltano, plain on a terminal.
+
+    `caused_elsewhere`: the other plugin failed first and its own line says why (the target stopped
+    reading); under Meltano this line is then only a debug line, so that the cause stays the last line.
+    """
     if structured():
-        logger.error(line)
+        logger.log(logging.DEBUG if caused_elsewhere else logging.ERROR, line)
     else:
         sys.stderr.write(f"{line}\n")
         sys.stderr.flush()

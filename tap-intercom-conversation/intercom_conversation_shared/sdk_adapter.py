@@ -13,8 +13,8 @@ TapAdapter, the base of TapIntercomConversation (its settings check is SettingsA
 - `_config` (use): the settings as given, which that check coerces in place before validation; the
   public `config` is a read-only view of it. Handed to `validate_settings` as its argument.
 - `sync_all` (`@final` override): the run summary line must be printed also when the sync stops on an
-  error, and `Tap.invoke` builds the tap and calls sync_all with nothing public around the call.
-  Forwarded to `log_run_summary` (in a finally block).
+  error, and the target told why, and `Tap.invoke` builds the tap and calls sync_all with nothing public
+  around the call. Forwarded to `on_sync_failed` and `log_run_summary` (in a finally block).
 - `_handle_termination` (override): PluginBase.__init__ installs it for SIGINT/SIGTERM itself; replacing
   it with signal.signal after __init__ would leave a window in which a signal exits 0. Forwarded to
   `on_termination`.
@@ -109,8 +109,14 @@ class TapAdapter(SettingsAdapter, Tap):
         started = time.monotonic()
         try:
             super().sync_all()
+        except Exception as error:
+            self.on_sync_failed(error)
+            raise
         finally:
             self.log_run_summary(time.monotonic() - started)
+
+    def on_sync_failed(self, error: Exception) -> None:
+        """The sync stops on `error` (raised again after this)."""
 
     def log_run_summary(self, seconds: float) -> None:
         """Called once the sync has ended, after `seconds`, however it ended."""

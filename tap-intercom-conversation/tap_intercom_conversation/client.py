@@ -54,28 +54,38 @@ RETRIED = (
 
 
 def failure(request: requests.PreparedRequest, error: BaseException, timeout: float) -> str:
-    """What went wrong with a request, in one line that names the endpoint (never headers, never the token)."""
+    """What went wrong with a request, in one line that names the endpoint (never headers, never the token).
+
+    A connection that failed also names the host:port it was to (api_url, or the region's).
+    """
     where = describe(request.method or "", request.path_url)
     if isinstance(error, RetriableAPIError):
         return str(error)
     if isinstance(error, requests.exceptions.Timeout) and not isinstance(error, requests.exceptions.ConnectTimeout):
         return f"{where} got no answer within request_timeout_seconds ({timeout:g} s)"
+    host = host_port(request.url or "")
     if isinstance(error, requests.exceptions.ConnectTimeout):
-        return f"{where} could not connect within request_timeout_seconds ({timeout:g} s)"
+        return f"{where} could not connect to {host} within request_timeout_seconds ({timeout:g} s)"
     chain = repr(error)
     if "RemoteDisconnected" in chain:
-        reason = "the connection was closed without an answer"
+        reason = f"the connection to {host} was closed without an answer"
     elif "ConnectionResetError" in chain or "reset by peer" in chain:
-        reason = "the connection was reset"
+        reason = f"the connection to {host} was reset"
     elif "ConnectionRefusedError" in chain or "Connection refused" in chain:
-        reason = "the connection was refused"
+        reason = f"the connection to {host} was refused"
     elif "NameResolutionError" in chain or "Name or service not known" in chain:
-        reason = "the host name did not resolve"
+        reason = f"the host name of {host} did not resolve"
     elif isinstance(error, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
         reason = "the answer was cut short"
     else:
-        reason = f"the connection failed ({type(error).__name__})"
+        reason = f"the connection to {host} failed ({type(error).__name__})"
     return f"{where}: {reason}"
+
+
+def host_port(url: str) -> str:
+    """`api.intercom.io:443` of a request's URL (the port its scheme implies when none is given)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 class _QuietExpectedFailures(logging.Filter):
@@ -206,7 +216,7 @@ class IntercomStream(RESTStream):
             proxies=self._proxies(authenticated),
         )
         sent_after = self._transport.sent_after() if self._transport is not None else None
-        if self.metrics_logger.isEnabledFor(logging.INFO):  # a METRIC line per request only when asked for
+        if self.metrics_logger.isEnabledFor(logging.INFO):  # log_metrics (at debug, logs.PerRequestMetrics drops it)
             succeeded = response.status_code < 400
             endpoint = _CONVERSATION_ID.sub("/{id}", prepared_request.path_url.split("?")[0])  # one tag per endpoint
             metrics.log(

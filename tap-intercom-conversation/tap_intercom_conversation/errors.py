@@ -11,6 +11,8 @@ from singer_sdk.exceptions import FatalAPIError
 class IntercomError(Exception):
     """An expected failure: reported as one line, without a traceback."""
 
+    handed_over = False  # its line was written for the target too (tap.hand_over_failure)
+
 
 class IntercomRequestFailed(IntercomError):
     """Intercom kept failing (5xx, drops, timeouts) after every retry."""

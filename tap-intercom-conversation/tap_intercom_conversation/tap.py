@@ -30,7 +30,7 @@ from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.runtime import Runtime
 from tap_intercom_conversation.streams import ConversationsStream
-from tap_intercom_conversation.writer import WholeLineWriter
+from tap_intercom_conversation.writer import WholeLineWriter, state_line, with_failure
 
 DEFAULT_LOOKBACK_SECONDS = 600
 DEFAULT_MAX_CONCURRENT_REQUESTS = 500  # 4,167 calls per 10 s (25,000 a minute) x 1 s latency x 1.2
@@ -122,16 +122,18 @@ class TapIntercomConversation(TapAdapter, Tap):
             "log_metrics",
             th.BooleanType,
             default=False,
-            description="True: singer-sdk's METRIC line for every request and stream (also at log level debug). "
-            "False: the log is progress lines, warnings and the run summary.",
+            description="True: singer-sdk's METRIC line for every request and stream. False: the log is progress "
+            "lines, warnings and the run summary (at log level debug, a METRIC line per stream and minute, never "
+            "per request).",
         ),
     ).to_dict()
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.runtime = Runtime()  # before the SDK builds the streams: each reads it from its tap
         super().__init__(*args, **kwargs)
+        # A METRIC line per request would be most of the log (a million lines for a million conversations):
+        # at debug too, the request lines are dropped (logs.PerRequestMetrics) unless log_metrics asks for them.
         logs.configure(self.name, per_batch=bool(self.config.get("log_metrics")))
-        # A METRIC line per request would be most of the log (a million lines for a million conversations).
         if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
             self.metrics_logger.setLevel(logging.WARNING)
 
@@ -152,6 +154,13 @@ class TapIntercomConversation(TapAdapter, Tap):
                 seconds,
             )
         )
+
+    @override
+    def on_sync_failed(self, error: Exception) -> None:
+        """Hand the failure's line to the target, which ends its log with it (logs.EXTRACTOR_FAILED)."""
+        writer = self.message_writer
+        if isinstance(writer, WholeLineWriter):
+            hand_over_failure(error, writer.write_failure)
 
     @override
     def validate_settings(self, settings: dict[str, t.Any], *, raise_errors: bool) -> list[str]:
@@ -221,6 +230,7 @@ class TapIntercomConversation(TapAdapter, Tap):
         if about:
             super().invoke(about=about, about_format=about_format)
             return
+        resumes_from = b"{}"
         if state is not None:
             text = state.read()
             name = getattr(state, "name", "--state")
@@ -230,10 +240,39 @@ class TapIntercomConversation(TapAdapter, Tap):
                     raise IntercomError(f"state: {name} is a STATE message whose value is not a JSON object")
                 text = simplejson.dumps(given["value"])
             state = io.StringIO(text)
+            resumes_from = text.encode()
         try:
             super().invoke(config=config, state=state, catalog=catalog)
         except BrokenPipeError:  # click would exit 1 without a word
             raise OutputClosed("the output was closed (the target stopped reading)") from None
+        except IntercomError as error:  # one raised before the sync began (a setting, the state) is handed over here
+            hand_over_failure(error, lambda cause: write_stdout(with_failure(state_line(resumes_from), cause)))
+            raise
+
+
+def hand_over_failure(error: Exception, write: t.Callable[[str], None]) -> None:
+    """Tell the target why the run stops: `write` its one line (an unexpected error: its name), once.
+
+    Meltano closes the loader's input only after the tap has exited, so the loader's summary always
+    comes after the tap's error line; the loader ends its log with this line instead. Nothing is
+    handed over when the target is gone, or is being stopped by the same signal.
+    """
+    if isinstance(error, (Interrupted, OutputClosed, BrokenPipeError)) or getattr(error, "handed_over", False):
+        return
+    if isinstance(error, IntercomError):
+        cause = str(error)
+        error.handed_over = True
+    else:
+        cause = f"{type(error).__name__}, an unexpected error: the extractor's traceback above says where"
+    try:
+        write(cause)
+    except OSError:  # the target is gone: its own error line says why; Python must not complain at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def write_stdout(line: bytes) -> None:
+    sys.stdout.buffer.write(line)
+    sys.stdout.flush()
 
 
 def one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
@@ -251,9 +290,11 @@ def main() -> None:
     try:
         TapIntercomConversation.cli()
     except IntercomError as err:
-        if isinstance(err, OutputClosed):  # nothing more can be delivered, and Python must not complain at exit
+        closed = isinstance(err, OutputClosed)
+        if closed:  # nothing more can be delivered, and Python must not complain at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        logs.fail(TapIntercomConversation.logger, f"tap-intercom-conversation: error: {err}")
+        # The output closed: the target stopped on an error, and its line is the cause.
+        logs.fail(TapIntercomConversation.logger, f"tap-intercom-conversation: error: {err}", caused_elsewhere=closed)
         sys.exit(getattr(err, "exit_code", 1))
 
 

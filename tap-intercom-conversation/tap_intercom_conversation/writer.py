@@ -8,14 +8,18 @@ import stat
 import sys
 import typing as t
 
+import msgspec
+
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
-from singer_sdk.singerlib import Message, RecordMessage
+from singer_sdk.singerlib import Message, RecordMessage, StateMessage
 from typing_extensions import override
+
+from intercom_conversation_shared.logs import EXTRACTOR_FAILED
 
 
 class WholeLineWriter(MsgSpecWriter):
@@ -36,6 +40,7 @@ class WholeLineWriter(MsgSpecWriter):
     PIPE_BYTES = 1024 * 1024  # Linux's limit for an unprivileged process (/proc/sys/fs/pipe-max-size)
     writing = False
     pending: t.Callable[[], None] | None = None
+    last_state_line: bytes | None = None  # the last STATE written, as written (the SDK's value is a live dict)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -46,17 +51,43 @@ class WholeLineWriter(MsgSpecWriter):
     def write_message(self, message: Message) -> None:
         self.writing = True
         try:
-            self._block += self.format_message(message)
+            line = self.format_message(message)
+            self._block += line
             if not isinstance(message, RecordMessage) or len(self._block) >= self.BLOCK_BYTES:
-                block, self._block = memoryview(self._block), bytearray()
-                while block:  # a signal can cut a large write short (measured: 49,152 of 65,862 bytes)
-                    block = block[sys.stdout.buffer.write(block) :]
-                sys.stdout.flush()
+                self._write_block()
+            if isinstance(message, StateMessage):
+                self.last_state_line = bytes(line)
         finally:
             self.writing = False
         if self.pending is not None:
             pending, self.pending = self.pending, None
             pending()
+
+    def _write_block(self) -> None:
+        block, self._block = memoryview(self._block), bytearray()
+        while block:  # a signal can cut a large write short (measured: 49,152 of 65,862 bytes)
+            block = block[sys.stdout.buffer.write(block) :]
+        sys.stdout.flush()
+
+    def write_failure(self, cause: str) -> None:
+        """The failure's line for the target: the last STATE written, repeated, with `cause` beside its value.
+
+        Repeating the last STATE changes nothing for any target; with no STATE written yet the run
+        resumed from none (the SDK writes a given state first), so the value is the empty state.
+        """
+        self._block += with_failure(self.last_state_line or state_line(b"{}"), cause)
+        self._write_block()
+
+
+def state_line(value: bytes) -> bytes:
+    """A STATE message whose value is the JSON `value` (its numbers and strings as they are, on one line)."""
+    return b'{"type":"STATE","value":' + msgspec.json.format(value, indent=-1) + b"}\n"
+
+
+def with_failure(line: bytes, cause: str) -> bytes:
+    """The STATE message `line` (one JSON object) with the line a failed run ends with beside its value."""
+    cause_field = msgspec.json.encode(EXTRACTOR_FAILED) + b":" + msgspec.json.encode(cause)
+    return line.rstrip()[:-1] + b"," + cause_field + b"}\n"
 
 
 def widen_pipe(stream: t.IO, size: int) -> None:

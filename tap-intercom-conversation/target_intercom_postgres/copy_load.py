@@ -481,7 +481,11 @@ class CopySink(SinkAdapter, PostgresSink):
     def _load(self, records: list[dict]) -> None:
         assert self._upsert is not None
         started = time.monotonic()
-        inserted, updated = self._upsert.load(self._connection(), records)
+        try:
+            inserted, updated = self._upsert.load(self._connection(), records)
+        except BaseException:  # the run stops on it: closed now, not by Python at exit with a ResourceWarning line
+            self._close_connection()
+            raise
         self.rows_inserted += inserted
         self.rows_updated += updated
         self.logger.info(  # one line a batch, no data: shown with log_metrics or at debug (logs.PER_BATCH)
@@ -507,6 +511,9 @@ class CopySink(SinkAdapter, PostgresSink):
             self.wait_for_batch()
         self._worker.shutdown()
         super().clean_up()
+        self._close_connection()
+
+    def _close_connection(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None

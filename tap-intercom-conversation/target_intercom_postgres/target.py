@@ -18,7 +18,9 @@ target-postgres with three additions, all driven by its own settings, however th
   commit (acknowledge.py), so a killed run redoes at most 30 s of work; SIGTERM/SIGINT commit what was
   read and exit 143/130 within seconds;
 - its log is one summary line (rows per table, seconds), warnings, and per-batch lines only with
-  log_metrics or at debug (logs.py); a failure is one line naming the table, host:port and database.
+  log_metrics or at debug (logs.py); a failure is one line naming the table, host:port and database;
+  when the tap failed, its line (handed over in its last STATE, logs.EXTRACTOR_FAILED) ends the log,
+  at error level, after the summary.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
 from intercom_conversation_shared import logs, source_mark
+from intercom_conversation_shared.logs import EXTRACTOR_FAILED
 from intercom_conversation_shared.schema_files import STREAM_NAME
 from intercom_conversation_shared.sdk_adapter import TargetAdapter, records_read
 from intercom_conversation_shared.settings import coerce_strings, schema_problem
@@ -72,6 +75,7 @@ DEFAULTS = {
 }
 # Between the starts of two commits; with the commit's own seconds, a killed run redoes at most 30 s of work.
 COMMIT_EVERY_SECONDS = 25.0
+MAX_CAUSE_CHARS = 1000  # of the tap's failure line, logged as it came
 
 
 class LoaderError(Exception):
@@ -125,6 +129,7 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
     default_sink_class = IntercomPostgresSink
     message_reader_class = GuardedReader
     _busy = True  # handling a message or committing: a signal waits until that is done
+    extractor_failed: str | None = None  # the tap's failure, as it handed it over
     _warned_full = False
     _stop_signal: int | None = None
 
@@ -249,8 +254,11 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
         """The tap writes the state it resumes from before its first SCHEMA: check it against the table.
 
         Every STATE is then noted with the records it waits for, and acknowledged at once if they are
-        all committed.
+        all committed. The tap's failure STATE only repeats its last one: its line is kept for the end.
         """
+        if EXTRACTOR_FAILED in message_dict:
+            self.extractor_failed = " ".join(str(message_dict[EXTRACTOR_FAILED]).split())[:MAX_CAUSE_CHARS]
+            return
         if not self._seen_schema:
             bookmark = (message_dict.get("value") or {}).get("bookmarks", {}).get(STREAM_NAME, {})
             resumes = isinstance(bookmark, dict) and bookmark.get("replication_key_value")
@@ -359,11 +367,25 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
 
     @override
     def process_endofpipe(self) -> None:
-        """After the last commit: the summary; mark the conversation table if a complete load left it empty."""
+        """After the last commit: the summary, and the tap's failure (if it failed) as the last line.
+
+        The load itself succeeded (exit 0): Meltano reports the tap's exit as "Extractor failed".
+        """
         signal.setitimer(signal.ITIMER_REAL, 0)
         self._busy = True
         super().process_endofpipe()
         self.log_summary()
+        if self.extractor_failed is None:
+            self.mark_if_empty()
+            return
+        logs.fail(
+            self.logger,
+            f"{PROG}: the extractor failed: {self.extractor_failed} (everything it sent before is committed "
+            "and its last STATE acknowledged)",
+        )
+
+    def mark_if_empty(self) -> None:
+        """Mark the conversation table if this complete load left it empty (or unmark it)."""
         if not (self._was_empty or self._marked):
             return
         with psycopg.connect(self._url) as conn:
