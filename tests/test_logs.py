@@ -14,10 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import (
+    assert_table_holds_what_was_sent,
+    emitted,
+    job_env,
+    meltano,
+    meltano_env,
+    start_meltano,
+    system_db,
+    table_rows,
+)
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import table_rows
-from tests.test_meltano import MELTANO, _env, _job_env, _job_env_with_db, emitted
-from tests.test_real_data import assert_table_holds_what_was_sent
 
 PLUGINS = ("tap-intercom-conversation", "target-postgres")
 # Meltano's console line: "2026-12-06T22:02:28.368513Z [info     ] name message"
@@ -36,23 +43,12 @@ def parsed(log: str) -> list[tuple[str, str, str]]:
     return [(m["level"], m["name"], m["message"]) for line in log.splitlines() if (m := LINE.match(line))]
 
 
-def run(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [MELTANO, *args, "run", "intercom-to-postgres"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 @pytest.mark.slow
 def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project, pg_url, pg_schema, tmp_path):
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=3000, seed=61, bad_data=True, rate_limit=600) as sim:  # a minute
-        env.update(_job_env(sim, pg_url, pg_schema))
-        done = run(project, env)
+        env.update(job_env(sim, pg_url, pg_schema))
+        done = meltano(project, env, "run", "intercom-to-postgres", ok=False, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         assert_table_holds_what_was_sent(pg_url, pg_schema, sim, hydrated=True)
         conversations = len(sim.ids())
@@ -74,14 +70,14 @@ def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project
 
 @pytest.mark.slow
 def test_a_failed_run_ends_with_its_cause_at_error_level(project, tmp_path):
-    env = _env(**_job_env_with_db(tmp_path))
+    env = meltano_env(**system_db(tmp_path))
     with IntercomSimulator(conversations=300, seed=62) as sim:
         env.update(
             TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=sim.token,
             TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
             TARGET_POSTGRES_SQLALCHEMY_URL="postgresql+psycopg://loader:s3cret-pw@127.0.0.1:1/warehouse",
         )
-        done = run(project, env)
+        done = meltano(project, env, "run", "intercom-to-postgres", ok=False, timeout=900)
 
     assert done.returncode != 0
     plugin_lines = [(level, message) for level, name, message in parsed(done.stderr) if name in PLUGINS]
@@ -95,23 +91,16 @@ def test_debug_through_meltano_shows_debug_lines_bounded_without_data_or_secrets
     project, pg_url, pg_schema, tmp_path
 ):
     """`TAP_INTERCOM_CONVERSATION_LOGLEVEL=debug TARGET_POSTGRES_LOGLEVEL=debug meltano run ...`, as documented."""
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=3000, seed=63, rate_limit=500) as sim:
         env.update(
-            _job_env(
+            job_env(
                 sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_LOGLEVEL="debug", TARGET_POSTGRES_LOGLEVEL="debug"
             )
         )
         log_file = tmp_path / "run.log"
         with log_file.open("w") as stderr:
-            job = subprocess.Popen(
-                [MELTANO, "run", "intercom-to-postgres"],
-                cwd=project,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,
-            )
+            job = start_meltano(project, env, "run", "intercom-to-postgres", stdout=subprocess.DEVNULL, stderr=stderr)
             time.sleep(40)
             stopping = time.monotonic()
             os.killpg(job.pid, signal.SIGTERM)  # what systemd or a scheduler sends to the whole job

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+from tests.helpers import STREAM, TARGET_JSONL, run_tap, start_tap, tap_config
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, TARGET_JSONL, run_tap, start_tap, tap_config
 
 
 def test_every_record_arrives_in_target_jsonl(tmp_path):

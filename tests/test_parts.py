@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from tests.helpers import PARTS, REPO, STREAM, apply_table, load, run_tap, table_rows, tap_config, truth_parts
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import PARTS, REPO, STREAM, apply_table, load, run_tap, table_rows, tap_config
 
 PART_COLUMNS = {
     "pk": ("bigint", True),
@@ -30,15 +30,6 @@ PART_COLUMNS = {
     "updated_at": ("timestamp with time zone", False),
     "data": ("jsonb", True),
 }
-
-
-def truth_parts(sim: IntercomSimulator) -> dict[str, tuple[str, dict]]:
-    """Every part Intercom returns now: part id -> (conversation id, the part as sent)."""
-    return {
-        part["id"]: (conversation_id, part)
-        for conversation_id, payload in sim.truth().items()
-        for part in payload["conversation_parts"]["conversation_parts"]
-    }
 
 
 def deselecting(catalog: dict, stream: str) -> dict:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .data import BOT, TAGS, Rec
-from .static import Static, admin_author
+from .data import TAGS, Rec
+from .static import Static, part_author
 
 CONTACT = "user"  # an author: the conversation's contact; "bot"; or an admin's id (a str of digits)
 STATE_AFTER = {
@@ -94,29 +94,13 @@ def record(cid: int, history: History, version: int = 0) -> Rec:
     )
 
 
-def _author(author: str, st: Static) -> dict[str, Any]:
-    if author == CONTACT:
-        user = st.users[0]  # type: ignore[attr-defined]
-        return {"type": "user", "id": user["id"], "name": user["name"], "email": user["email"]}
-    if author == "bot":
-        return {
-            "type": "bot",
-            "id": BOT[0],
-            "name": BOT[1],
-            "email": BOT[2],
-            "from_ai_agent": True,
-            "is_ai_answer": True,
-        }
-    return admin_author(int(author))
-
-
 def apply(row: dict[str, Any], rec: Rec, st: Static) -> None:
     """A search row (and so the GET payload) told by the history: source, tags, rating, teammates, statistics."""
     history: History = rec.history
     source = dict(row["source"])
     source.update(
         type="conversation",
-        author=_author(history.started_by, st),
+        author=part_author(st, history.started_by),
         subject="",
         delivered_as={CONTACT: "customer_initiated", "bot": "operator_initiated"}.get(
             history.started_by, "admin_initiated"
@@ -222,7 +206,7 @@ def parts(rec: Rec, st: Static) -> list[dict[str, Any]]:
                 "updated_at": at,
                 "notified_at": at,
                 "assigned_to": {"type": "admin", "id": event.assigned_to} if event.assigned_to else None,
-                "author": _author(event.author, st),
+                "author": part_author(st, event.author),
                 "attachments": [],
                 "external_id": None,
                 "redacted": False,

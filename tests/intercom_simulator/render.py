@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 from . import histories
-from .data import ADMINS, BODIES, BOT, Rec
-from .static import Static, admin_author, static_for
+from .data import ADMINS, BODIES, Rec
+from .static import Static, part_author, static_for
 
 PART_CAP = 500
 NOTES = [
@@ -174,22 +174,6 @@ def _last(rec: Rec, who: str, default: int) -> int:
     return default
 
 
-def _author(st: Static, who: str, rng: random.Random) -> dict[str, Any]:
-    if who == "user":
-        user = st.users[0]  # type: ignore[attr-defined]
-        return {"type": "user", "id": user["id"], "name": user["name"], "email": user["email"]}
-    if who == "bot":
-        return {
-            "type": "bot",
-            "id": BOT[0],
-            "name": BOT[1],
-            "email": BOT[2],
-            "from_ai_agent": True,
-            "is_ai_answer": True,
-        }
-    return admin_author(rng.choice(ADMINS)[0])
-
-
 def _base_part(rec: Rec, k: int, rng: random.Random) -> tuple[int, str, str, str]:
     """(created_at, part_type, author kind, state) of generated part k."""
     t = rec.created_at + (rec.base_updated_at - rec.created_at) * (k + 1) // rec.n_base
@@ -238,7 +222,7 @@ def _part(seed: int, rec: Rec, st: Static, k: int) -> dict[str, Any]:
         "updated_at": t,
         "notified_at": t,
         "assigned_to": None,
-        "author": _author(st, who, rng),
+        "author": part_author(st, who, lambda: rng.choice(ADMINS)[0]),
         "attachments": [],
         "external_id": None,
         "redacted": False,

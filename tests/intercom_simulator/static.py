@@ -8,6 +8,7 @@ same conversation renders the same source/contacts/tags forever.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -39,6 +40,24 @@ def admin_author(admin_id: int) -> dict[str, Any]:
         if aid == admin_id:
             return {"type": "admin", "id": str(aid), "name": name, "email": email}
     return {"type": "admin", "id": str(admin_id), "name": None, "email": "unknown@example.com"}
+
+
+def part_author(st: Static, who: str, choose_admin: Callable[[], int] | None = None) -> dict[str, Any]:
+    """A part's author: the conversation's contact ("user"), Fin ("bot"), else the admin `who` (an id), or the one
+    `choose_admin()` gives (called only then: a generated history draws it from its random sequence)."""
+    if who == "user":
+        user = st.users[0]  # type: ignore[attr-defined]
+        return {"type": "user", "id": user["id"], "name": user["name"], "email": user["email"]}
+    if who == "bot":
+        return {
+            "type": "bot",
+            "id": BOT[0],
+            "name": BOT[1],
+            "email": BOT[2],
+            "from_ai_agent": True,
+            "is_ai_answer": True,
+        }
+    return admin_author(int(who) if choose_admin is None else choose_admin())
 
 
 @lru_cache(maxsize=4096)
