@@ -1,9 +1,9 @@
 """What the tests share: one way to run each program as users run it, and what its results must hold.
 
-The programs: the tap (`run_tap`, `start_tap`), the loader (`run_loader`, `start_loader`, `tap_into_loader`,
-`load`), the table tool (`run_table`, `apply_table`), verify (`run_verify`) and Meltano (`meltano`,
-`start_meltano`, `meltano_run`). Test modules import from here, never from one another
-(tests/test_import_graph.py holds that).
+The programs: the tap (`run_tap`, `start_tap`), the loader (`run_loader`, `start_loader`; piped from the tap:
+`start_pipe`, `run_pipe`, `tap_into_loader`, `load`), the table tool (`run_table`, `apply_table`), verify
+(`run_verify`) and Meltano (`meltano`, `start_meltano`, `meltano_run`). Test modules import from here, never
+from one another (tests/test_import_graph.py holds that).
 
 Where the executables are: `python3 scripts/test.py` builds each environment (scripts/bootstrap.py) and
 exports its bin folder as INTERCOM_TOOLS_<ENV> (INTERCOM_TOOLS_DEV, _MELTANO, _TARGET_POSTGRES, _TARGET_JSONL,
@@ -455,7 +455,7 @@ def start_pipe(
     return tap_process, loader_process
 
 
-def tap_into_loader(
+def run_pipe(
     folder: Path,
     tap_settings: Mapping,
     loader_settings: Mapping,
@@ -464,8 +464,8 @@ def tap_into_loader(
     tap_stderr: IO | int = subprocess.DEVNULL,
     loader: str = LOADER,
     timeout: float = 300,
-) -> subprocess.CompletedProcess:
-    """`tap | loader` run to the end; the loader's exit code, stdout and stderr (the tap's log dropped by default)."""
+) -> tuple[subprocess.CompletedProcess, int | None]:
+    """`tap | loader` run to the end: the loader's exit code, stdout and stderr, and the tap's exit code."""
     tap, done = start_pipe(
         folder,
         tap_settings,
@@ -479,7 +479,14 @@ def tap_into_loader(
     )
     stdout, stderr = done.communicate(timeout=timeout)
     tap.wait(timeout=60)
-    return subprocess.CompletedProcess(done.args, done.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(done.args, done.returncode, stdout, stderr), tap.returncode
+
+
+def tap_into_loader(
+    folder: Path, tap_settings: Mapping, loader_settings: Mapping, state: Mapping | None = None
+) -> subprocess.CompletedProcess:
+    """`tap | target-intercom-postgres` run to the end (the tap's log dropped): the loader's exit code and output."""
+    return run_pipe(folder, tap_settings, loader_settings, state)[0]
 
 
 def load(
@@ -498,24 +505,15 @@ def load(
         apply_table(pg_url, schema)
     with tempfile.TemporaryDirectory() as folder, open(Path(folder) / "tap.err", "w+") as tap_err:
         settings = target_config(pg_url, schema, **target_settings)
-        tap, loader = start_pipe(
-            Path(folder),
-            config,
-            settings,
-            state,
-            tap_stderr=tap_err,
-            loader=target,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        done, tap_returncode = run_pipe(
+            Path(folder), config, settings, state, tap_stderr=tap_err, loader=target, timeout=600
         )
-        stdout, loader_stderr = loader.communicate(timeout=600)
-        tap.wait(timeout=60)
         tap_err.seek(0)
         stderr = tap_err.read()
-    assert loader.returncode == 0, loader_stderr[-3000:]
-    run = TapRun(tap.returncode, "", stderr)
-    states = [line for line in stdout.splitlines() if line.strip()]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert tap_returncode is not None
+    run = TapRun(tap_returncode, "", stderr)
+    states = [line for line in done.stdout.splitlines() if line.strip()]
     return run, states[-1] if states else ""
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import TAGS, Rec
-from .static import Static, part_author
+from .static import Static, conversation_part, part_author
 
 CONTACT = "user"  # an author: the conversation's contact; "bot"; or an admin's id (a str of digits)
 STATE_AFTER = {
@@ -196,26 +196,8 @@ def parts(rec: Rec, st: Static) -> list[dict[str, Any]]:
         body = event.body
         if body is None and event.part_type in ("comment", "note", "quick_reply"):
             body = f"<p>{event.part_type} {k + 1}</p>"
-        out.append(
-            {
-                "type": "conversation_part",
-                "id": str(rec.id * 1_000_000 + k),
-                "part_type": event.part_type,
-                "body": body,
-                "created_at": at,
-                "updated_at": at,
-                "notified_at": at,
-                "assigned_to": {"type": "admin", "id": event.assigned_to} if event.assigned_to else None,
-                "author": part_author(st, event.author),
-                "attachments": [],
-                "external_id": None,
-                "redacted": False,
-                "metadata": {},
-                "email_message_metadata": None,
-                "state": state,
-                "tags": [],
-                "event_details": None,
-                "app_package_code": None,
-            }
-        )
+        part = conversation_part(rec.id, k, event.part_type, body, at, part_author(st, event.author), state)
+        if event.assigned_to:
+            part["assigned_to"] = {"type": "admin", "id": event.assigned_to}
+        out.append(part)
     return out

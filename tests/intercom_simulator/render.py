@@ -15,7 +15,7 @@ from typing import Any
 
 from . import histories
 from .data import ADMINS, BODIES, Rec
-from .static import Static, part_author, static_for
+from .static import Static, conversation_part, part_author, static_for
 
 PART_CAP = 500
 NOTES = [
@@ -213,26 +213,7 @@ def _part(seed: int, rec: Rec, st: Static, k: int) -> dict[str, Any]:
         body = rng.choice(BODIES)
     elif kind == "note":
         body = rng.choice(NOTES)
-    part: dict[str, Any] = {
-        "type": "conversation_part",
-        "id": str(rec.id * 1_000_000 + k),
-        "part_type": kind,
-        "body": body,
-        "created_at": t,
-        "updated_at": t,
-        "notified_at": t,
-        "assigned_to": None,
-        "author": part_author(st, who, lambda: rng.choice(ADMINS)[0]),
-        "attachments": [],
-        "external_id": None,
-        "redacted": False,
-        "metadata": {},
-        "email_message_metadata": None,
-        "state": state,
-        "tags": [],
-        "event_details": None,
-        "app_package_code": None,
-    }
+    part = conversation_part(rec.id, k, kind, body, t, part_author(st, who, lambda: rng.choice(ADMINS)[0]), state)
     edited = max((at for index, at in rec.edits if index == k), default=None)
     if edited is not None:  # a redaction: the body goes, the part says so
         part.update(body=None, redacted=True, updated_at=edited)

@@ -60,6 +60,32 @@ def part_author(st: Static, who: str, choose_admin: Callable[[], int] | None = N
     return admin_author(int(who) if choose_admin is None else choose_admin())
 
 
+def conversation_part(
+    conversation_id: int, k: int, part_type: str, body: str | None, at: int, author: dict[str, Any], state: str
+) -> dict[str, Any]:
+    """Part k of a conversation as Intercom returns it (its id made of the conversation's and k), assigned to none."""
+    return {
+        "type": "conversation_part",
+        "id": str(conversation_id * 1_000_000 + k),
+        "part_type": part_type,
+        "body": body,
+        "created_at": at,
+        "updated_at": at,
+        "notified_at": at,
+        "assigned_to": None,
+        "author": author,
+        "attachments": [],
+        "external_id": None,
+        "redacted": False,
+        "metadata": {},
+        "email_message_metadata": None,
+        "state": state,
+        "tags": [],
+        "event_details": None,
+        "app_package_code": None,
+    }
+
+
 @lru_cache(maxsize=4096)
 def static(seed: int, rec_id: int, created_at: int, base_updated_at: int, n_base: int, admin_id: int) -> Static:
     rng = random.Random(f"{seed}/{rec_id}/static")
