@@ -783,6 +783,32 @@ def admin_rows(pg_url: str, schema: str) -> dict[str, tuple]:
     }
 
 
+# ---- records written by hand ---------------------------------------------------------------------------------------
+
+# 04:00Z plus one minute per record crosses 05:00-07:00Z, the hour New York lives twice (DST ends).
+DST_BASE = dt.datetime(2024, 11, 3, 4, 0, tzinfo=dt.timezone.utc)
+
+
+def ts(minutes: float) -> dt.datetime:
+    """`minutes` after DST_BASE."""
+    return DST_BASE + dt.timedelta(minutes=minutes)
+
+
+def conversation_record(number: int, n: int, updated: dt.datetime, title: str, data: Mapping[str, object]) -> dict:
+    """A record of the conversations stream for conversation `number`, created n minutes after DST_BASE; `data`
+    holds the payload's fields besides type, id and title."""
+    return {
+        "intercom_id": str(number),
+        "title": f"{title} {n}",
+        "state": "open",
+        "open": True,
+        "read": n % 2 == 0,
+        "created_at": ts(n).isoformat().replace("+00:00", "Z"),
+        "updated_at": updated.isoformat(),
+        "data": {"type": "conversation", "id": str(number), "title": f"{title} {n}", **data},
+    }
+
+
 # ---- probes and fakes -----------------------------------------------------------------------------------------------
 
 

@@ -21,16 +21,11 @@ import pytest
 from intercom_conversation_shared.schema_files import PARTS_STREAM, STREAM_NAME, schema_path, stream_schema
 from target_intercom_postgres.copy_load import Column, Upsert, flat_columns
 from target_intercom_postgres.table import apply
-from tests.helpers import run_loader, sqlalchemy_url, start_pipe, table_rows, tap_config
+from tests.helpers import conversation_record, run_loader, sqlalchemy_url, start_pipe, table_rows, tap_config, ts
 from tests.intercom_simulator import IntercomSimulator
 
 UTC = dt.timezone.utc
-BASE = dt.datetime(2024, 11, 3, 4, 0, tzinfo=UTC)  # + 1 minute per record crosses New York's repeated 01:00-02:00
 PARTS_SCHEMA = json.loads(schema_path(f"{PARTS_STREAM}.json").read_text())
-
-
-def ts(minutes: float) -> dt.datetime:
-    return BASE + dt.timedelta(minutes=minutes)
 
 
 def iso(instant: dt.datetime) -> str:
@@ -38,16 +33,7 @@ def iso(instant: dt.datetime) -> str:
 
 
 def conversation(n: int, updated: dt.datetime, title: str = "first", **data: object) -> dict:
-    return {
-        "intercom_id": str(7000 + n),
-        "title": f"{title} {n}",
-        "state": "open",
-        "open": True,
-        "read": n % 2 == 0,
-        "created_at": iso(ts(n)),
-        "updated_at": updated.isoformat(),
-        "data": {"type": "conversation", "id": str(7000 + n), "title": f"{title} {n}", "n": 1.50, **data},
-    }
+    return conversation_record(7000 + n, n, updated, title, {"n": 1.50, **data})
 
 
 def part(n: int, conversation_id: str, updated: dt.datetime, body: str = "<p>hi</p>") -> dict:

@@ -24,19 +24,19 @@ from tests.helpers import (
     DOCUMENTED_DDL,
     REPO,
     TARGET_POSTGRES,
+    conversation_record,
     run_loader,
     run_table,
     scratch_schema,
     shape,
     sqlalchemy_url,
+    ts,
 )
 
 SQL_FILE = REPO / "schemas" / "intercom_conversation_v1.sql"
 TARGET_BIN = Path(TARGET_POSTGRES)
 needs_target = pytest.mark.skipif(not TARGET_BIN.exists(), reason=f"no target-postgres at {TARGET_BIN}")
 UTC = dt.timezone.utc
-# 04:00Z plus one minute per record crosses 05:00-07:00Z, the hour New York lives twice (DST ends).
-BASE = dt.datetime(2024, 11, 3, 4, 0, tzinfo=UTC)
 NEW_YORK = "America/New_York"
 ALREADY_READY = "is ready (already in the documented shape), with intercom_conversation_part_v1 (already there)"
 
@@ -54,21 +54,8 @@ def apply(pg_url: str, schema: str, capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out.strip()
 
 
-def ts(minutes: int) -> dt.datetime:
-    return BASE + dt.timedelta(minutes=minutes)
-
-
 def record(n: int, updated: dt.datetime, title: str = "first") -> dict:
-    return {
-        "intercom_id": str(5000 + n),
-        "title": f"{title} {n}",
-        "state": "open",
-        "open": True,
-        "read": n % 2 == 0,
-        "created_at": ts(n).isoformat().replace("+00:00", "Z"),
-        "updated_at": updated.isoformat(),
-        "data": {"type": "conversation", "id": str(5000 + n), "title": f"{title} {n}", "parts": [title] * 3},
-    }
+    return conversation_record(5000 + n, n, updated, title, {"parts": [title] * 3})
 
 
 def load(
