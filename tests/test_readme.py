@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-
-from tests.helpers import PACKAGES, REPO, SOURCE, TAP, VERIFY_README_COMMANDS
+from tests.helpers import PACKAGES, REPO, SOURCE, VERIFY_README_COMMANDS, run_tap
 
 
 def settings_rows(markdown: str) -> list[str]:
@@ -19,7 +17,8 @@ def settings_rows(markdown: str) -> list[str]:
 
 
 def test_the_readme_settings_table_is_the_taps_own():
-    about = subprocess.run([TAP, "--about", "--format=markdown"], capture_output=True, text=True, check=True)
+    about = run_tap(None, None, "--about", "--format=markdown")
+    assert about.returncode == 0, about.stderr[-2000:]
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert settings_rows(readme) == settings_rows(about.stdout)
 
