@@ -74,10 +74,9 @@ from loader_watch import LoaderWatch, watched_median
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(1, str(REPO))  # the tests' helpers: where the executables are, PostgreSQL's scratch schemas
-from tests import postgres  # noqa: E402
-from tests.pipeline import TABLE, TARGET_POSTGRES  # noqa: E402
-from tests.pipeline import TAP as THIS_TAP  # noqa: E402
-from tests.tools import tool  # noqa: E402
+from tests import helpers  # noqa: E402
+from tests.helpers import TABLE, TARGET_POSTGRES, tool  # noqa: E402
+from tests.helpers import TAP as THIS_TAP  # noqa: E402
 
 TAP = os.environ.get("TAP_BIN") or THIS_TAP  # another build of the tap: a before
 PYTHON = tool("dev", "python")
@@ -174,7 +173,7 @@ def delta(before: dict, after: dict) -> dict:
 @contextlib.contextmanager
 def scratch_schema() -> Iterator[str]:
     """A fresh schema (the tests' own) with the table applied, dropped afterwards."""
-    with postgres.scratch_schema(DATABASE_URL) as name:
+    with helpers.scratch_schema(DATABASE_URL) as name:
         subprocess.run(
             [TABLE, "--sqlalchemy-url", sqlalchemy_url(), "--schema", name],
             check=True,
@@ -186,7 +185,7 @@ def scratch_schema() -> Iterator[str]:
 
 
 def sqlalchemy_url() -> str:
-    return postgres.sqlalchemy_url(DATABASE_URL)
+    return helpers.sqlalchemy_url(DATABASE_URL)
 
 
 def row_count(schema: str) -> int:
@@ -268,15 +267,11 @@ def run_tap(
     target_bin = target
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         folder = Path(tmp)
-        config = folder / "tap.json"
-        config.write_text(json.dumps({"access_token": "sim-token", "api_url": sim.url, **tap_settings}))
-        argv = [TAP, "--config", str(config)]
-        if state is not None:
-            (folder / "state.json").write_text(json.dumps(state))
-            argv += ["--state", str(folder / "state.json")]
+        config = {"access_token": "sim-token", "api_url": sim.url, **tap_settings}
+        catalog_args: tuple[str, ...] = ()
         if catalog is not None:
             (folder / "catalog.json").write_text(json.dumps(catalog))
-            argv += ["--catalog", str(folder / "catalog.json")]
+            catalog_args = ("--catalog", str(folder / "catalog.json"))
         if align:  # start on a window boundary: the first window is partly spent starting up
             time.sleep(WINDOW - time.time() % WINDOW + 0.01)
         before = sim.stats()
@@ -286,22 +281,25 @@ def run_tap(
             assert out is not None
             with out.open("w") as sink:
                 started = time.perf_counter()
-                tap = subprocess.Popen(argv, stdout=sink, stderr=tap_err)
+                tap = helpers.start_tap(folder, config, state, *catalog_args, tap=TAP, stdout=sink, stderr=tap_err)
                 rss, cpu = wait_usage(tap)
                 seconds = tap_seconds = time.perf_counter() - started
             last_state = None
         else:
-            (folder / "target.json").write_text(json.dumps(loader_config(schema)))
             started = time.perf_counter()
-            tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
-            target = subprocess.Popen(
-                [target_bin, "--config", str(folder / "target.json")],
-                stdin=tap.stdout,
+            tap, target = helpers.start_pipe(
+                folder,
+                config,
+                loader_config(schema),
+                state,
+                tap_args=catalog_args,
+                tap_stderr=tap_err,
+                tap=TAP,
+                loader=target_bin,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            tap.stdout.close()  # the target holds the pipe's read end
             watch = LoaderWatch(target.pid)
             result: dict = {}
             reaper = threading.Thread(

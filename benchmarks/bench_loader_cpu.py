@@ -34,10 +34,9 @@ import psycopg
 from bench import DATABASE_URL, REPO, run_tap, scratch_schema, simulator, sqlalchemy_url
 from psycopg import sql
 
-from tests.tools import tool
+from tests.helpers import LOADER, start_pipe, tool
 
 STOCK = tool("target-postgres", "target-postgres")
-LOADER = tool("dev", "target-intercom-postgres")
 BATCH = 5000
 COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 TABLE_COLUMNS = ["intercom_id", "title", "state", "open", "read", "created_at", "updated_at", "data"]
@@ -203,32 +202,12 @@ def copy_upsert(batches: list[list[bytes]]) -> float:
 def end_to_end(sim: object, conversations: int) -> tuple[float, float]:
     """(wall s from the tap's start to the loader's exit, the loader's CPU s): the tap piped into the loader."""
     with scratch_schema() as schema, tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        folder = Path(tmp)
-        (folder / "tap.json").write_text(
-            json.dumps(
-                {
-                    "access_token": "sim-token",
-                    "api_url": sim.url,  # type: ignore[attr-defined]
-                    "include_conversation_parts": False,
-                }
-            )
-        )
-        (folder / "loader.json").write_text(json.dumps(loader_config(schema)))
+        api_url = sim.url  # type: ignore[attr-defined]
+        settings = {"access_token": "sim-token", "api_url": api_url, "include_conversation_parts": False}
         started = time.perf_counter()
-        tap = subprocess.Popen(
-            [tool("dev", "tap-intercom-conversation"), "--config", str(folder / "tap.json")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+        tap, loader = start_pipe(
+            Path(tmp), settings, loader_config(schema), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        loader = subprocess.Popen(
-            [LOADER, "--config", str(folder / "loader.json")],
-            stdin=tap.stdout,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert tap.stdout is not None
-        tap.stdout.close()
         _, status, usage = os.wait4(loader.pid, 0)
         loader.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started

@@ -33,7 +33,7 @@ from bench import load as load_average
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.tools import tool  # noqa: E402
+from tests.helpers import tool  # noqa: E402
 
 DBT = tool("dbt", "dbt")
 TRANSFORM = REPO / "transform"

@@ -45,7 +45,7 @@ from bench import (
 )
 from bench import load as load_average
 
-from tests.tools import tool
+from tests.helpers import tool
 
 VERIFY = tool("dev", "intercom-conversation-verify")
 

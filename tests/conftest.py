@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.postgres import database_url, scratch_schema
-from tests.tools import REPO
+from tests.helpers import REPO, database_url, meltano, meltano_env, scratch_schema
 
 PLUGIN_TYPES = ("extractors", "loaders", "utilities")
 
@@ -49,11 +47,8 @@ def meltano_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Each worker has its own: tests in one worker run one after another, so a test's `meltano add` that
     installs into an inherited plugin's venv never runs beside another test using it.
     """
-    from tests.test_meltano import MELTANO, _env  # here, not at the top: conftest is read before the test modules
-
     root = meltano_project_files(tmp_path_factory.mktemp("meltano-installed"), (REPO / "meltano.yml").read_text())
-    done = subprocess.run([MELTANO, "install"], cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    meltano(root, meltano_env(), "install")
     return root
 
 
@@ -78,3 +73,12 @@ def meltano_project(meltano_installed: Path) -> Callable[..., Path]:
         return root
 
     return new
+
+
+@pytest.fixture
+def project(tmp_path: Path, meltano_project: Callable[..., Path]) -> Path:
+    """A fresh Meltano project for one test (`meltano config set` and `meltano add` write into meltano.yml).
+
+    A module whose tests only read their project overrides this with a module-scoped one of the same name.
+    """
+    return meltano_project(tmp_path / "project")

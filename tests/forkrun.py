@@ -8,7 +8,7 @@ the top of a real interpreter, so a traceback still shows up on stderr.
     python -m tests.forkrun    # reads one JSON job per line, answers {"id", "returncode"} per finished job
 
 Job: {"id", "args", "stdout": path, "stderr": path, "fast_retries": bool}. The tests use it through
-`ForkRunner` (tests/tapcli.py); `fast_retries` replaces the backoff waits by 10 ms, as tapcli does.
+`ForkRunner` (tests/helpers.py); `fast_retries` replaces the backoff waits by 10 ms, as helpers.run_tap does.
 """
 
 from __future__ import annotations

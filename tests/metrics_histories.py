@@ -68,6 +68,9 @@ QUICK = History(
 )
 
 # intercom_conversation_enhanced and intercom_conversation_metrics, by conversation.
+# The four scripted conversations by name (the simulator adds each: sim.add_history).
+SCRIPTED = {"STORY": STORY, "OUTBOUND": OUTBOUND, "UNANSWERED": UNANSWERED, "QUICK": QUICK}
+
 EXPECTED = {
     "STORY": dict(
         state="closed",

@@ -21,19 +21,25 @@ import psycopg
 import pytest
 
 from target_intercom_postgres.acknowledge import CommitLedger
-from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, TAP, apply_table, revoked_after, table_rows, tap_config, target_config
-from tests.test_meltano import (
-    MELTANO,
-    _job_env,
-    _job_env_with_db,
+from tests.helpers import (
+    STREAM,
+    apply_table,
     assert_table_is_the_truth,
     emitted,
+    job_env,
+    meltano_run,
     persisted_bookmark,
+    revoked_after,
+    start_loader,
+    start_meltano,
+    start_tap,
+    system_db,
+    table_rows,
+    tap_config,
+    tap_into_loader,
+    target_config,
 )
-from tests.tools import tool
-
-LOADER = tool("dev", "target-intercom-postgres")
+from tests.intercom_simulator import IntercomSimulator
 
 
 @dataclass
@@ -92,15 +98,12 @@ def test_the_loader_acknowledges_during_the_run_never_ahead_of_the_table_and_sto
     stops the loader within 10 s with exit 143, after a STATE that covers what it committed."""
     with IntercomSimulator(conversations=3000, seed=41, rate_limit=300) as sim, tempfile.TemporaryDirectory() as folder:
         files = Path(folder)
-        (files / "tap.json").write_text(json.dumps(tap_config(sim)))
-        (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
         started = time.monotonic()
-        tap = subprocess.Popen(
-            [TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
+        tap = start_tap(files, tap_config(sim), stderr=subprocess.DEVNULL)
         with open(files / "target.err", "w+") as target_err:
-            loader = subprocess.Popen(
-                [LOADER, "--config", str(files / "target.json")],
+            loader = start_loader(
+                files,
+                target_config(pg_url, pg_schema),
                 stdin=tap.stdout,
                 stdout=subprocess.PIPE,
                 stderr=target_err,
@@ -148,16 +151,11 @@ def test_a_meltano_run_killed_75_s_into_a_backfill_redoes_at_most_30_s_of_work(p
     """SIGKILL to meltano, the tap and the loader at once; `meltano run --force` then fetches only what was
     not committed, plus at most 30 s of the rate limit's worth."""
     conversations, calls_per_10_s = 4000, 400
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=conversations, seed=42, rate_limit=calls_per_10_s) as sim:
-        env.update(_job_env(sim, pg_url, pg_schema))
-        job = subprocess.Popen(
-            [MELTANO, "run", "intercom-to-postgres"],
-            cwd=project,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        env.update(job_env(sim, pg_url, pg_schema))
+        job = start_meltano(
+            project, env, "run", "intercom-to-postgres", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         time.sleep(75)
         os.killpg(job.pid, signal.SIGKILL)
@@ -167,15 +165,7 @@ def test_a_meltano_run_killed_75_s_into_a_backfill_redoes_at_most_30_s_of_work(p
         assert 0 < committed < conversations
         sim.reset_stats()
 
-        resumed = subprocess.run(
-            [MELTANO, "run", "--force", "intercom-to-postgres"],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        resumed = meltano_run(project, env, "--force")
         fetched = sim.stats["by_route"]["retrieve"]
         assert_table_is_the_truth(pg_url, pg_schema, sim)
 
@@ -191,10 +181,9 @@ def test_a_meltano_run_killed_75_s_into_a_backfill_redoes_at_most_30_s_of_work(p
 def test_sigterm_between_messages_stops_a_quiet_loader_at_once(pg_url, pg_schema):
     """The loader waiting on its input (the tap waits for the rate limit) is stopped by SIGTERM at once."""
     with tempfile.TemporaryDirectory() as folder:
-        config = Path(folder) / "target.json"
-        config.write_text(json.dumps(target_config(pg_url, pg_schema)))
-        loader = subprocess.Popen(
-            [LOADER, "--config", str(config)],
+        loader = start_loader(
+            Path(folder),
+            target_config(pg_url, pg_schema),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -218,26 +207,11 @@ def test_sigterm_between_messages_stops_a_quiet_loader_at_once(pg_url, pg_schema
     )
 
 
-def tap_into_loader(files: Path) -> subprocess.CompletedProcess:
-    """`tap --config tap.json | target-intercom-postgres --config target.json` (the files in `files`)."""
-    tap = subprocess.Popen(
-        [TAP, "--config", str(files / "tap.json")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    done = subprocess.run(
-        [LOADER, "--config", str(files / "target.json")], stdin=tap.stdout, capture_output=True, text=True, timeout=300
-    )
-    tap.wait(timeout=60)
-    return done
-
-
 def test_a_state_that_resumes_nothing_on_a_table_with_rows_is_one_warning(pg_url, pg_schema):
     with IntercomSimulator(conversations=30, seed=43) as sim, tempfile.TemporaryDirectory() as folder:
-        files = Path(folder)
-        (files / "tap.json").write_text(json.dumps(tap_config(sim)))
-        (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
         logs = []
         for _ in range(2):
-            done = tap_into_loader(files)
+            done = tap_into_loader(Path(folder), tap_config(sim), target_config(pg_url, pg_schema))
             assert done.returncode == 0, done.stderr[-2000:]
             logs.append(done.stderr)
 
@@ -252,10 +226,7 @@ def test_a_batch_the_database_refuses_is_one_line_naming_table_host_port_and_dat
     with psycopg.connect(pg_url) as conn:
         conn.execute(f'ALTER TABLE "{pg_schema}".{STREAM} ADD CONSTRAINT refuses_all CHECK (false) NOT VALID')
     with IntercomSimulator(conversations=60, seed=44) as sim, tempfile.TemporaryDirectory() as folder:
-        files = Path(folder)
-        (files / "tap.json").write_text(json.dumps(tap_config(sim)))
-        (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
-        done = tap_into_loader(files)
+        done = tap_into_loader(Path(folder), tap_config(sim), target_config(pg_url, pg_schema))
         bodies = [c["source"]["body"] for c in sim.truth().values() if len(c["source"].get("body") or "") > 20]
 
     info = psycopg.conninfo.conninfo_to_dict(pg_url)
@@ -272,10 +243,7 @@ def test_a_tap_that_fails_mid_run_is_the_loaders_last_line_and_never_in_a_state_
     the tap's line; the STATE carrying that line is not a state to it."""
     with IntercomSimulator(conversations=400, seed=45) as sim, tempfile.TemporaryDirectory() as folder:
         sim.on_request = revoked_after(250)
-        files = Path(folder)
-        (files / "tap.json").write_text(json.dumps(tap_config(sim)))
-        (files / "target.json").write_text(json.dumps(target_config(pg_url, pg_schema)))
-        done = tap_into_loader(files)
+        done = tap_into_loader(Path(folder), tap_config(sim), target_config(pg_url, pg_schema))
         loaded = len(table_rows(pg_url, pg_schema))
 
     assert done.returncode == 0, done.stderr[-2000:]

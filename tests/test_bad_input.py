@@ -16,17 +16,18 @@ import json
 
 import pytest
 
-from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, tap_config
-from tests.tapcli import (
+from tests.helpers import (
+    STREAM,
     ForkRunner,
     assert_fails_with_one_line,
     assert_hands_over_only_its_failure,
     assert_state_never_ahead,
     conversations,
     run_all,
-    run_cli,
+    run_tap,
+    tap_config,
 )
+from tests.intercom_simulator import IntercomSimulator
 
 # ---- settings -------------------------------------------------------------------------------------
 
@@ -88,9 +89,9 @@ def quiet_sim():
 
 def _config_case(sim, change, **options):
     if isinstance(change, str):
-        return lambda: run_cli(None, config_text=change, **options)
+        return lambda: run_tap(None, config_text=change, **options)
     config = {key: value for key, value in {**tap_config(sim), **change}.items() if value is not MISSING}
-    return lambda: run_cli(config, **options)
+    return lambda: run_tap(config, **options)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_a_bad_setting_is_one_line_naming_it_before_any_request(case, config_run
 
 
 def test_a_missing_settings_file_is_one_line(tmp_path):
-    run = run_cli(None, None, "--config", str(tmp_path / "nowhere.json"))
+    run = run_tap(None, None, "--config", str(tmp_path / "nowhere.json"))
 
     assert_fails_with_one_line(run, "configuration: cannot read", "nowhere.json")
 
@@ -129,7 +130,7 @@ def test_a_missing_settings_file_is_one_line(tmp_path):
 def test_discovery_needs_no_settings_and_names_the_bad_one_in_one_warning(change, fragment, quiet_sim):
     config = {key: value for key, value in {**tap_config(quiet_sim), **change}.items() if value is not MISSING}
 
-    run = run_cli(config, None, "--discover")
+    run = run_tap(config, None, "--discover")
 
     assert run.returncode == 0, run.stderr[-2000:]
     catalog = json.loads(run.stdout)
@@ -141,8 +142,8 @@ def test_discovery_needs_no_settings_and_names_the_bad_one_in_one_warning(change
 
 
 def test_discovery_and_about_work_without_any_settings():
-    discovered = run_cli(None, None, "--discover")
-    about = run_cli(None, None, "--about", "--format", "json")
+    discovered = run_tap(None, None, "--discover")
+    about = run_tap(None, None, "--about", "--format", "json")
 
     assert discovered.returncode == 0
     assert STREAM in [stream["tap_stream_id"] for stream in json.loads(discovered.stdout)["streams"]]
@@ -204,7 +205,7 @@ STATE_CASES = {
 
 def _state_case(sim, state, **options):
     text = state if isinstance(state, str) else json.dumps(state)
-    return lambda: run_cli(tap_config(sim), state_text=text, **options)
+    return lambda: run_tap(tap_config(sim), state_text=text, **options)
 
 
 @pytest.fixture(scope="module")
@@ -491,7 +492,7 @@ def _payload_case(case, runner=None):
     if answer is not None:
         simulator.on_request = lambda method, path, body: answer(method, path, body, bad)
     try:
-        run = run_cli(tap_config(simulator, **settings), fast_retries=True, runner=runner)
+        run = run_tap(tap_config(simulator, **settings), fast_retries=True, runner=runner)
         updated = {i: simulator.search_row(i)["updated_at"] for i in simulator.ids()}
     finally:
         simulator.stop()
@@ -547,7 +548,7 @@ def test_an_id_sent_as_a_number_is_the_one_documented_coercion(runner):
             if route == "search"
             else payload
         )
-        run = run_cli(tap_config(sim, include_conversation_parts=False), runner=runner)
+        run = run_tap(tap_config(sim, include_conversation_parts=False), runner=runner)
 
         assert run.returncode == 0, run.stderr[-2000:]
         records = conversations(run)

@@ -10,8 +10,8 @@ import pytest
 
 from intercom_conversation_shared.settings import REGION_URLS
 from tap_intercom_conversation.tap import TapIntercomConversation
+from tests.helpers import STREAM, apply_table, load, run_tap, table_rows, tap_config
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, apply_table, load, run_tap, table_rows, tap_config
 
 DELETIONS = "intercom_conversation_v1_deletion"
 

@@ -10,9 +10,8 @@ from email.utils import formatdate
 import pytest
 
 from tap_intercom_conversation.governor import WAKE_JITTER, RateGovernor
+from tests.helpers import FakeClock, run_tap, tap_config, window
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import run_tap, tap_config
-from tests.test_concurrency import FakeClock, window
 
 RATE_LIMIT = 25  # calls per 10-second window: the backfill below needs three windows
 

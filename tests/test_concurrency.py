@@ -13,49 +13,10 @@ from tap_intercom_conversation.concurrency import HEADROOM, SPARE, START, Concur
 from tap_intercom_conversation.freshness import ServerClock, complete_through
 from tap_intercom_conversation.governor import LAG_MARGIN, STALE_SECONDS, WAKE_JITTER, RateGovernor
 from tap_intercom_conversation.hydration import ordered_map
+from tests.helpers import FakeClock, ServerProbe, run_tap, tap_config, window
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import run_tap, tap_config
 
 # ---- the tap against a real threaded simulator --------------------------------------------------------------
-
-
-class ServerProbe:
-    """Wraps the simulator's request handling: concurrent GETs (or searches), every request counted per 10-s window."""
-
-    def __init__(self, sim: IntercomSimulator, route: str = "retrieve") -> None:
-        app = sim._app
-        handle, hit = app.handle, app.limiter.hit
-        self.lock = threading.Lock()
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.per_window: Counter[int] = Counter()  # every request the limiter counted, refused ones included
-
-        def counted(method: str, target: str) -> bool:
-            if route == "search":
-                return method == "POST" and target.startswith("/conversations/search")
-            return method == "GET" and target.startswith("/conversations/") and target.count("/") == 2
-
-        def counting_handle(method, target, headers, body):
-            retrieve = counted(method, target)
-            if retrieve:
-                with self.lock:
-                    self.in_flight += 1
-                    self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            try:
-                return handle(method, target, headers, body)
-            finally:
-                if retrieve:
-                    with self.lock:
-                        self.in_flight -= 1
-
-        def counting_hit(token):
-            allowed, headers = hit(token)
-            with self.lock:  # the window the limiter counted the request in, from the reset it reports
-                self.per_window[int(headers["X-RateLimit-Reset"])] += 1
-            return allowed, headers
-
-        app.handle = counting_handle
-        app.limiter.hit = counting_hit
 
 
 @pytest.mark.slow
@@ -243,26 +204,6 @@ def test_ordered_map_raises_the_first_failure_in_order():
 
 
 # ---- the governor on a fake clock ----------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-        self.lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self.lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
-
-
-def window(limit: int, remaining: int, reset: float) -> dict[str, str]:
-    return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining), "X-RateLimit-Reset": str(reset)}
 
 
 HOLD = threading.Event()  # threads started by in_threads() keep their call in flight until a test ends

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -22,19 +21,11 @@ import pytest
 from intercom_conversation_shared.schema_files import PARTS_STREAM, STREAM_NAME, schema_path, stream_schema
 from target_intercom_postgres.copy_load import Column, Upsert, flat_columns
 from target_intercom_postgres.table import apply
+from tests.helpers import conversation_record, run_loader, sqlalchemy_url, start_pipe, table_rows, tap_config, ts
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import TAP, table_rows, tap_config
-from tests.postgres import sqlalchemy_url
-from tests.tools import tool
 
-LOADER = tool("dev", "target-intercom-postgres")
 UTC = dt.timezone.utc
-BASE = dt.datetime(2024, 11, 3, 4, 0, tzinfo=UTC)  # + 1 minute per record crosses New York's repeated 01:00-02:00
 PARTS_SCHEMA = json.loads(schema_path(f"{PARTS_STREAM}.json").read_text())
-
-
-def ts(minutes: float) -> dt.datetime:
-    return BASE + dt.timedelta(minutes=minutes)
 
 
 def iso(instant: dt.datetime) -> str:
@@ -42,16 +33,7 @@ def iso(instant: dt.datetime) -> str:
 
 
 def conversation(n: int, updated: dt.datetime, title: str = "first", **data: object) -> dict:
-    return {
-        "intercom_id": str(7000 + n),
-        "title": f"{title} {n}",
-        "state": "open",
-        "open": True,
-        "read": n % 2 == 0,
-        "created_at": iso(ts(n)),
-        "updated_at": updated.isoformat(),
-        "data": {"type": "conversation", "id": str(7000 + n), "title": f"{title} {n}", "n": 1.50, **data},
-    }
+    return conversation_record(7000 + n, n, updated, title, {"n": 1.50, **data})
 
 
 def part(n: int, conversation_id: str, updated: dt.datetime, body: str = "<p>hi</p>") -> dict:
@@ -79,21 +61,12 @@ def messages(*streams: tuple[str, dict, list[dict]]) -> str:
     return "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
 
 
-def run_loader(tmp_path: Path, pg_url: str, schema: str, text: str, **settings: object) -> subprocess.CompletedProcess:
+def load_messages(
+    tmp_path: Path, pg_url: str, schema: str, text: str, **settings: object
+) -> subprocess.CompletedProcess:
     """The real loader on `text`, in a New York session (libpq's PGTZ)."""
-    config = tmp_path / f"{uuid.uuid4().hex[:8]}.json"
-    config.write_text(
-        json.dumps({"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema, **settings})
-    )
-    return subprocess.run(
-        [LOADER, "--config", str(config)],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PGTZ": "America/New_York"},
-        check=False,
-    )
+    config = {"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema, **settings}
+    return run_loader(tmp_path, config, input=text, env={**os.environ, "PGTZ": "America/New_York"})
 
 
 def rows(pg_url: str, schema: str, table: str = STREAM_NAME) -> dict[str, dict]:
@@ -106,7 +79,7 @@ def rows(pg_url: str, schema: str, table: str = STREAM_NAME) -> dict[str, dict]:
 
 def test_instants_stay_exact_through_the_repeated_hour_and_the_newest_payload_wins(pg_url, pg_schema, tmp_path):
     first = [conversation(n, ts(n)) for n in range(150)]  # 04:00-06:29Z: New York's 01:xx twice
-    done = run_loader(
+    done = load_messages(
         tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), first)), batch_size_rows=40
     )  # 4 batches of new rows
     assert done.returncode == 0, done.stderr[-3000:]
@@ -122,7 +95,7 @@ def test_instants_stay_exact_through_the_repeated_hour_and_the_newest_payload_wi
     older_in_batch = conversation(10, ts(400), title="older")
     older_than_table = conversation(11, ts(11) - dt.timedelta(seconds=1), title="stale")
     new = [conversation(n, ts(n)) for n in (150, 151)]
-    done = run_loader(
+    done = load_messages(
         tmp_path,
         pg_url,
         pg_schema,
@@ -158,7 +131,7 @@ def test_text_postgresql_cannot_store_becomes_u_fffd_and_parts_stay_when_they_le
     parts = [part(n, "7001", ts(n), body="x\x00y" if n == 0 else "<p>\n\ttab \\ back</p>") for n in range(3)]
     text = messages((STREAM_NAME, stream_schema(), [hostile]), (PARTS_STREAM, PARTS_SCHEMA, parts))
     assert "\\ud800" in text and "\\u0000" in text
-    done = run_loader(tmp_path, pg_url, pg_schema, text)
+    done = load_messages(tmp_path, pg_url, pg_schema, text)
     assert done.returncode == 0, done.stderr[-3000:]
     row = rows(pg_url, pg_schema)["7001"]
     assert row["title"] == "a\ufffdb 1"
@@ -169,7 +142,7 @@ def test_text_postgresql_cannot_store_becomes_u_fffd_and_parts_stay_when_they_le
 
     # The next payload returns only p2 (p0 and p1 are beyond the 500 most recent now): they stay.
     later = [part(2, "7001", ts(90), body="edited"), part(3, "7001", ts(91))]
-    done = run_loader(tmp_path, pg_url, pg_schema, messages((PARTS_STREAM, PARTS_SCHEMA, later)))
+    done = load_messages(tmp_path, pg_url, pg_schema, messages((PARTS_STREAM, PARTS_SCHEMA, later)))
     assert done.returncode == 0, done.stderr[-3000:]
     after = rows(pg_url, pg_schema, PARTS_STREAM)
     assert set(after) == {"p0", "p1", "p2", "p3"} and after["p0"] == stored["p0"]
@@ -179,7 +152,7 @@ def test_text_postgresql_cannot_store_becomes_u_fffd_and_parts_stay_when_they_le
 def test_a_record_the_typed_decoding_refuses_is_validated_by_the_sdk_as_before(pg_url, pg_schema, tmp_path):
     bad = conversation(1, ts(1))
     bad["open"] = "yes"
-    done = run_loader(tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), [bad])))
+    done = load_messages(tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), [bad])))
     assert done.returncode != 0
     assert "'yes' is not of type 'boolean', 'null'" in done.stderr
     assert rows(pg_url, pg_schema) == {}
@@ -190,7 +163,7 @@ def test_a_record_the_typed_decoding_refuses_is_validated_by_the_sdk_as_before(p
     extra["unknown"] = 1
     other = conversation(3, ts(63))
     other["created_at"] = "2024-11-03T01:03:00.000000-04:00"  # 05:03Z, New York's first 01:03
-    done = run_loader(
+    done = load_messages(
         tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), [extra, other])), validate_records=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -199,7 +172,7 @@ def test_a_record_the_typed_decoding_refuses_is_validated_by_the_sdk_as_before(p
 
 
 def test_use_copy_false_is_refused_in_one_line(pg_url, pg_schema, tmp_path):
-    done = run_loader(tmp_path, pg_url, pg_schema, "", use_copy=False)
+    done = load_messages(tmp_path, pg_url, pg_schema, "", use_copy=False)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         "target-intercom-postgres: error: configuration: use_copy must be true for the documented tables "
@@ -215,32 +188,17 @@ def test_a_loader_killed_in_the_middle_of_a_batch_leaves_nothing_half_written_an
     transaction (its upsert waits for a lock the test holds): not a row of that batch is in the table, and a run
     from the last STATE it acknowledged (none) loads everything, each conversation once, each keeping its pk."""
     config = {"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": pg_schema}
-    (tmp_path / "loader.json").write_text(json.dumps(config))
 
     def start(state: dict | None) -> tuple[subprocess.Popen, subprocess.Popen]:
-        (tmp_path / "state.json").write_text(json.dumps(state or {}))
-        tap = subprocess.Popen(
-            [TAP, "--config", str(tmp_path / "tap.json"), "--state", str(tmp_path / "state.json")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+        return start_pipe(
+            tmp_path, tap_config(sim), config, state or {}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        loader = subprocess.Popen(
-            [LOADER, "--config", str(tmp_path / "loader.json")],
-            stdin=tap.stdout,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert tap.stdout is not None
-        tap.stdout.close()
-        return tap, loader
 
     def last_state(stdout: str) -> dict | None:
         states = [line for line in stdout.splitlines() if line.strip()]
         return json.loads(states[-1]) if states else None
 
     with IntercomSimulator(conversations=300, seed=41) as sim:
-        (tmp_path / "tap.json").write_text(json.dumps(tap_config(sim)))
         tap, loader = start(None)
         out, err = loader.communicate(timeout=300)
         tap.wait(timeout=60)
@@ -291,15 +249,8 @@ def test_a_loader_killed_in_the_middle_of_a_batch_leaves_nothing_half_written_an
 def test_input_from_a_file_takes_the_same_path(pg_url, pg_schema, tmp_path):
     sent = [conversation(n, ts(n)) for n in range(60, 70)]
     (tmp_path / "messages.jsonl").write_text(messages((STREAM_NAME, stream_schema(), sent)))
-    config = tmp_path / "loader.json"
-    config.write_text(json.dumps({"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": pg_schema}))
-    done = subprocess.run(
-        [LOADER, "--config", str(config), "--input", str(tmp_path / "messages.jsonl")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    config = {"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": pg_schema}
+    done = run_loader(tmp_path, config, "--input", str(tmp_path / "messages.jsonl"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert {k: v["updated_at"] for k, v in rows(pg_url, pg_schema).items()} == {
         r["intercom_id"]: ts(n) for n, r in zip(range(60, 70), sent, strict=True)
@@ -309,7 +260,7 @@ def test_input_from_a_file_takes_the_same_path(pg_url, pg_schema, tmp_path):
 @pytest.mark.parametrize("batch_size_rows", [1, 7])
 def test_batch_size_rows_still_sets_the_batches(pg_url, pg_schema, tmp_path, batch_size_rows):
     sent = [conversation(n, ts(n)) for n in range(15)]
-    done = run_loader(
+    done = load_messages(
         tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), sent)), batch_size_rows=batch_size_rows
     )
     assert done.returncode == 0, done.stderr[-3000:]

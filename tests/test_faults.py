@@ -1,7 +1,7 @@
 """Intercom's faults and rate limits, over real HTTP, and the fault matrix end to end into PostgreSQL.
 
 - Every retried fault, when it never stops: the run gives up after 8 tries with one line naming the
-  endpoint and the last status (fast retries: the waits are 10 ms, see tests/tapcli.py).
+  endpoint and the last status (fast retries: the waits are 10 ms, see tests/helpers.py).
 - A fault that stops is retried with the real backoff and the run completes.
 - 429s are waited out until X-RateLimit-Reset and use up no retry.
 - The matrix, tap | target-postgres into PostgreSQL: errors (some HTML), dropped and reset connections,
@@ -20,23 +20,27 @@ import re
 import threading
 import time
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 import pytest
 
-from tests.intercom_simulator import Faults, IntercomSimulator
-from tests.pipeline import STREAM, TARGET_POSTGRES, TapRun, load, tap_config
-from tests.postgres import scratch_schema
-from tests.tapcli import (
+from tests.helpers import (
+    LOADER,
+    STREAM,
+    TARGET_POSTGRES,
     ForkRunner,
+    TapRun,
     assert_fails_with_one_line,
     assert_state_never_ahead,
     conversations,
+    load,
     run_all,
-    run_cli,
+    run_tap,
+    scratch_schema,
+    tap_config,
 )
-from tests.tools import tool
+from tests.intercom_simulator import Faults, IntercomSimulator
 
 HTML_503 = "<html><head><title>503 Service Temporarily Unavailable</title></head><body>nginx</body></html>"
 
@@ -139,7 +143,7 @@ def _give_up_case(case, runner):
     elif answer is not None:
         simulator.on_request = answer
     try:
-        run = run_cli(tap_config(simulator, **settings), fast_retries=True, runner=runner)
+        run = run_tap(tap_config(simulator, **settings), fast_retries=True, runner=runner)
         updated = {i: simulator.search_row(i)["updated_at"] for i in simulator.ids()}
         return run, simulator.stats, bad, updated
     finally:
@@ -191,7 +195,7 @@ def test_faults_that_stop_are_retried_with_backoff_and_the_run_completes():
 
     with IntercomSimulator(conversations=300, seed=12, faults=Faults(seed=12)) as sim:
         sim.on_request = lambda method, path, body: next(failures, None)
-        run = run_cli(tap_config(sim, max_concurrent_requests=4))  # the real console script and backoff
+        run = run_tap(tap_config(sim, max_concurrent_requests=4))  # the real console script and backoff
 
         assert run.returncode == 0, run.stderr[-3000:]
         latest = {record["intercom_id"]: record["data"] for record in conversations(run)}
@@ -227,7 +231,7 @@ def test_429s_are_waited_out_until_the_reset_and_use_up_no_retry():
             return None
 
         sim.on_request = spent_window
-        run = run_cli(tap_config(sim, max_concurrent_requests=16))
+        run = run_tap(tap_config(sim, max_concurrent_requests=16))
 
         assert run.returncode == 0, run.stderr[-3000:]
         assert {r["intercom_id"]: r["data"] for r in conversations(run)} == sim.truth()
@@ -309,77 +313,58 @@ def _summary(stderr: str) -> str:
     return " | ".join(found)
 
 
-MATRIX = {
-    # id: (simulator options, tap settings, a window spent by another client)
-    "hydrated-rate-limited": (
-        {
-            "conversations": 300,
-            "seed": 21,
-            "rate_limit": 250,
-            "date_comparison": "strict",
-            "faults": Faults(
-                seed=21,
-                error_rate=0.05,
-                html_fraction=0.5,
-                drop_rate=0.03,
-                reset_fraction=0.3,
-                slow_rate=0.02,
-                slow_seconds=2,
-                bad_json_rate=0.01,
-                change_rate=0.3,
-                changes_per_event=3,
-            ),
-        },
-        {"max_concurrent_requests": 8},
-        True,
-    ),
-    "search-only-inclusive": (  # spans searched at once, split and retried; changes move rows between them
-        {
-            "conversations": 2500,
-            "seed": 22,
-            "date_comparison": "inclusive",
-            "faults": Faults(
-                seed=24,
-                error_rate=0.1,
-                html_fraction=0.5,
-                drop_rate=0.06,
-                reset_fraction=0.3,
-                slow_rate=0.04,
-                slow_seconds=2,
-                bad_json_rate=0.04,
-                change_rate=0.5,
-                changes_per_event=5,
-            ),
-        },
-        {"include_conversation_parts": False},
-        False,
-    ),
-    # issue 25: the same mix into the project's loader (COPY + upsert, copy_load.py), whose batches now keep pace
-    "hydrated-into-target-intercom-postgres": (
-        {
-            "conversations": 600,
-            "seed": 23,
-            "date_comparison": "strict",
-            "faults": Faults(
-                seed=25,
-                error_rate=0.05,
-                html_fraction=0.5,
-                drop_rate=0.03,
-                reset_fraction=0.3,
-                slow_rate=0.02,
-                slow_seconds=2,
-                bad_json_rate=0.01,
-                change_rate=0.3,
-                changes_per_event=3,
-            ),
-        },
-        {"max_concurrent_requests": 16},
-        False,
-    ),
+# The matrix's mix of faults: errors (half of them HTML pages), dropped connections (some reset), slow answers,
+# broken JSON, and conversations changing while the run pages through them.
+MIXED_FAULTS = {
+    "error_rate": 0.05,
+    "html_fraction": 0.5,
+    "drop_rate": 0.03,
+    "reset_fraction": 0.3,
+    "slow_rate": 0.02,
+    "slow_seconds": 2,
+    "bad_json_rate": 0.01,
+    "change_rate": 0.3,
+    "changes_per_event": 3,
 }
-# A case's loader and its settings (small batches: many COPY + upsert transactions); else target-postgres's defaults.
-TARGETS = {
-    "hydrated-into-target-intercom-postgres": (tool("dev", "target-intercom-postgres"), {"batch_size_rows": 100}),
+HEAVIER = {"error_rate": 0.1, "drop_rate": 0.06, "slow_rate": 0.04, "bad_json_rate": 0.04, "change_rate": 0.5}
+
+
+@dataclass(frozen=True)
+class MatrixCase:
+    conversations: int
+    seed: int
+    date_comparison: str
+    faults: Faults
+    settings: dict  # the tap's
+    spend_a_window: bool = False  # a rate-limit window spent by another client
+    rate_limit: int | None = None
+    target: str = TARGET_POSTGRES
+    target_settings: dict = field(default_factory=dict)  # else target-postgres's defaults
+
+
+MATRIX = {
+    "hydrated-rate-limited": MatrixCase(
+        300, 21, "strict", Faults(seed=21, **MIXED_FAULTS), {"max_concurrent_requests": 8}, True, rate_limit=250
+    ),
+    # spans searched at once, split and retried; changes move rows between them
+    "search-only-inclusive": MatrixCase(
+        2500,
+        22,
+        "inclusive",
+        Faults(seed=24, **{**MIXED_FAULTS, **HEAVIER, "changes_per_event": 5}),
+        {"include_conversation_parts": False},
+    ),
+    # issue 25: the same mix into the project's loader (COPY + upsert, copy_load.py), whose batches now keep pace;
+    # small batches: many COPY + upsert transactions
+    "hydrated-into-target-intercom-postgres": MatrixCase(
+        600,
+        23,
+        "strict",
+        Faults(seed=25, **MIXED_FAULTS),
+        {"max_concurrent_requests": 16},
+        target=LOADER,
+        target_settings={"batch_size_rows": 100},
+    ),
 }
 
 
@@ -403,9 +388,18 @@ class MatrixRun:
 
 
 def _matrix_case(case: str, pg_url: str) -> MatrixRun:
-    options, settings, spend_a_window = MATRIX[case]
-    with IntercomSimulator(**options) as sim, scratch_schema(pg_url) as schema:
-        config = tap_config(sim, request_timeout_seconds=1, lookback_window_seconds=600, **settings)
+    matrix = MATRIX[case]
+    with (
+        IntercomSimulator(
+            conversations=matrix.conversations,
+            seed=matrix.seed,
+            rate_limit=matrix.rate_limit,
+            date_comparison=matrix.date_comparison,
+            faults=matrix.faults,
+        ) as sim,
+        scratch_schema(pg_url) as schema,
+    ):
+        config = tap_config(sim, request_timeout_seconds=1, lookback_window_seconds=600, **matrix.settings)
         touched: list[str] = []
 
         def change_while_paging(page_index: int) -> None:  # besides the seeded change_rate, surely once
@@ -417,10 +411,10 @@ def _matrix_case(case: str, pg_url: str) -> MatrixRun:
 
         sim.on_search_page = change_while_paging
         spent = SpentWindow()
-        if spend_a_window:
+        if matrix.spend_a_window:
             sim.on_request = spent
         started = time.monotonic()
-        target, target_settings = TARGETS.get(case, (TARGET_POSTGRES, {}))
+        target, target_settings = matrix.target, matrix.target_settings
         first, first_state = load(pg_url, schema, config, target=target, **target_settings)
         first_seconds, first_stats = time.monotonic() - started, sim.stats
         first_rows, first_truth = _table(pg_url, schema), _truth(sim, config)
@@ -492,6 +486,6 @@ def test_fault_matrix_end_to_end_the_table_equals_the_truth(case, matrix_runs):
     # The faults really happened.
     assert sum(run.first_stats["faults"].values()) >= 2 and run.touched
     assert int(re.search(r"Run summary: .* (\d+) retries, ", run.first.stderr)[1]) >= 1
-    if MATRIX[case][2]:
+    if MATRIX[case].spend_a_window:
         answered_429 = int(re.search(r"Run summary: .* \((\d+) answered 429", run.first.stderr)[1])
         assert answered_429 == run.spent_window_429s + run.first_stats["rate_limited"] > 0

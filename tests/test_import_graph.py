@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-SOURCE = Path(__file__).resolve().parents[1] / "tap-intercom-conversation"
-TAP, LOADER, VERIFY = "tap_intercom_conversation", "target_intercom_postgres", "intercom_conversation_verify"
-SHARED = "intercom_conversation_shared"
-PACKAGES = (TAP, LOADER, VERIFY, SHARED)
+from tests.helpers import PACKAGES, REPO, SOURCE
+
+TAP, LOADER, VERIFY, SHARED = PACKAGES
 # The wings each package may import besides its own modules.
 ALLOWED = {TAP: {SHARED}, LOADER: {SHARED}, VERIFY: {SHARED, TAP, LOADER}, SHARED: set()}
 
@@ -161,3 +160,50 @@ def test_a_planted_violation_is_named(tmp_path, module, planted, expected):
     line = planted if not planted.startswith(" ") else "def _planted():\n" + planted
     target.write_text(target.read_text(encoding="utf-8") + "\n\n" + line + "\n", encoding="utf-8")
     assert expected in problems(root)
+
+
+# ---- the tests: what they share lives in tests/helpers.py --------------------------------------------------------
+
+
+def imports_of_test_modules(tests: Path) -> list[str]:
+    """Each import of a test module (tests/test_*.py) by another module of `tests`, at any depth of the code.
+
+    A helper a test module defines is that module's own; one that two modules need moves to tests/helpers.py.
+    """
+    test_modules = {path.stem for path in tests.glob("test_*.py")}
+    found = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                package = "." * node.level + (node.module or "")
+                names = [package] + [f"{package}.{alias.name}".replace("..", ".") for alias in node.names]
+            for name in names:
+                if name.removeprefix("tests").lstrip(".") in test_modules:
+                    found.append(f"tests/{path.name} imports {name.removeprefix('tests').lstrip('.')}")
+    return sorted(set(found))
+
+
+def test_no_test_module_imports_another():
+    assert imports_of_test_modules(REPO / "tests") == []
+
+
+@pytest.mark.parametrize(
+    ("module", "planted", "expected"),
+    [
+        ("test_logs.py", "from tests.test_meltano import project", "tests/test_logs.py imports test_meltano"),
+        ("conftest.py", "    from tests.test_meltano import project", "tests/conftest.py imports test_meltano"),
+        ("test_spans.py", "import tests.test_concurrency", "tests/test_spans.py imports test_concurrency"),
+        ("helpers.py", "from tests import test_verify", "tests/helpers.py imports test_verify"),
+        ("test_readme.py", "from .test_parts import deselecting", "tests/test_readme.py imports test_parts"),
+    ],
+)
+def test_a_test_module_imported_by_another_module_is_named(tmp_path, module, planted, expected):
+    for path in (REPO / "tests").glob("*.py"):
+        shutil.copy(path, tmp_path / path.name)
+    line = planted if not planted.startswith(" ") else "def _planted():\n" + planted
+    target = tmp_path / module
+    target.write_text(target.read_text(encoding="utf-8") + "\n\n" + line + "\n", encoding="utf-8")
+    assert imports_of_test_modules(tmp_path) == [expected]

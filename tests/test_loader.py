@@ -10,36 +10,25 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from tests.helpers import (
+    PYTHON,
+    STREAM,
+    assert_table_is_the_truth,
+    assert_the_documented_table,
+    run_loader,
+    sqlalchemy_url,
+    table_rows,
+    tap_config,
+    tap_into_loader,
+)
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, TAP, table_rows, tap_config
-from tests.postgres import sqlalchemy_url
-from tests.test_meltano import assert_table_is_the_truth, assert_the_documented_table
-from tests.tools import tool
-
-LOADER = tool("dev", "target-intercom-postgres")
 
 
-def tap_into_loader(
+def tap_then_loader(
     tmp_path: Path, sim: IntercomSimulator, loader_config: dict, state: str = ""
 ) -> subprocess.CompletedProcess:
-    (tmp_path / "tap.json").write_text(json.dumps(tap_config(sim)))
-    (tmp_path / "loader.json").write_text(json.dumps(loader_config))
-    (tmp_path / "state.json").write_text(state or "{}")
-    tap = subprocess.Popen(
-        [TAP, "--config", str(tmp_path / "tap.json"), "--state", str(tmp_path / "state.json")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    done = subprocess.run(
-        [LOADER, "--config", str(tmp_path / "loader.json")],
-        stdin=tap.stdout,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    tap.stdout.close()
-    tap.wait(timeout=60)
-    return done
+    """tap | loader from `state` (a STATE line the loader wrote; none: an empty state file)."""
+    return tap_into_loader(tmp_path, tap_config(sim), loader_config, json.loads(state) if state else {})
 
 
 @pytest.mark.slow
@@ -54,7 +43,7 @@ def test_host_port_user_settings_get_the_documented_tables_in_the_configured_sch
         "default_target_schema": pg_schema,
     }
     with IntercomSimulator(conversations=120, seed=31) as sim:
-        done = tap_into_loader(tmp_path, sim, config)
+        done = tap_then_loader(tmp_path, sim, config)
         assert done.returncode == 0, done.stderr[-3000:]
         assert_table_is_the_truth(pg_url, pg_schema, sim)
     assert_the_documented_table(pg_url, pg_schema)
@@ -67,7 +56,7 @@ def test_a_stream_map_that_would_bypass_the_documented_table_stops_before_loadin
         "stream_maps": {STREAM: {"__alias__": "conversations"}},
     }
     with IntercomSimulator(conversations=50, seed=32) as sim:
-        done = tap_into_loader(tmp_path, sim, config)
+        done = tap_then_loader(tmp_path, sim, config)
 
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
@@ -89,10 +78,7 @@ def test_settings_the_documented_table_cannot_take_are_refused_in_one_line(pg_ur
         "default_target_schema": pg_schema,
         "add_record_metadata": "true",
     }
-    (tmp_path / "loader.json").write_text(json.dumps(config))
-    done = subprocess.run(
-        [LOADER, "--config", str(tmp_path / "loader.json")], input="", capture_output=True, text=True, timeout=60
-    )
+    done = run_loader(tmp_path, config, input="", timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         "target-intercom-postgres: error: configuration: add_record_metadata must be false for the documented "
@@ -101,10 +87,9 @@ def test_settings_the_documented_table_cannot_take_are_refused_in_one_line(pg_ur
 
 
 def test_without_the_postgres_extra_the_loader_and_the_utility_say_so_in_one_line():
-    python = tool("dev", "python")
     for module, program in (("target", "target-intercom-postgres"), ("table", "intercom-conversation-table")):
         done = subprocess.run(
-            [python, "-c", f"import sys; sys.modules['psycopg'] = None; import target_intercom_postgres.{module}"],
+            [PYTHON, "-c", f"import sys; sys.modules['psycopg'] = None; import target_intercom_postgres.{module}"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -117,19 +102,19 @@ def test_without_the_postgres_extra_the_loader_and_the_utility_say_so_in_one_lin
 def test_an_empty_workspace_resumes_but_an_emptied_table_with_a_bookmark_stops(pg_url, pg_schema, tmp_path):
     config = {"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": pg_schema}
     with IntercomSimulator(conversations=0, seed=33) as empty:
-        first = tap_into_loader(tmp_path, empty, config)
+        first = tap_then_loader(tmp_path, empty, config)
         assert first.returncode == 0, first.stderr[-3000:]
         state = first.stdout.strip().splitlines()[-1]
         assert json.loads(state)["bookmarks"][STREAM]["replication_key_value"]
-        again = tap_into_loader(tmp_path, empty, config, state)  # nothing there: a bookmark and an empty table
+        again = tap_then_loader(tmp_path, empty, config, state)  # nothing there: a bookmark and an empty table
         assert again.returncode == 0, again.stderr[-3000:]
 
     with IntercomSimulator(conversations=40, seed=34) as sim:
-        loaded = tap_into_loader(tmp_path, sim, config)
+        loaded = tap_then_loader(tmp_path, sim, config)
         assert loaded.returncode == 0 and len(table_rows(pg_url, pg_schema)) == 40
         with psycopg.connect(pg_url) as conn:
             conn.execute(f'TRUNCATE "{pg_schema}".{STREAM}')
-        stopped = tap_into_loader(tmp_path, sim, config, loaded.stdout.strip().splitlines()[-1])
+        stopped = tap_then_loader(tmp_path, sim, config, loaded.stdout.strip().splitlines()[-1])
     assert stopped.returncode == 1
     assert "is empty, but the tap resumes from a bookmark" in stopped.stderr and "--full-refresh" in stopped.stderr
     assert table_rows(pg_url, pg_schema) == {}
@@ -138,10 +123,7 @@ def test_an_empty_workspace_resumes_but_an_emptied_table_with_a_bookmark_stops(p
 @pytest.mark.slow
 def test_a_database_that_cannot_be_reached_is_one_line_without_the_password(tmp_path):
     config = {"sqlalchemy_url": "postgresql+psycopg://loader:s3cr%40t-pw@127.0.0.1:1/db", "default_target_schema": "x"}
-    (tmp_path / "loader.json").write_text(json.dumps(config))
-    done = subprocess.run(
-        [LOADER, "--config", str(tmp_path / "loader.json")], input="", capture_output=True, text=True, timeout=60
-    )
+    done = run_loader(tmp_path, config, input="", timeout=60)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("target-intercom-postgres: error: cannot connect to postgresql://loader:***@127.0.0.1:1/db")

@@ -15,11 +15,22 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from target_intercom_postgres import table
+from tests.helpers import (
+    PARTS,
+    STATE_ID,
+    apply_table,
+    assert_table_holds_what_was_sent,
+    assert_table_is_the_truth,
+    emitted,
+    job_env,
+    meltano,
+    meltano_env,
+    revoked_after,
+    start_meltano,
+    system_db,
+    table_rows,
+)
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import PARTS, revoked_after, table_rows
-from tests.test_meltano import MELTANO, STATE_ID, _env, _job_env, _job_env_with_db, assert_table_is_the_truth, emitted
-from tests.test_real_data import assert_table_holds_what_was_sent
 
 PLUGINS = ("tap-intercom-conversation", "target-postgres")
 # Meltano's console line: "2026-12-06T22:02:28.368513Z [info     ] name message"
@@ -38,23 +49,12 @@ def parsed(log: str) -> list[tuple[str, str, str]]:
     return [(m["level"], m["name"], m["message"]) for line in log.splitlines() if (m := LINE.match(line))]
 
 
-def run(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [MELTANO, *args, "run", "intercom-to-postgres"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 @pytest.mark.slow
 def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project, pg_url, pg_schema, tmp_path):
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=3000, seed=61, bad_data=True, rate_limit=600) as sim:  # a minute
-        env.update(_job_env(sim, pg_url, pg_schema))
-        done = run(project, env)
+        env.update(job_env(sim, pg_url, pg_schema))
+        done = meltano(project, env, "run", "intercom-to-postgres", ok=False, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         assert_table_holds_what_was_sent(pg_url, pg_schema, sim, hydrated=True)
         conversations = len(sim.ids())
@@ -74,10 +74,9 @@ def test_a_backfills_log_is_progress_warnings_and_one_summary_per_plugin(project
     assert emitted(done) == conversations
 
 
-def stored_state_text(project: Path, env: dict[str, str]) -> str:
-    done = subprocess.run([MELTANO, "state", "get", STATE_ID], cwd=project, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+def run(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`meltano run intercom-to-postgres`, which may fail."""
+    return meltano(project, env, "run", "intercom-to-postgres", ok=False, timeout=900)
 
 
 @pytest.mark.slow
@@ -86,13 +85,13 @@ def test_a_tap_that_fails_mid_run_ends_the_run_with_its_cause_after_the_loaders_
 ):
     """Meltano closes the loader's input only after the tap exited: the tap's error line comes before the
     loader's summary, so the loader repeats it last (handed over in the tap's last STATE, never stored)."""
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=1000, seed=64) as sim:
-        env.update(_job_env(sim, pg_url, pg_schema))
+        env.update(job_env(sim, pg_url, pg_schema))
         sim.on_request = revoked_after(600)
         failed = run(project, env)
         loaded = len(table_rows(pg_url, pg_schema))
-        state_after_failure = stored_state_text(project, env)
+        state_after_failure = meltano(project, env, "state", "get", STATE_ID).stdout
         sim.on_request = None
         resumed = run(project, env)  # the token works again: the next run loses and duplicates nothing
         assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -114,9 +113,9 @@ def test_a_tap_that_fails_mid_run_ends_the_run_with_its_cause_after_the_loaders_
 
 @pytest.mark.slow
 def test_a_tap_that_fails_before_its_first_request_ends_the_run_with_its_cause(project, pg_url, pg_schema, tmp_path):
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=10, seed=65) as sim:
-        env.update(_job_env(sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_MAX_CONCURRENT_REQUESTS="5000"))
+        env.update(job_env(sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_MAX_CONCURRENT_REQUESTS="5000"))
         done = run(project, env)
         assert sim.stats["requests"] == 0
 
@@ -128,14 +127,14 @@ def test_a_tap_that_fails_before_its_first_request_ends_the_run_with_its_cause(p
 
 @pytest.mark.slow
 def test_a_failed_run_ends_with_its_cause_at_error_level(project, tmp_path):
-    env = _env(**_job_env_with_db(tmp_path))
+    env = meltano_env(**system_db(tmp_path))
     with IntercomSimulator(conversations=300, seed=62) as sim:
         env.update(
             TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=sim.token,
             TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
             TARGET_POSTGRES_SQLALCHEMY_URL="postgresql+psycopg://loader:s3cret-pw@127.0.0.1:1/warehouse",
         )
-        done = run(project, env)
+        done = meltano(project, env, "run", "intercom-to-postgres", ok=False, timeout=900)
 
     assert done.returncode != 0
     plugin_lines = [(level, message) for level, name, message in parsed(done.stderr) if name in PLUGINS]
@@ -147,12 +146,12 @@ def test_a_failed_run_ends_with_its_cause_at_error_level(project, tmp_path):
 @pytest.mark.slow
 def test_a_loader_that_fails_mid_run_ends_the_run_with_its_cause(project, pg_url, pg_schema, tmp_path):
     """Meltano kills the tap when the loader exits: nothing the tap logs (not even its closed output) comes after."""
-    table.apply(pg_url, pg_schema)
+    apply_table(pg_url, pg_schema)
     with psycopg.connect(pg_url, autocommit=True) as conn:  # a table that refuses every part: its first batch fails
         conn.execute(f'ALTER TABLE "{pg_schema}".{PARTS} ADD CONSTRAINT refuses_parts CHECK (false) NOT VALID')
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=3000, seed=66, rate_limit=600) as sim:  # a minute: the tap is mid-run
-        env.update(_job_env(sim, pg_url, pg_schema))
+        env.update(job_env(sim, pg_url, pg_schema))
         done = run(project, env)
         conversations_requested = sim.stats["by_route"].get("retrieve", 0)
 
@@ -171,23 +170,16 @@ def test_debug_through_meltano_shows_debug_lines_bounded_without_data_or_secrets
     project, pg_url, pg_schema, tmp_path
 ):
     """`TAP_INTERCOM_CONVERSATION_LOGLEVEL=debug TARGET_POSTGRES_LOGLEVEL=debug meltano run ...`, as documented."""
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=3000, seed=63, rate_limit=500) as sim:
         env.update(
-            _job_env(
+            job_env(
                 sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_LOGLEVEL="debug", TARGET_POSTGRES_LOGLEVEL="debug"
             )
         )
         log_file = tmp_path / "run.log"
         with log_file.open("w") as stderr:
-            job = subprocess.Popen(
-                [MELTANO, "run", "intercom-to-postgres"],
-                cwd=project,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,
-            )
+            job = start_meltano(project, env, "run", "intercom-to-postgres", stdout=subprocess.DEVNULL, stderr=stderr)
             time.sleep(40)
             stopping = time.monotonic()
             os.killpg(job.pid, signal.SIGTERM)  # what systemd or a scheduler sends to the whole job

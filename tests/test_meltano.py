@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import textwrap
 import time
@@ -14,16 +13,25 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.helpers import (
+    PARTS,
+    REPLACED_WHEN_HYDRATED,
+    REPO,
+    assert_table_holds_what_was_sent,
+    assert_table_is_the_truth,
+    assert_the_documented_table,
+    defects,
+    emitted,
+    job_env,
+    meltano_run,
+    persisted_bookmark,
+    start_meltano,
+    stored_state,
+    system_db,
+    table_rows,
+    truth_parts,
+)
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import PARTS, REPO, STREAM, table_rows
-from tests.postgres import scratch_schema, sqlalchemy_url
-from tests.test_parts import truth_parts
-from tests.test_real_data import REPLACED_WHEN_HYDRATED, assert_table_holds_what_was_sent, defects
-from tests.test_table import DOCUMENTED_DDL, shape
-from tests.tools import tool
-
-MELTANO = tool("meltano", "meltano")
-STATE_ID = "prod:tap-intercom-conversation-to-target-postgres"
 
 
 @pytest.fixture(scope="module")
@@ -32,71 +40,11 @@ def project(tmp_path_factory, meltano_project) -> Path:
     return meltano_project(tmp_path_factory.mktemp("meltano-project"))
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_INTERCOM", "TARGET_POSTGRES", "MELTANO_"))}
-    env.update(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false", MELTANO_CLI_DISABLE_VERSION_CHECK="true", **extra)
-    return env
-
-
-def _job_env(sim: IntercomSimulator, pg_url: str, schema: str, **extra: str) -> dict[str, str]:
-    return _env(
-        TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=sim.token,
-        TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
-        TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
-        TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
-        **extra,
-    )
-
-
-def meltano_run(project: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [MELTANO, "run", *options, "intercom-to-postgres"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
-
-
-def emitted(done: subprocess.CompletedProcess) -> int:
-    """Records the tap emitted in a run, from its closing summary line."""
-    summary = next(line for line in done.stderr.splitlines() if "Run summary:" in line)
-    return int(summary.split("Run summary: ")[1].split(" emitted")[0].replace(",", ""))
-
-
-def stored_state(project: Path, env: dict[str, str]) -> dict:
-    done = subprocess.run(
-        [MELTANO, "state", "get", STATE_ID], cwd=project, env=env, capture_output=True, text=True, check=True
-    )
-    return json.loads(done.stdout)["singer_state"]["bookmarks"][STREAM]
-
-
-def assert_table_is_the_truth(pg_url: str, schema: str, sim: IntercomSimulator) -> dict[str, dict]:
-    rows = table_rows(pg_url, schema)
-    truth = sim.truth()
-    assert set(rows) == set(truth)
-    for conversation_id, row in rows.items():
-        assert row["data"] == truth[conversation_id]
-        assert int(row["updated_at"].timestamp()) == truth[conversation_id]["updated_at"]
-    return rows
-
-
-def assert_the_documented_table(pg_url: str, schema: str) -> None:
-    """After a real load: the columns, types and constraints of WebhookDB's definition, nothing else."""
-    with scratch_schema(pg_url) as documented, psycopg.connect(pg_url) as conn:
-        conn.execute(f'SET search_path TO "{documented}"')
-        conn.execute(DOCUMENTED_DDL)
-        assert shape(conn, schema) == shape(conn, documented)
-
-
 @pytest.mark.slow
 def test_meltano_run_backfills_then_updates_exactly_what_changed(project, pg_url, pg_schema, tmp_path):
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=1000, seed=11) as sim:
-        env.update(_job_env(sim, pg_url, pg_schema))
+        env.update(job_env(sim, pg_url, pg_schema))
         first = meltano_run(project, env)
         rows_before = assert_table_is_the_truth(pg_url, pg_schema, sim)
         assert emitted(first) == 1000
@@ -122,9 +70,9 @@ def test_meltano_run_backfills_then_updates_exactly_what_changed(project, pg_url
 @pytest.mark.slow
 def test_meltano_run_loads_what_real_workspaces_hold_with_intercoms_clock_ahead(project, pg_url, pg_schema, tmp_path):
     """U+0000, half emojis and 1e400 (bad_data), Intercom's clock 5 s ahead: every row, then an incremental run."""
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=300, seed=13, bad_data=True, clock_offset=5) as sim:
-        env.update(_job_env(sim, pg_url, pg_schema))
+        env.update(job_env(sim, pg_url, pg_schema))
         first = meltano_run(project, env)
         assert_table_holds_what_was_sent(pg_url, pg_schema, sim, hydrated=True)
         assert emitted(first) == len(sim.ids())
@@ -142,7 +90,7 @@ def test_meltano_run_loads_what_real_workspaces_hold_with_intercoms_clock_ahead(
 
 @pytest.fixture(scope="module")
 def fast_ack_project(tmp_path_factory, meltano_project) -> Path:
-    """The same project, its loader acknowledging STATE every 3 s instead of every 5 minutes."""
+    """The same project, its loader committing (and acknowledging) every 3 s, not every 25 s or full batch."""
     root = tmp_path_factory.mktemp("meltano-fast-ack")
     wrapper = root / "fast-ack-target-postgres"
     config = (REPO / "meltano.yml").read_text()
@@ -157,16 +105,11 @@ def fast_ack_project(tmp_path_factory, meltano_project) -> Path:
 
 @pytest.mark.slow
 def test_a_killed_meltano_run_resumes_from_the_last_acknowledged_state(fast_ack_project, pg_url, pg_schema, tmp_path):
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=3000, seed=12, latency_ms=10) as sim:
-        env.update(_job_env(sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_MAX_CONCURRENT_REQUESTS="2"))
-        job = subprocess.Popen(
-            [MELTANO, "run", "intercom-to-postgres"],
-            cwd=fast_ack_project,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        env.update(job_env(sim, pg_url, pg_schema, TAP_INTERCOM_CONVERSATION_MAX_CONCURRENT_REQUESTS="2"))
+        job = start_meltano(
+            fast_ack_project, env, "run", "intercom-to-postgres", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.time() + 180
         while time.time() < deadline and persisted_bookmark(tmp_path / "meltano.db") is None:
@@ -186,23 +129,6 @@ def test_a_killed_meltano_run_resumes_from_the_last_acknowledged_state(fast_ack_
         assert interrupted["replication_key_value"] < stored_state(fast_ack_project, env)["replication_key_value"]
 
 
-def persisted_bookmark(database: Path) -> str | None:
-    """The bookmark Meltano stored in its system database (sqlite), partial or complete, if any yet."""
-    if not database.exists():
-        return None
-    with sqlite3.connect(database) as conn:
-        try:
-            rows = conn.execute("SELECT partial_state, completed_state FROM state").fetchall()
-        except sqlite3.OperationalError:
-            return None
-    return next((text for row in rows for text in row if text and "replication_key_value" in text), None)
-
-
-def _job_env_with_db(tmp_path: Path) -> dict[str, str]:
-    """Each test keeps its own Meltano system database, so state never leaks between tests."""
-    return {"MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
-
-
 def documented_sql_on_parts() -> list[str]:
     """docs/tables.md's SQL blocks that read the parts table: the truncation listing and the analytics queries."""
     tables_doc = (REPO / "docs" / "tables.md").read_text(encoding="utf-8")
@@ -214,9 +140,9 @@ def documented_sql_on_parts() -> list[str]:
 def test_meltano_run_keeps_every_part_across_runs_and_a_deleted_conversations_parts_follow_it(
     project, pg_url, pg_schema, tmp_path
 ):
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=200, seed=14, long_conversation_parts=620) as sim:
-        env.update(_job_env(sim, pg_url, pg_schema))
+        env.update(job_env(sim, pg_url, pg_schema))
         first = meltano_run(project, env)
         assert sim.stats["by_route"]["retrieve"] == emitted(first) == 201  # one GET per conversation, none for parts
         before = table_rows(pg_url, pg_schema, PARTS)
@@ -274,9 +200,9 @@ def test_meltano_run_keeps_every_part_across_runs_and_a_deleted_conversations_pa
 def test_meltano_select_without_the_parts_stream_loads_no_part_and_makes_the_same_calls(
     project, pg_url, pg_schema, tmp_path
 ):
-    env = _job_env_with_db(tmp_path)
+    env = system_db(tmp_path)
     with IntercomSimulator(conversations=150, seed=15) as sim:
-        env.update(_job_env(sim, pg_url, pg_schema))
+        env.update(job_env(sim, pg_url, pg_schema))
         env["TAP_INTERCOM_CONVERSATION__SELECT"] = json.dumps(["*.*", f"!{PARTS}.*"])
         first = meltano_run(project, env)
         assert sim.stats["by_route"]["retrieve"] == emitted(first) == 150

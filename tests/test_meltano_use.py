@@ -8,35 +8,28 @@ conftest.py), because `meltano config set` and `meltano add` write into meltano.
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.helpers import (
+    REPO,
+    STREAM,
+    assert_table_is_the_truth,
+    assert_the_documented_table,
+    emitted,
+    meltano,
+    meltano_env,
+    scratch_schema,
+    sqlalchemy_url,
+    system_db,
+    table_rows,
+    their_project,
+)
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import REPO, STREAM, table_rows
-from tests.postgres import scratch_schema, sqlalchemy_url
-from tests.test_meltano import MELTANO, _env, assert_table_is_the_truth, assert_the_documented_table, emitted
 
 DEFINITIONS = REPO / "plugin-definitions"
 MAX_LOG_LINES = 300  # for 800 conversations through Meltano (issue 16)
-
-
-def meltano(project: Path, env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([MELTANO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
-    if ok:
-        assert done.returncode == 0, f"meltano {' '.join(args)}:\n{done.stderr[-4000:]}"
-    return done
-
-
-@pytest.fixture
-def project(tmp_path: Path, meltano_project) -> Path:
-    return meltano_project(tmp_path / "project")
-
-
-def _system_db(tmp_path: Path) -> dict[str, str]:
-    return {"MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
 
 
 @pytest.mark.slow
@@ -45,11 +38,11 @@ def test_the_tables_follow_the_loaders_settings_and_a_changed_schema_is_never_lo
 ):
     """`meltano config set` and a Meltano environment move the tables; an old state stops the run."""
     with IntercomSimulator(conversations=800, seed=21) as sim, scratch_schema(pg_url) as moved:
-        env = _env(
+        env = meltano_env(
             TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=sim.token,
             TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
             TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
-            **_system_db(tmp_path),
+            **system_db(tmp_path),
         )
         meltano(project, env, "config", "set", "target-postgres", "default_target_schema", pg_schema)
         first = meltano(project, env, "run", "tap-intercom-conversation", "target-postgres")  # what users type first
@@ -86,13 +79,13 @@ def test_a_second_workspace_added_by_inheritance_has_its_own_token_schema_tables
         IntercomSimulator(conversations=200, seed=23, token="second-workspace-token") as second,
         scratch_schema(pg_url) as second_schema,
     ):
-        env = _env(
+        env = meltano_env(
             TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=first.token,
             TAP_INTERCOM_CONVERSATION_API_URL=first.url,
             TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
             TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
             TAP_INTERCOM_CONVERSATION__B_ACCESS_TOKEN=second.token,  # inherited plugins have their own variables
-            **_system_db(tmp_path),
+            **system_db(tmp_path),
         )
         for kind, name in (("extractor", "tap-intercom-conversation"), ("loader", "target-postgres")):
             meltano(project, env, "add", "--plugin-type", kind, f"{name}--b", "--inherit-from", name)
@@ -117,13 +110,10 @@ def test_a_second_workspace_added_by_inheritance_has_its_own_token_schema_tables
 @pytest.mark.slow
 def test_the_plugins_reused_in_another_project_in_one_command_each(pg_url, pg_schema, tmp_path):
     """`meltano add --from-ref` of the shipped definitions, installed from a source like a git URL."""
-    other = tmp_path / "their-project"
-    other.mkdir()
-    (other / "meltano.yml").write_text(
-        "version: 1\ndefault_environment: prod\nproject_id: their-project\nsend_anonymous_usage_stats: false\n"
-        "environments:\n- name: prod\n"
+    other = their_project(tmp_path / "their-project")
+    env = meltano_env(
+        TAP_INTERCOM_CONVERSATION_SOURCE=(REPO / "tap-intercom-conversation").as_uri(), **system_db(tmp_path)
     )
-    env = _env(TAP_INTERCOM_CONVERSATION_SOURCE=(REPO / "tap-intercom-conversation").as_uri(), **_system_db(tmp_path))
     meltano(
         other,
         env,
@@ -159,7 +149,7 @@ def test_the_plugins_reused_in_another_project_in_one_command_each(pg_url, pg_sc
 
 @pytest.mark.slow
 def test_settings_show_their_defaults_a_schedule_is_shipped_and_a_bad_setting_is_one_line(project, tmp_path):
-    env = _env(**_system_db(tmp_path))
+    env = meltano_env(**system_db(tmp_path))
     listed = meltano(project, env, "config", "list", "tap-intercom-conversation", "--all").stdout
     for setting, default in {
         "region": "'us'",

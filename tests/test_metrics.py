@@ -13,18 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from psycopg.rows import dict_row
 
 from tests import metrics_histories as h
+from tests.helpers import DBT, REPO, admin_rows, by_conversation, load, query, sqlalchemy_url, tap_config
 from tests.intercom_simulator import IntercomSimulator
 from tests.intercom_simulator.spec import Spec
-from tests.pipeline import REPO, load, tap_config
-from tests.postgres import sqlalchemy_url
-from tests.tools import tool
 
-DBT = tool("dbt", "dbt")
 TRANSFORM = REPO / "transform"
-SCRIPTED = {"STORY": h.STORY, "OUTBOUND": h.OUTBOUND, "UNANSWERED": h.UNANSWERED, "QUICK": h.QUICK}
 
 
 def loader_env(pg_url: str, schema: str) -> dict[str, str]:
@@ -44,32 +39,6 @@ def dbt_build(pg_url: str, schema: str, work: Path, *args: str, ok: bool = True)
     done = subprocess.run([DBT, "build", *args], cwd=TRANSFORM, env=env, capture_output=True, text=True, timeout=300)
     assert (done.returncode == 0) == ok, done.stdout[-4000:]
     return done.stdout
-
-
-def query(pg_url: str, schema: str, sql: str) -> list[dict]:
-    with psycopg.connect(pg_url) as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(f'SET search_path TO "{schema}"')
-        cur.execute(sql)
-        return cur.fetchall()
-
-
-def by_conversation(pg_url: str, schema: str, model: str) -> dict[str, dict]:
-    return {r["conversation_id"]: r for r in query(pg_url, schema, f"SELECT * FROM {model}")}
-
-
-def admin_rows(pg_url: str, schema: str) -> dict[str, tuple]:
-    return {
-        r["admin_id"]: (
-            r["conversations_participated"],
-            r["conversations_closed"],
-            r["first_responses"],
-            r["median_time_to_first_response_seconds"],
-            r["median_time_to_close_seconds"],
-            r["ratings"],
-            r["average_rating"],
-        )
-        for r in query(pg_url, schema, "SELECT * FROM intercom_admin_metrics")
-    }
 
 
 def day_rows(pg_url: str, schema: str, days: dict) -> dict[str, tuple]:
@@ -98,7 +67,7 @@ def readme_queries() -> list[str]:
 def test_scripted_histories_are_what_intercom_describes():
     spec = Spec()
     with IntercomSimulator(conversations=0) as sim:
-        for history in (*SCRIPTED.values(), h.ANSWERED):
+        for history in (*h.SCRIPTED.values(), h.ANSWERED):
             conversation_id = sim.add_history(history)
             payload = sim.conversation(conversation_id)
             spec.validate(payload, "conversation")
@@ -117,7 +86,7 @@ def sim_parts(history) -> list[dict]:
 @pytest.mark.slow
 def test_the_models_hold_the_metrics_computed_by_hand_and_follow_changes_and_deletions(pg_url, pg_schema, tmp_path):
     with IntercomSimulator(conversations=0, seed=26) as sim:
-        ids = {name: sim.add_history(history) for name, history in SCRIPTED.items()}
+        ids = {name: sim.add_history(history) for name, history in h.SCRIPTED.items()}
         load(pg_url, pg_schema, tap_config(sim))
         dbt_build(pg_url, pg_schema, tmp_path)
 

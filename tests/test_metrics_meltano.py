@@ -5,31 +5,19 @@ after changes and deletions: tests/test_metrics.py)."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from tests import metrics_histories as h
+from tests.helpers import REPO, admin_rows, by_conversation, meltano, meltano_env, sqlalchemy_url
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import REPO
-from tests.postgres import sqlalchemy_url
-from tests.test_meltano import MELTANO, _env
-from tests.test_metrics import SCRIPTED, admin_rows, by_conversation
-
-
-def meltano(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([MELTANO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"meltano {' '.join(args)}:\n{done.stderr[-4000:]}"
-    return done
 
 
 @pytest.mark.slow
 def test_the_job_with_metrics_builds_the_models_in_the_loaders_schema(pg_url, pg_schema, tmp_path, meltano_project):
     project = meltano_project(tmp_path / "project")
     with IntercomSimulator(conversations=0, seed=26) as sim:
-        ids = {name: sim.add_history(history) for name, history in SCRIPTED.items()}
-        env = _env(
+        ids = {name: sim.add_history(history) for name, history in h.SCRIPTED.items()}
+        env = meltano_env(
             TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=sim.token,
             TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
             TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
+from tests.helpers import STREAM, TARGET_JSONL, revoked_after, run_pipe, run_tap, tap_config
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, TARGET_JSONL, revoked_after, run_tap, start_tap, tap_config
 
 
 def test_every_record_arrives_in_target_jsonl(tmp_path):
     (tmp_path / "out").mkdir()
-    (tmp_path / "target.json").write_text(json.dumps({"destination_path": str(tmp_path / "out")}))
     with IntercomSimulator(conversations=300, seed=5) as sim:
-        tap = start_tap(tmp_path, tap_config(sim), stderr=subprocess.DEVNULL)
-        target = subprocess.run(
-            [TARGET_JSONL, "--config", str(tmp_path / "target.json")],
-            stdin=tap.stdout,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        target, tap_returncode = run_pipe(
+            tmp_path, tap_config(sim), {"destination_path": str(tmp_path / "out")}, loader=TARGET_JSONL
         )
-        tap.stdout.close()
-        assert tap.wait(timeout=60) == 0
+        assert tap_returncode == 0
         assert target.returncode == 0, target.stderr[-2000:]
         [output] = (tmp_path / "out").glob(f"{STREAM}*.jsonl")
         records = [json.loads(line) for line in output.read_text().splitlines()]
@@ -35,20 +27,13 @@ def test_every_record_arrives_in_target_jsonl(tmp_path):
 def test_a_failed_runs_last_state_is_an_ordinary_state_to_target_jsonl(tmp_path):
     """The tap's failure line rides beside the last STATE's value: a third-party target keeps only the value."""
     (tmp_path / "out").mkdir()
-    (tmp_path / "target.json").write_text(json.dumps({"destination_path": str(tmp_path / "out")}))
     with IntercomSimulator(conversations=400, seed=6) as sim:
         sim.on_request = revoked_after(250)
-        tap = start_tap(tmp_path, tap_config(sim), stderr=subprocess.DEVNULL)
-        target = subprocess.run(
-            [TARGET_JSONL, "--config", str(tmp_path / "target.json")],
-            stdin=tap.stdout,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        target, tap_returncode = run_pipe(
+            tmp_path, tap_config(sim), {"destination_path": str(tmp_path / "out")}, loader=TARGET_JSONL
         )
-        tap.stdout.close()
-        assert tap.wait(timeout=60) == 1
 
+    assert tap_returncode == 1
     assert target.returncode == 0, target.stderr[-2000:]
     assert "extractor_failed" not in target.stdout
     assert json.loads(target.stdout.splitlines()[-1])["bookmarks"][STREAM]["replication_key_value"]

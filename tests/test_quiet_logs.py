@@ -8,8 +8,8 @@ import time
 import pytest
 
 from tap_intercom_conversation.governor import RateGovernor
+from tests.helpers import run_tap, tap_config
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import run_tap, tap_config
 
 
 def test_the_wait_for_the_rate_limit_is_wall_time_not_summed_over_threads():

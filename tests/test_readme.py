@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-
-from tests.pipeline import REPO, TAP
+from tests.helpers import PACKAGES, REPO, SOURCE, VERIFY_README_COMMANDS, run_tap
 
 
 def settings_rows(markdown: str) -> list[str]:
@@ -19,24 +17,21 @@ def settings_rows(markdown: str) -> list[str]:
 
 
 def test_the_readme_settings_table_is_the_taps_own():
-    about = subprocess.run([TAP, "--about", "--format=markdown"], capture_output=True, text=True, check=True)
+    about = run_tap(None, None, "--about", "--format=markdown")
+    assert about.returncode == 0, about.stderr[-2000:]
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert settings_rows(readme) == settings_rows(about.stdout)
 
 
 def test_the_readme_verify_commands_are_the_ones_the_verify_tests_run():
-    """The README's verify block, line for line, is tests/test_verify.py's README_COMMANDS (each run by a test)."""
-    from tests.test_verify import README_COMMANDS
-
+    """The README's verify block, line for line, is VERIFY_README_COMMANDS (tests/test_verify.py runs each)."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     blocks = [block.split("```", 1)[0] for block in readme.split("```sh\n")[1:]]
     verify_block = next(block for block in blocks if "intercom-conversation-table:verify" in block)
-    assert verify_block.strip().splitlines() == README_COMMANDS
+    assert verify_block.strip().splitlines() == VERIFY_README_COMMANDS
 
 
 def test_the_layout_table_names_every_module_in_its_package_row():
-    from tests.test_import_graph import PACKAGES, SOURCE
-
     layout = (REPO / "README.md").read_text(encoding="utf-8").split("## Layout", 1)[1]
     rows = {line.split("|")[1].strip(): line for line in layout.splitlines() if line.startswith("| `")}
     for package in PACKAGES:

@@ -16,11 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import (
+    MELTANO,
+    REPO,
+    VERIFY_README_COMMANDS,
+    assert_table_is_the_truth,
+    meltano_env,
+    run_tap,
+    scratch_schema,
+    sqlalchemy_url,
+    tap_config,
+    their_project,
+)
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import REPO, run_tap, tap_config
-from tests.postgres import scratch_schema, sqlalchemy_url
-from tests.test_meltano import MELTANO, _env, assert_table_is_the_truth
-from tests.test_verify import README_COMMANDS as VERIFY_README_COMMANDS
 
 URL_PLACEHOLDER = "'postgresql+psycopg://user:password@host:5432/dbname'"
 GIT_SOURCE = "git+https://github.com/<owner>/<repo>.git@<tag>#subdirectory=tap-intercom-conversation"
@@ -82,7 +90,6 @@ def test_every_readme_command_is_run_by_a_test():
     assert set(COMMANDS_RUN_ELSEWHERE) <= shown  # no stale entry
 
 
-@pytest.mark.slow
 def meltano_on_path(tmp_path: Path, env: dict[str, str]) -> dict[str, str]:
     """`meltano` on PATH, as a user has it after `pipx install meltano==4.4.1` (or the README's alias)."""
     bin_folder = tmp_path / "bin"
@@ -107,7 +114,7 @@ def test_the_readmes_meltano_recipes_run_as_written(pg_url, pg_schema, tmp_path)
     ):
         env = meltano_on_path(
             tmp_path,
-            _env(
+            meltano_env(
                 TAP_INTERCOM_CONVERSATION_API_URL=first.url,
                 TAP_INTERCOM_CONVERSATION__B_API_URL=second.url,
             ),
@@ -140,16 +147,11 @@ def test_the_readmes_meltano_recipes_run_as_written(pg_url, pg_schema, tmp_path)
 
 @pytest.mark.slow
 def test_the_readmes_own_project_recipe_runs_as_written(pg_url, pg_schema, tmp_path):
-    other = tmp_path / "their-project"
-    other.mkdir()
-    (other / "meltano.yml").write_text(
-        "version: 1\ndefault_environment: prod\nproject_id: their-project\nsend_anonymous_usage_stats: false\n"
-        "environments:\n- name: prod\n"
-    )
+    other = their_project(tmp_path / "their-project")
     with IntercomSimulator(conversations=150, seed=53) as sim:
         env = meltano_on_path(
             tmp_path,
-            _env(
+            meltano_env(
                 TAP_INTERCOM_CONVERSATION_API_URL=sim.url,
                 TARGET_INTERCOM_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
             ),
@@ -192,7 +194,11 @@ def test_meltano_yml_carries_no_comment_for_meltano_config_set_to_move():
 @pytest.mark.slow
 def test_the_demo_runs_as_written():
     """`python3 scripts/demo.py` as a user types it: the simulator, an embedded PostgreSQL, `meltano run`."""
-    env = {name: value for name, value in _env().items() if not name.startswith(("TAP_INTERCOM_", "TARGET_POSTGRES_"))}
+    env = {
+        name: value
+        for name, value in meltano_env().items()
+        if not name.startswith(("TAP_INTERCOM_", "TARGET_POSTGRES_"))
+    }
     done = subprocess.run(
         ["bash", "-c", block("python3 scripts/demo.py")[0]],
         cwd=REPO,

@@ -7,7 +7,6 @@ PostgreSQL cannot store becomes U+FFFD; everything else arrives as Intercom sent
 from __future__ import annotations
 
 import json
-import re
 import time
 from decimal import Decimal
 
@@ -16,45 +15,21 @@ import psycopg
 import pytest
 
 from tap_intercom_conversation.bodies import LONE_SURROGATE, NOT_A_NUMBER, NUL, readable, rewritten
+from tests.helpers import (
+    PARTS,
+    REPLACED_IN_SEARCH_ROWS,
+    REPLACED_WHEN_HYDRATED,
+    STREAM,
+    assert_table_holds_what_was_sent,
+    defects,
+    exact,
+    expected_data,
+    load,
+    run_tap,
+    tap_config,
+)
 from tests.intercom_simulator import IntercomSimulator
 from tests.intercom_simulator.render import NUMBER
-from tests.pipeline import PARTS, STREAM, load, run_tap, tap_config
-
-_STORABLE = re.compile("[\x00\ud800-\udfff]")  # json joins a valid pair into one character first
-REPLACED_WHEN_HYDRATED = {
-    "nul_in_title",
-    "nul_in_part_body",
-    "nul_in_custom_attribute_key",
-    "lone_high_surrogate",
-    "lone_low_surrogate",
-}
-REPLACED_IN_SEARCH_ROWS = REPLACED_WHEN_HYDRATED - {"nul_in_part_body"}  # search rows have no parts
-
-
-def exact(text: str | bytes) -> object:
-    """JSON as Python values, numbers exactly (1e400 is not inf)."""
-    return json.loads(text, parse_float=Decimal)
-
-
-def as_stored(value: object) -> object:
-    """What the table holds for what Intercom sent: U+0000 and lone surrogates replaced by U+FFFD, keys too."""
-    if isinstance(value, str):
-        return _STORABLE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {as_stored(key): as_stored(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [as_stored(item) for item in value]
-    return value
-
-
-def expected_data(sim: IntercomSimulator, conversation_id: str, hydrated: bool) -> object:
-    sent = sim.sent(conversation_id) if hydrated else sim.sent_search_row(conversation_id)
-    return as_stored(exact(sent))
-
-
-def defects(sim: IntercomSimulator) -> dict[str, str]:
-    """defect -> conversation id."""
-    return {rec.defect: str(rec.id) for rec in sim._store.snapshot() if rec.defect}
 
 
 @pytest.fixture(scope="module")
@@ -121,16 +96,6 @@ def test_target_postgres_loads_every_case_and_the_next_run_is_incremental(pg_url
         assert "Run summary: 1 emitted" in second.stderr
         assert second.stderr.count("with U+FFFD") == 1
         assert_table_holds_what_was_sent(pg_url, pg_schema, sim, hydrated)
-
-
-def assert_table_holds_what_was_sent(pg_url: str, schema: str, sim: IntercomSimulator, hydrated: bool) -> None:
-    with psycopg.connect(pg_url) as conn:
-        rows = conn.execute(f'SELECT intercom_id, title, data::text FROM "{schema}".{STREAM}').fetchall()
-    assert {row[0] for row in rows} == set(sim.ids())
-    for conversation_id, title, data in rows:
-        expected = expected_data(sim, conversation_id, hydrated)
-        assert exact(data) == expected, conversation_id  # 1e400 comes back as 1 and 400 zeros: the same number
-        assert title == expected["title"]
 
 
 def test_bodies_only_pythons_json_reads_are_read(bad_sim):

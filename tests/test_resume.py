@@ -29,21 +29,24 @@ import pytest
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_intercom_conversation.writer import WholeLineWriter
-from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import (
+from tests.helpers import (
+    ERROR_PREFIX,
     PARTS,
     STREAM,
-    TAP,
     TARGET_POSTGRES,
     TapRun,
     apply_table,
+    assert_fails_with_one_line,
+    assert_state_never_ahead,
+    start_loader,
     start_tap,
     table_rows,
     tap_config,
     target_config,
+    truth_parts,
+    unexpected_lines,
 )
-from tests.tapcli import ERROR_PREFIX, assert_fails_with_one_line, assert_state_never_ahead, unexpected_lines
-from tests.test_parts import truth_parts
+from tests.intercom_simulator import IntercomSimulator
 
 # A conversation's RECORD line (the parts stream's records come before it, see parts.py).
 CONVERSATION_RECORD = f'{{"type":"RECORD","stream":"{STREAM}"'.encode()
@@ -71,20 +74,16 @@ def pipe_and_kill(
     apply_table(pg_url, schema)
     with tempfile.TemporaryDirectory() as folder:
         files = Path(folder)
-        (files / "tap.json").write_text(json.dumps(config))
-        (files / "target.json").write_text(json.dumps(target_config(pg_url, schema)))
-        argv = [TAP, "--config", str(files / "tap.json")]
-        if state is not None:
-            (files / "state.json").write_text(json.dumps(state))
-            argv += ["--state", str(files / "state.json")]
         with (
             open(files / "tap.err", "w+") as tap_err,
             open(files / "target.out", "w+") as target_out,
             open(files / "target.err", "w+") as target_err,
         ):
-            tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
-            target = subprocess.Popen(
-                [TARGET_POSTGRES, "--config", str(files / "target.json")],
+            tap = start_tap(files, config, state, stderr=tap_err)
+            target = start_loader(
+                files,
+                target_config(pg_url, schema),
+                loader=TARGET_POSTGRES,
                 stdin=subprocess.PIPE,
                 stdout=target_out,
                 stderr=target_err,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from intercom_conversation_shared.schema_files import STREAM_NAME
 from tap_intercom_conversation.tap import TapIntercomConversation
+from tests.helpers import tap_config
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import tap_config
 
 
 def test_two_taps_in_one_process_do_not_share_a_budget():

@@ -19,9 +19,8 @@ import time
 
 import pytest
 
+from tests.helpers import run_all, run_tap, tap_config
 from tests.intercom_simulator import Faults, IntercomSimulator
-from tests.pipeline import tap_config
-from tests.tapcli import run_all, run_cli
 
 TOKEN = "tok_" + secrets.token_hex(20)
 DEBUG = {**os.environ, "TAP_INTERCOM_CONVERSATION_LOGLEVEL": "DEBUG", "LOGLEVEL": "DEBUG"}
@@ -75,22 +74,22 @@ def test_the_token_never_appears_in_any_output_at_debug_level():
                 ],
                 run_all(
                     [
-                        lambda: run_cli(config, None, env=DEBUG),
-                        lambda: run_cli(
+                        lambda: run_tap(config, None, env=DEBUG),
+                        lambda: run_tap(
                             env_only,
                             None,
                             "--config",
                             "ENV",
                             env={**DEBUG, "TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN": TOKEN},
                         ),
-                        lambda: run_cli({**config, "access_token": TOKEN[::-1]}, None, env=DEBUG),  # rejected: 401
-                        lambda: run_cli(tap_config(broken), None, fast_retries=True, env=DEBUG),
-                        lambda: run_cli({**config, "api_version": "9.9"}, None, env=DEBUG),
-                        lambda: run_cli({**config, "access_token": [TOKEN]}, None, env=DEBUG),
-                        lambda: run_cli(config, None, "--about", env=DEBUG),
-                        lambda: run_cli(config, None, "--about", "--format", "json", env=DEBUG),
-                        lambda: run_cli(config, None, "--about", "--format", "markdown", env=DEBUG),
-                        lambda: run_cli(config, None, "--discover", env=DEBUG),
+                        lambda: run_tap({**config, "access_token": TOKEN[::-1]}, None, env=DEBUG),  # rejected: 401
+                        lambda: run_tap(tap_config(broken), None, fast_retries=True, env=DEBUG),
+                        lambda: run_tap({**config, "api_version": "9.9"}, None, env=DEBUG),
+                        lambda: run_tap({**config, "access_token": [TOKEN]}, None, env=DEBUG),
+                        lambda: run_tap(config, None, "--about", env=DEBUG),
+                        lambda: run_tap(config, None, "--about", "--format", "json", env=DEBUG),
+                        lambda: run_tap(config, None, "--about", "--format", "markdown", env=DEBUG),
+                        lambda: run_tap(config, None, "--discover", env=DEBUG),
                     ],
                     workers=4,
                 ),

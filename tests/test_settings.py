@@ -13,7 +13,7 @@ from jsonschema.validators import validator_for
 
 from intercom_conversation_shared.settings import schema_problem
 from tap_intercom_conversation.tap import TapIntercomConversation
-from tests.pipeline import REPO
+from tests.helpers import REPO
 
 SCHEMA = TapIntercomConversation.config_jsonschema
 PROPERTIES = SCHEMA["properties"]

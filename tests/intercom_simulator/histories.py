@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .data import BOT, TAGS, Rec
-from .static import Static, admin_author
+from .data import TAGS, Rec
+from .static import Static, conversation_part, part_author
 
 CONTACT = "user"  # an author: the conversation's contact; "bot"; or an admin's id (a str of digits)
 STATE_AFTER = {
@@ -94,29 +94,13 @@ def record(cid: int, history: History, version: int = 0) -> Rec:
     )
 
 
-def _author(author: str, st: Static) -> dict[str, Any]:
-    if author == CONTACT:
-        user = st.users[0]  # type: ignore[attr-defined]
-        return {"type": "user", "id": user["id"], "name": user["name"], "email": user["email"]}
-    if author == "bot":
-        return {
-            "type": "bot",
-            "id": BOT[0],
-            "name": BOT[1],
-            "email": BOT[2],
-            "from_ai_agent": True,
-            "is_ai_answer": True,
-        }
-    return admin_author(int(author))
-
-
 def apply(row: dict[str, Any], rec: Rec, st: Static) -> None:
     """A search row (and so the GET payload) told by the history: source, tags, rating, teammates, statistics."""
     history: History = rec.history
     source = dict(row["source"])
     source.update(
         type="conversation",
-        author=_author(history.started_by, st),
+        author=part_author(st, history.started_by),
         subject="",
         delivered_as={CONTACT: "customer_initiated", "bot": "operator_initiated"}.get(
             history.started_by, "admin_initiated"
@@ -212,26 +196,8 @@ def parts(rec: Rec, st: Static) -> list[dict[str, Any]]:
         body = event.body
         if body is None and event.part_type in ("comment", "note", "quick_reply"):
             body = f"<p>{event.part_type} {k + 1}</p>"
-        out.append(
-            {
-                "type": "conversation_part",
-                "id": str(rec.id * 1_000_000 + k),
-                "part_type": event.part_type,
-                "body": body,
-                "created_at": at,
-                "updated_at": at,
-                "notified_at": at,
-                "assigned_to": {"type": "admin", "id": event.assigned_to} if event.assigned_to else None,
-                "author": _author(event.author, st),
-                "attachments": [],
-                "external_id": None,
-                "redacted": False,
-                "metadata": {},
-                "email_message_metadata": None,
-                "state": state,
-                "tags": [],
-                "event_details": None,
-                "app_package_code": None,
-            }
-        )
+        part = conversation_part(rec.id, k, event.part_type, body, at, part_author(st, event.author), state)
+        if event.assigned_to:
+            part["assigned_to"] = {"type": "admin", "id": event.assigned_to}
+        out.append(part)
     return out

@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 from . import histories
-from .data import ADMINS, BODIES, BOT, Rec
-from .static import Static, admin_author, static_for
+from .data import ADMINS, BODIES, Rec
+from .static import Static, conversation_part, part_author, static_for
 
 PART_CAP = 500
 NOTES = [
@@ -174,22 +174,6 @@ def _last(rec: Rec, who: str, default: int) -> int:
     return default
 
 
-def _author(st: Static, who: str, rng: random.Random) -> dict[str, Any]:
-    if who == "user":
-        user = st.users[0]  # type: ignore[attr-defined]
-        return {"type": "user", "id": user["id"], "name": user["name"], "email": user["email"]}
-    if who == "bot":
-        return {
-            "type": "bot",
-            "id": BOT[0],
-            "name": BOT[1],
-            "email": BOT[2],
-            "from_ai_agent": True,
-            "is_ai_answer": True,
-        }
-    return admin_author(rng.choice(ADMINS)[0])
-
-
 def _base_part(rec: Rec, k: int, rng: random.Random) -> tuple[int, str, str, str]:
     """(created_at, part_type, author kind, state) of generated part k."""
     t = rec.created_at + (rec.base_updated_at - rec.created_at) * (k + 1) // rec.n_base
@@ -229,26 +213,7 @@ def _part(seed: int, rec: Rec, st: Static, k: int) -> dict[str, Any]:
         body = rng.choice(BODIES)
     elif kind == "note":
         body = rng.choice(NOTES)
-    part: dict[str, Any] = {
-        "type": "conversation_part",
-        "id": str(rec.id * 1_000_000 + k),
-        "part_type": kind,
-        "body": body,
-        "created_at": t,
-        "updated_at": t,
-        "notified_at": t,
-        "assigned_to": None,
-        "author": _author(st, who, rng),
-        "attachments": [],
-        "external_id": None,
-        "redacted": False,
-        "metadata": {},
-        "email_message_metadata": None,
-        "state": state,
-        "tags": [],
-        "event_details": None,
-        "app_package_code": None,
-    }
+    part = conversation_part(rec.id, k, kind, body, t, part_author(st, who, lambda: rng.choice(ADMINS)[0]), state)
     edited = max((at for index, at in rec.edits if index == k), default=None)
     if edited is not None:  # a redaction: the body goes, the part says so
         part.update(body=None, redacted=True, updated_at=edited)

@@ -8,6 +8,7 @@ same conversation renders the same source/contacts/tags forever.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -39,6 +40,50 @@ def admin_author(admin_id: int) -> dict[str, Any]:
         if aid == admin_id:
             return {"type": "admin", "id": str(aid), "name": name, "email": email}
     return {"type": "admin", "id": str(admin_id), "name": None, "email": "unknown@example.com"}
+
+
+def part_author(st: Static, who: str, choose_admin: Callable[[], int] | None = None) -> dict[str, Any]:
+    """A part's author: the conversation's contact ("user"), Fin ("bot"), else the admin `who` (an id), or the one
+    `choose_admin()` gives (called only then: a generated history draws it from its random sequence)."""
+    if who == "user":
+        user = st.users[0]  # type: ignore[attr-defined]
+        return {"type": "user", "id": user["id"], "name": user["name"], "email": user["email"]}
+    if who == "bot":
+        return {
+            "type": "bot",
+            "id": BOT[0],
+            "name": BOT[1],
+            "email": BOT[2],
+            "from_ai_agent": True,
+            "is_ai_answer": True,
+        }
+    return admin_author(int(who) if choose_admin is None else choose_admin())
+
+
+def conversation_part(
+    conversation_id: int, k: int, part_type: str, body: str | None, at: int, author: dict[str, Any], state: str
+) -> dict[str, Any]:
+    """Part k of a conversation as Intercom returns it (its id made of the conversation's and k), assigned to none."""
+    return {
+        "type": "conversation_part",
+        "id": str(conversation_id * 1_000_000 + k),
+        "part_type": part_type,
+        "body": body,
+        "created_at": at,
+        "updated_at": at,
+        "notified_at": at,
+        "assigned_to": None,
+        "author": author,
+        "attachments": [],
+        "external_id": None,
+        "redacted": False,
+        "metadata": {},
+        "email_message_metadata": None,
+        "state": state,
+        "tags": [],
+        "event_details": None,
+        "app_package_code": None,
+    }
 
 
 @lru_cache(maxsize=4096)
