@@ -16,8 +16,8 @@ simulator's 10-second windows, the least favourable phase (the first window is p
 
 1. hydrated backfill: conversations/s and that rate as a fraction of the ceiling, R/10 calls per second less the
    search calls (150 conversations per search page), at R = 1,000 and at Intercom's default 1,667 per 10 s;
-   10,000 conversations: target-postgres commits its last batch of 5,000 rows after the tap's last record, a
-   fixed 1-2 s that a backfill of millions pays once, and at 5,000 that batch was the whole run;
+   10,000 conversations, parts on, into target-intercom-postgres (what `meltano run` uses): the loader commits
+   its last batch after the tap's last record, a fixed cost that a backfill of millions pays once;
 2. search-only (include_conversation_parts false): rows/s end to end, beside target-postgres alone loading the
    same messages from a file and the tap alone writing them to a file; 50,000 conversations without latency and
    at 150 ms, so that each run's fixed costs (start-up, half a second for the tap and for the loader; the ramp
@@ -29,7 +29,7 @@ simulator's 10-second windows, the least favourable phase (the first window is p
    waited on an empty stdin (for the tap), and its CPU time and time waiting for a CPU (the price of sharing);
 3. the tap's peak memory, hydrated at 2,000 to 20,000 and search-only at 10,000 to 200,000 conversations (the
    tap alone into a file: a slower loader only blocks its writes);
-4. an incremental run when nothing changed: API calls and wall time;
+4. an incremental run when nothing changed: API calls and wall time, into target-intercom-postgres;
 5. (`--only latency`, not in the default set) figure 1 swept: latency 50, 150, 450 and 1,000 ms (± 20 %) x
    R = 1,000, 1,667 and 4,167 per 10 s, default settings, one run each (9 windows' worth of conversations, stopped
    after 100 s if slower). From the simulator's count of calls per window: the share of R used in the run's full
@@ -81,6 +81,7 @@ from tests.helpers import TAP as THIS_TAP  # noqa: E402
 TAP = os.environ.get("TAP_BIN") or THIS_TAP  # another build of the tap: a before
 PYTHON = tool("dev", "python")
 TARGET = TARGET_POSTGRES  # TARGET_POSTGRES_BIN: another build of the loader
+LOADER = tool("dev", "target-intercom-postgres")  # the project's loader (target-postgres extended, copy_load.py)
 DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STREAM = "intercom_conversation_v1"
 PER_PAGE = 150
@@ -396,7 +397,7 @@ def hydrated(
         results = []
         for _ in range(runs):
             with scratch_schema() as schema:
-                run = run_tap(sim, settings, schema=schema, align=rate_limit is not None)
+                run = run_tap(sim, settings, schema=schema, align=rate_limit is not None, target=LOADER)
             if run.rows != conversations:
                 sys.exit(f"hydrated backfill loaded {run.rows} rows of {conversations}")
             results.append(run)
@@ -559,12 +560,12 @@ def memory_search(latencies: list[float], stopped: float, runs: int) -> list[dic
 def incremental(conversations: int, runs: int) -> dict:
     """A hydrated backfill, then runs from its final STATE with nothing changed."""
     with simulator(conversations) as sim, scratch_schema() as schema:
-        first = run_tap(sim, {}, schema=schema)
+        first = run_tap(sim, {}, schema=schema, target=LOADER)
         if first.rows != conversations or first.last_state is None:
             sys.exit("the backfill before the incremental runs did not load every row")
         results = []
         for _ in range(runs):
-            run = run_tap(sim, {}, schema=schema, state=first.last_state)
+            run = run_tap(sim, {}, schema=schema, state=first.last_state, target=LOADER)
             results.append(run)
             print(f"  incremental: {run.calls} {run.seconds:.2f}s", file=sys.stderr, flush=True)
     return {
@@ -625,7 +626,6 @@ def latency_cell(limit: int, latency_ms: float) -> dict:
 
 
 PAIR_CELLS = ((4167, 150, 24000), (INTERCOM_LIMIT, 150, 10000), (INTERCOM_LIMIT, 450, 10000))
-LOADER = tool("dev", "target-intercom-postgres")  # the project's loader (target-postgres extended, copy_load.py)
 
 
 def since(before: dict, after: dict) -> dict:
