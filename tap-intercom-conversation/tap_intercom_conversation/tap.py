@@ -30,7 +30,7 @@ from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.runtime import Runtime
 from tap_intercom_conversation.streams import ConversationsStream
-from tap_intercom_conversation.writer import WholeLineWriter
+from tap_intercom_conversation.writer import WholeLineWriter, end_output
 
 DEFAULT_LOOKBACK_SECONDS = 600
 DEFAULT_MAX_CONCURRENT_REQUESTS = 500  # 4,167 calls per 10 s (25,000 a minute) x 1 s latency x 1.2
@@ -232,6 +232,7 @@ class TapIntercomConversation(TapAdapter, Tap):
             state = io.StringIO(text)
         try:
             super().invoke(config=config, state=state, catalog=catalog)
+            end_output()
         except BrokenPipeError:  # click would exit 1 without a word
             raise OutputClosed("the output was closed (the target stopped reading)") from None
 

@@ -415,6 +415,26 @@ def main() -> None:
     except LoaderError as error:
         logs.fail(TargetIntercomPostgres.logger, f"{PROG}: error: {error}")
         sys.exit(error.exit_code)
+    except SystemExit as done:  # click's end of a command that succeeded
+        if done.code not in (0, None):
+            raise
+        exit_now()
+
+
+def exit_now() -> None:
+    """Exit 0 once everything is committed, acknowledged and logged, skipping Python's teardown.
+
+    Freeing every module (SQLAlchemy's above all) took 0.4 CPU s and up to a second after the summary
+    line (issue 25), which Meltano, and a run scheduled after this one, waited for. Nothing is left to
+    do by then: the sinks have closed their connections and their threads (clean_up). Under a profiler
+    or a debugger (cProfile writes its file at exit) the usual exit.
+    """
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(0)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    logging.shutdown()
+    os._exit(0)
 
 
 if __name__ == "__main__":
