@@ -44,7 +44,7 @@ from typing_extensions import override
 
 from intercom_conversation_shared.escapes import readable
 from intercom_conversation_shared.schema_files import TABLES
-from intercom_conversation_shared.sdk_adapter import SinkAdapter
+from intercom_conversation_shared.sdk_adapter import SinkAdapter, batch_context
 from target_intercom_postgres.table import libpq_url
 
 # RFC 3339 with its offset (what the tap writes); anything else goes the SDK's way.
@@ -429,6 +429,26 @@ class CopySink(SinkAdapter, PostgresSink):
         if isinstance(self._reader, RecordReader):
             decoder = line_decoder(self.schema, columns) if columns is not None else None
             self._reader.register(self.stream_name, decoder, self._objects())
+
+    def direct(self) -> bool:
+        """Whether the target may hand this sink the records its reader decoded, without the SDK's per-record path.
+
+        That path maps (no stream map here: `_columns`), validates (the reader did, while decoding), parses
+        date-times (PostgreSQL does) and drops `_sdc_` fields (the record has only the schema's): `take` is
+        what is left of it.
+        """
+        return self._upsert is not None and bool(self._upsert.objects)
+
+    def decoded(self, record: dict) -> bool:
+        """A record the reader decoded with its types: its JSON columns are the tap's bytes (or null)."""
+        assert self._upsert is not None
+        return any(isinstance(record.get(name), msgspec.Raw) for name in self._upsert.objects)
+
+    def take(self, record: dict) -> None:
+        """A decoded record into the batch, counted as the SDK counts it (records read, the METRIC counter)."""
+        self.tally_record_read()
+        self.process_record(record, batch_context(self, record))
+        self.record_counter_metric.increment()
 
     @override
     def validate_and_parse(self, record: dict) -> dict:

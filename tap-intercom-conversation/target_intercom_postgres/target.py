@@ -142,6 +142,7 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
         self._acknowledged_seq = 0
         self._last_commit = time.monotonic()
         self._sinks_drained: dict[int, t.Any] = {}
+        self._direct: dict[str, CopySink] = {}  # streams whose decoded records skip the SDK's per-record path
         t.cast(GuardedReader, self.message_reader).guard = self.handle_message
         for name, value in REQUIRED.items():
             if self.config.get(name) != value:
@@ -233,6 +234,14 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
             self.warn_full_backfill()
         self._seen_schema = True
         super().on_schema_message(message_dict)
+        stream = message_dict["stream"]
+        self._direct.pop(stream, None)
+        try:
+            sink = self.get_sink(stream)  # the stream's sink, new if its schema changed
+        except KeyError:  # a stream map renamed it or dropped it: its records go the SDK's way
+            return
+        if isinstance(sink, CopySink) and sink.direct():
+            self._direct[stream] = sink
 
     def warn_full_backfill(self) -> None:
         if self._had_rows and not self._warned_full:
@@ -243,6 +252,18 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
                 self.target_schema,
                 STREAM_NAME,
             )
+
+    @override
+    def on_record_message(self, message_dict: dict) -> None:
+        """A record the reader decoded with its stream's types goes straight to its sink (CopySink.direct)."""
+        sink = self._direct.get(message_dict.get("stream"))  # type: ignore[arg-type]
+        record = message_dict.get("record")
+        if sink is None or not isinstance(record, dict) or not sink.decoded(record):
+            super().on_record_message(message_dict)
+            return
+        sink.take(record)
+        if sink.is_full:
+            self.drain_one(sink)
 
     @override
     def on_state_message(self, message_dict: dict) -> None:
