@@ -452,8 +452,11 @@ def exit_now() -> None:
     """
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(0)
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a reader gone: Python's own exit says so (and exits 120)
+        sys.exit(0)
     logging.shutdown()
     os._exit(0)
 
