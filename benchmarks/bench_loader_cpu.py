@@ -2,7 +2,7 @@
 """Issue 25: the loader's CPU against stock target-postgres, and search-only end to end against COPY + upsert.
 
     .venvs/dev/bin/python benchmarks/bench_loader_cpu.py [--conversations 6000] [--runs 3] [--profile DIR]
-    .venvs/dev/bin/python benchmarks/bench_loader_cpu.py --only copy [--search-conversations 30000]
+    .venvs/dev/bin/python benchmarks/bench_loader_cpu.py --only copy [--search-conversations 30000] [--warm-up]
 
 cpu: a recorded run (the tap alone into a file: hydrated, parts on, the simulator without latency), then,
 alternately, stock meltanolabs-target-postgres 0.8.1 (.venvs/target-postgres) and target-intercom-postgres
@@ -14,7 +14,10 @@ copy: search-only (include_conversation_parts false). The reference is what the 
 the recorded rows, encoded beforehand, COPYed into a temporary table and upserted into the documented
 table (INSERT ... ON CONFLICT DO UPDATE, its triggers firing) by batches of 5,000, timed from connect to
 the last commit. Beside it, end to end: the tap piped into the loader from the simulator, from the tap's
-start to the loader's exit. Runs alternate; the ratio end to end / reference is given run by run.
+start to the loader's exit. Runs alternate; the ratio end to end / reference is given run by run, with
+where the CPU went in each (the tap's, the loader's and the simulator's CPU seconds; PostgreSQL's, all its
+processes, from /proc) and how long the loader ran on after the tap's exit. --warm-up: one unmeasured run
+of each first (figure 2's method: the first run of a series pays for cold caches).
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import typing as t
 from pathlib import Path
 
 import psycopg
@@ -162,9 +167,43 @@ def copy_rows(messages: Path) -> list[list[bytes]]:
     return batches
 
 
+def postgres_cpu() -> float | None:
+    """CPU seconds of every PostgreSQL process of this machine so far, those ended included (the postmaster's
+    reaped children: each connection's backend); None where /proc does not show a local server."""
+    total, found = 0, False
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            if Path(f"/proc/{fields[1]}/comm").read_text().strip() != "postgres":  # the postmaster
+                total += int(fields[13]) + int(fields[14])
+            found = True
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK") if found else None
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def since(before: float | None) -> float | None:
+    after = postgres_cpu()
+    return None if before is None or after is None else after - before
+
+
 def copy_upsert(batches: list[list[bytes]]) -> float:
     """Wall seconds of COPY into a temporary table + upsert into the documented table, per batch, one connection."""
+    return copy_upsert_measured(batches)[0]
+
+
+def copy_upsert_measured(batches: list[list[bytes]]) -> tuple[float, float | None]:
+    """copy_upsert's seconds, and PostgreSQL's CPU seconds meanwhile (None without /proc)."""
     with scratch_schema() as schema:
+        pg_before = postgres_cpu()
         started = time.perf_counter()
         with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
             table = sql.Identifier(schema, "intercom_conversation_v1")
@@ -192,26 +231,54 @@ def copy_upsert(batches: list[list[bytes]]) -> float:
                         )
                     )
         seconds = time.perf_counter() - started
+        pg_cpu = since(pg_before)
         with psycopg.connect(DATABASE_URL) as conn:
             count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
         if not count or count[0] != sum(map(len, batches)):
             sys.exit(f"COPY + upsert loaded {count} rows")
-    return seconds
+    return seconds, pg_cpu
+
+
+class Piped(t.NamedTuple):
+    """One end-to-end run: wall seconds, CPU seconds of each process (PostgreSQL: None without /proc)."""
+
+    seconds: float
+    loader_cpu: float
+    tap_cpu: float
+    simulator_cpu: float
+    postgres_cpu: float | None
+    after_tap: float  # seconds from the tap's exit to the loader's
 
 
 def end_to_end(sim: object, conversations: int) -> tuple[float, float]:
     """(wall s from the tap's start to the loader's exit, the loader's CPU s): the tap piped into the loader."""
+    run = end_to_end_measured(sim, conversations)
+    return run.seconds, run.loader_cpu
+
+
+def end_to_end_measured(sim: object, conversations: int) -> Piped:
+    """The tap piped into the loader, timed from the tap's start to the loader's exit, with each one's CPU."""
     with scratch_schema() as schema, tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         api_url = sim.url  # type: ignore[attr-defined]
         settings = {"access_token": "sim-token", "api_url": api_url, "include_conversation_parts": False}
+        simulator_before, pg_before = process_cpu(sim.process.pid), postgres_cpu()  # type: ignore[attr-defined]
         started = time.perf_counter()
         tap, loader = start_pipe(
             Path(tmp), settings, loader_config(schema), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        _, status, usage = os.wait4(loader.pid, 0)
-        loader.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - started
-        tap.wait(timeout=60)
+        exited: dict[str, tuple[float, resource.struct_rusage]] = {}
+
+        def wait(name: str, process: subprocess.Popen) -> None:
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            exited[name] = (time.perf_counter() - started, usage)
+
+        tap_waiter = threading.Thread(target=wait, args=("tap", tap))
+        tap_waiter.start()
+        wait("loader", loader)
+        seconds = exited["loader"][0]
+        pg_cpu, simulator_cpu = since(pg_before), process_cpu(sim.process.pid) - simulator_before  # type: ignore[attr-defined]
+        tap_waiter.join(timeout=60)
         if loader.returncode != 0:
             sys.exit(f"the loader failed:\n{loader.stderr.read()[-3000:] if loader.stderr else ''}")
         with psycopg.connect(DATABASE_URL) as conn:
@@ -220,10 +287,18 @@ def end_to_end(sim: object, conversations: int) -> tuple[float, float]:
             ).fetchone()
         if not count or count[0] != conversations:
             sys.exit(f"end to end loaded {count} of {conversations}")
-    return seconds, usage.ru_utime + usage.ru_stime
+    loader_usage, (tap_exit, tap_usage) = exited["loader"][1], exited["tap"]
+    return Piped(
+        seconds,
+        loader_usage.ru_utime + loader_usage.ru_stime,
+        tap_usage.ru_utime + tap_usage.ru_stime,
+        simulator_cpu,
+        pg_cpu,
+        seconds - tap_exit,
+    )
 
 
-def copy_figure(conversations: int, runs: int) -> None:
+def copy_figure(conversations: int, runs: int, warm_up: bool = False) -> None:
     with (
         simulator(conversations, latency_ms=0, jitter_ms=0) as sim,
         tempfile.TemporaryDirectory(prefix="bench-copy-") as tmp,
@@ -237,15 +312,21 @@ def copy_figure(conversations: int, runs: int) -> None:
             f"(load average {load_average()})",
             flush=True,
         )
+        if warm_up:  # unmeasured: the first run of a series pays for cold caches (Python's files, PostgreSQL's)
+            copy_upsert(batches)
+            end_to_end(sim, conversations)
         reference, piped, ratios = [], [], []
         for index in range(runs):
-            reference.append(copy_upsert(batches))
-            seconds, cpu = end_to_end(sim, conversations)
-            piped.append(seconds)
-            ratios.append(reference[-1] / seconds)
+            seconds_ref, pg_ref = copy_upsert_measured(batches)
+            reference.append(seconds_ref)
+            run = end_to_end_measured(sim, conversations)
+            piped.append(run.seconds)
+            ratios.append(reference[-1] / run.seconds)
             print(
-                f"  run {index + 1}: COPY + upsert {reference[-1]:.1f} s, end to end {seconds:.1f} s (loader "
-                f"{cpu:.1f} CPU s), ratio {ratios[-1]:.2f} (load average {load_average()})",
+                f"  run {index + 1}: COPY + upsert {reference[-1]:.1f} s (PostgreSQL {cpu_text(pg_ref)} CPU s), "
+                f"end to end {run.seconds:.1f} s (CPU s: tap {run.tap_cpu:.1f}, loader {run.loader_cpu:.1f}, "
+                f"simulator {run.simulator_cpu:.1f}, PostgreSQL {cpu_text(run.postgres_cpu)}; the loader's exit "
+                f"{run.after_tap:.1f} s after the tap's), ratio {ratios[-1]:.2f} (load average {load_average()})",
                 file=sys.stderr,
                 flush=True,
             )
@@ -260,6 +341,10 @@ def copy_figure(conversations: int, runs: int) -> None:
     )
 
 
+def cpu_text(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
 def load_average() -> str:
     return " / ".join(f"{value:.1f}" for value in os.getloadavg())
 
@@ -271,6 +356,7 @@ def main() -> None:
     parser.add_argument("--search-conversations", type=int, default=30000, help="search-only, for copy")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="a folder for stock.prof and loader.prof (cProfile)")
+    parser.add_argument("--warm-up", action="store_true", help="copy: one unmeasured run of each first")
     args = parser.parse_args()
     os.chdir(REPO)
     print(
@@ -282,7 +368,7 @@ def main() -> None:
     if "cpu" in only:
         cpu_figure(args.conversations, args.runs, args.profile)
     if "copy" in only:
-        copy_figure(args.search_conversations, args.runs)
+        copy_figure(args.search_conversations, args.runs, args.warm_up)
     print(f"\nload average after: {load_average()}")
 
 

@@ -28,6 +28,13 @@ TargetAdapter, the base of TargetIntercomPostgres (target-postgres's TargetPostg
   STATE before any SCHEMA (an empty table with a bookmark means a changed database), and note each
   STATE with what it waits for (acknowledge.py); the SDK has no public per-message hook. Forwarded to
   `on_schema_message` and `on_state_message`.
+- `_process_record_message` (override): a record of the product's streams that the loader's reader
+  already decoded and checked with its types (copy_load.py), with no stream map, goes straight to its
+  sink's batch, its counters and its drain (issue 25: the SDK's per-record path, written for maps and
+  validation that such a record does not need, was the loader's largest Python cost); any other
+  record the SDK's way. Forwarded to `on_record_message`.
+- `_get_context` (use): the batch a record joins, which `process_record` fills. Exposed as
+  `batch_context(sink, record)`.
 - `drain_one` (`@final` override): the SDK acknowledges STATE only after draining every sink; the
   loader acknowledges the STATE a batch commit covers right after that commit, and names the table a
   failed commit was for. Forwarded to `after_drain` / `on_drain_failed`.
@@ -244,3 +251,16 @@ class TargetAdapter(SettingsAdapter, Target):
 
     def on_state_message(self, message_dict: dict) -> None:
         super()._process_state_message(message_dict)
+
+    @override
+    def _process_record_message(self, message_dict: dict) -> None:
+        self.on_record_message(message_dict)
+
+    def on_record_message(self, message_dict: dict) -> None:
+        """A RECORD: the SDK's map transform, validation and batching, then a drain if its sink is full."""
+        super()._process_record_message(message_dict)
+
+
+def batch_context(sink: Sink, record: dict) -> dict:
+    """The batch a record joins (BatchSink's: a new one after each drain), as the SDK hands it to process_record."""
+    return sink._get_context(record)

@@ -30,7 +30,7 @@ from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.runtime import Runtime
 from tap_intercom_conversation.streams import ConversationsStream
-from tap_intercom_conversation.writer import WholeLineWriter, state_line, with_failure
+from tap_intercom_conversation.writer import WholeLineWriter, end_output, state_line, with_failure
 
 DEFAULT_LOOKBACK_SECONDS = 600
 DEFAULT_MAX_CONCURRENT_REQUESTS = 500  # 4,167 calls per 10 s (25,000 a minute) x 1 s latency x 1.2
@@ -243,6 +243,7 @@ class TapIntercomConversation(TapAdapter, Tap):
             resumes_from = text.encode()
         try:
             super().invoke(config=config, state=state, catalog=catalog)
+            end_output()
         except BrokenPipeError:  # click would exit 1 without a word
             raise OutputClosed("the output was closed (the target stopped reading)") from None
         except IntercomError as error:  # one raised before the sync began (a setting, the state) is handed over here

@@ -44,7 +44,7 @@ from typing_extensions import override
 
 from intercom_conversation_shared.escapes import readable
 from intercom_conversation_shared.schema_files import TABLES
-from intercom_conversation_shared.sdk_adapter import SinkAdapter
+from intercom_conversation_shared.sdk_adapter import SinkAdapter, batch_context
 from target_intercom_postgres.table import libpq_url
 
 # RFC 3339 with its offset (what the tap writes); anything else goes the SDK's way.
@@ -64,6 +64,8 @@ _FLUSH_BYTES = 1 << 20
 # A batch is also full at this many bytes of JSON: 5,000 hydrated conversations with their parts are
 # 75 MB, whose upsert after the tap's last record alone outlasted the tap by 10 s (issue 25).
 BATCH_BYTES = 8 << 20
+# With nothing in flight, a batch is full at batch_size_rows / EAGER_SHARE rows (CopySink.is_full).
+EAGER_SHARE = 5
 
 
 class Column(t.NamedTuple):
@@ -387,6 +389,7 @@ class CopySink(SinkAdapter, PostgresSink):
         self._in_flight_rows = 0  # rows of the batch in flight, not yet seen committed
         self._lock = threading.Lock()
         self._batch_bytes = 0
+        self._filled = False  # is_full said so: the SDK drains the batch at once, and it loads in the sink's thread
         super().__init__(target, *args, **kwargs)
 
     def copies(self) -> bool:
@@ -427,6 +430,26 @@ class CopySink(SinkAdapter, PostgresSink):
             decoder = line_decoder(self.schema, columns) if columns is not None else None
             self._reader.register(self.stream_name, decoder, self._objects())
 
+    def direct(self) -> bool:
+        """Whether the target may hand this sink the records its reader decoded, without the SDK's per-record path.
+
+        That path maps (no stream map here: `_columns`), validates (the reader did, while decoding), parses
+        date-times (PostgreSQL does) and drops `_sdc_` fields (the record has only the schema's): `take` is
+        what is left of it.
+        """
+        return self._upsert is not None and bool(self._upsert.objects)
+
+    def decoded(self, record: dict) -> bool:
+        """A record the reader decoded with its types: its JSON columns are the tap's bytes (or null)."""
+        assert self._upsert is not None
+        return any(isinstance(record.get(name), msgspec.Raw) for name in self._upsert.objects)
+
+    def take(self, record: dict) -> None:
+        """A decoded record into the batch, counted as the SDK counts it (records read, the METRIC counter)."""
+        self.tally_record_read()
+        self.process_record(record, batch_context(self, record))
+        self.record_counter_metric.increment()
+
     @override
     def validate_and_parse(self, record: dict) -> dict:
         """A record the reader decoded with its types (its `data` raw) is already checked and stays as it is."""
@@ -446,7 +469,20 @@ class CopySink(SinkAdapter, PostgresSink):
     @property
     @override
     def is_full(self) -> bool:
-        return self.current_size - self._in_flight_rows >= self.max_size or self._batch_bytes >= BATCH_BYTES
+        """A full batch (the SDK then drains it, and process_batch loads it in the sink's thread).
+
+        A batch is also full at a fifth of batch_size_rows when nothing is in flight: the database,
+        idle otherwise, starts on it at once, and the batch left when the input ends (which the run
+        waits for) is what arrived during the last load rather than up to a whole batch (issue 25).
+        """
+        reading = self.current_size - self._in_flight_rows
+        idle = self._upsert is not None and (self._in_flight is None or self._in_flight.done())
+        self._filled = (
+            reading >= self.max_size
+            or self._batch_bytes >= BATCH_BYTES
+            or (idle and reading >= max(1, self.max_size // EAGER_SHARE))
+        )
+        return self._filled
 
     @property
     @override
@@ -459,9 +495,9 @@ class CopySink(SinkAdapter, PostgresSink):
             super().process_batch(context)
             return
         records = context.get("records", [])
-        # Full: the SDK drained it because it filled up (never the case of a drain of every sink, which finds
-        # a partial batch or none: a full one is drained as its last record arrives).
-        full = len(records) >= self.max_size or self._batch_bytes >= BATCH_BYTES
+        # Full: the SDK drained it because is_full said so, right after its last record (never the case of
+        # a drain of every sink: at the end, on a signal, on the timer, which waits until it is committed).
+        full, self._filled = self._filled, False
         self._batch_bytes = 0
         with self._lock:  # the SDK drains sinks from its own threads at the end
             self.wait_for_batch()
