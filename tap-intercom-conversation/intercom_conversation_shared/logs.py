@@ -100,21 +100,27 @@ def configure(plugin_name: str, *, per_batch: bool) -> None:
     """
     root = logging.getLogger()
     for handler in root.handlers:
-        if not any(isinstance(existing, BatchLines) for existing in handler.filters):
-            handler.addFilter(BatchLines(per_batch=per_batch))
+        add_once(handler, BatchLines(per_batch=per_batch))
     metrics = logging.getLogger(METRICS_LOGGER_NAME)
-    if not per_batch and not any(isinstance(existing, PerRequestMetrics) for existing in metrics.filters):
-        metrics.addFilter(PerRequestMetrics())
+    if not per_batch:
+        add_once(metrics, PerRequestMetrics())
     prefix = plugin_name.upper().replace("-", "_")
     level = os.environ.get(f"{prefix}_LOGLEVEL")
     if level and isinstance(logging.getLevelName(level.upper()), int):
         root.setLevel(level.upper())
         if structured() and root.getEffectiveLevel() < logging.INFO:
             for handler in root.handlers:
-                if not any(isinstance(existing, ShownAtInfo) for existing in handler.filters):
-                    handler.addFilter(ShownAtInfo())
+                add_once(handler, ShownAtInfo())
+    if not per_batch and metrics.getEffectiveLevel() > logging.DEBUG:
+        metrics.setLevel(logging.WARNING)  # singer-sdk's METRIC lines (per request, per batch) only when asked for
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def add_once(filterer: logging.Filterer, new: logging.Filter) -> None:
+    """`new` on a handler or logger that has no filter of its class yet (configure may run twice in a process)."""
+    if not any(isinstance(existing, type(new)) for existing in filterer.filters):
+        filterer.addFilter(new)
 
 
 def fail(logger: logging.Logger, line: str, *, caused_elsewhere: bool = False) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
-import os
 import signal
 import sys
 import types
@@ -30,7 +28,7 @@ from tap_intercom_conversation.parts import ConversationPartsStream
 from tap_intercom_conversation.progress import run_summary
 from tap_intercom_conversation.runtime import Runtime
 from tap_intercom_conversation.streams import ConversationsStream
-from tap_intercom_conversation.writer import WholeLineWriter, end_output, state_line, with_failure
+from tap_intercom_conversation.writer import WholeLineWriter, detach_stdout, end_output, state_line, with_failure
 
 DEFAULT_LOOKBACK_SECONDS = 600
 DEFAULT_MAX_CONCURRENT_REQUESTS = 500  # 4,167 calls per 10 s (25,000 a minute) x 1 s latency x 1.2
@@ -134,8 +132,6 @@ class TapIntercomConversation(TapAdapter, Tap):
         # A METRIC line per request would be most of the log (a million lines for a million conversations):
         # at debug too, the request lines are dropped (logs.PerRequestMetrics) unless log_metrics asks for them.
         logs.configure(self.name, per_batch=bool(self.config.get("log_metrics")))
-        if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
-            self.metrics_logger.setLevel(logging.WARNING)
 
     @override
     def discover_streams(self) -> list[IntercomStream]:
@@ -268,7 +264,7 @@ def hand_over_failure(error: Exception, write: t.Callable[[str], None]) -> None:
     try:
         write(cause)
     except OSError:  # the target is gone: its own error line says why; Python must not complain at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        detach_stdout()
 
 
 def write_stdout(line: bytes) -> None:
@@ -293,7 +289,7 @@ def main() -> None:
     except IntercomError as err:
         closed = isinstance(err, OutputClosed)
         if closed:  # nothing more can be delivered, and Python must not complain at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            detach_stdout()
         # The output closed: the target stopped on an error, and its line is the cause.
         logs.fail(TapIntercomConversation.logger, f"tap-intercom-conversation: error: {err}", caused_elsewhere=closed)
         sys.exit(getattr(err, "exit_code", 1))

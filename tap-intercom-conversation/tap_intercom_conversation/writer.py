@@ -110,7 +110,13 @@ def end_output() -> None:
     (issue 25): the target, and a scheduler waiting for it, would wait for that too.
     """
     sys.stdout.flush()
-    with contextlib.suppress(OSError, ValueError):  # no file descriptor: nothing to end early
+    detach_stdout()
+
+
+def detach_stdout() -> None:
+    """stdout's file descriptor on /dev/null: the pipe is released (its reader sees the end of its input), and
+    nothing written after, nor Python's flush at exit, fails or complains on a reader that is gone."""
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor: nothing to release
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)

@@ -453,7 +453,7 @@ class CopySink(SinkAdapter, PostgresSink):
     @override
     def validate_and_parse(self, record: dict) -> dict:
         """A record the reader decoded with its types (its `data` raw) is already checked and stays as it is."""
-        if self._upsert is not None and any(isinstance(record.get(name), msgspec.Raw) for name in self._upsert.objects):
+        if self._upsert is not None and self.decoded(record):
             return record
         return super().validate_and_parse(record)
 

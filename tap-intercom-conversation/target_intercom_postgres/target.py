@@ -140,8 +140,6 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
         except AssertionError as error:  # target-postgres checks its connection settings with assert
             raise LoaderError(f"configuration: {error}") from None
         logs.configure(self.name, per_batch=bool(self.config.get("log_metrics")))
-        if not self.config.get("log_metrics") and self.metrics_logger.getEffectiveLevel() > logging.DEBUG:
-            self.metrics_logger.setLevel(logging.WARNING)  # a METRIC line per batch, only when asked for
         self.ledger = CommitLedger(records_read)
         self._ack_lock = threading.RLock()
         self._acknowledged_seq = 0
