@@ -187,7 +187,7 @@ class SinkAdapter(Sink):
         return super()._validate_and_parse(record)
 
 
-# --- the loader (loader.py) ---
+# --- the loader (target_intercom_postgres/target.py) ---
 
 
 def records_read(sink: Sink) -> int:
