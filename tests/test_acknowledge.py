@@ -221,6 +221,19 @@ def test_a_state_that_resumes_nothing_on_a_table_with_rows_is_one_warning(pg_url
     assert logs[1].count(warning) == 1
 
 
+def test_the_load_summary_counts_rows_the_table_already_held_as_unchanged(pg_url, pg_schema):
+    """Loading the same conversations again inserts and updates nothing: the summary's counts still add up."""
+    with IntercomSimulator(conversations=40, seed=46) as sim, tempfile.TemporaryDirectory() as folder:
+        summaries = []
+        for _ in range(2):
+            done = tap_into_loader(Path(folder), tap_config(sim), target_config(pg_url, pg_schema))
+            assert done.returncode == 0, done.stderr[-2000:]
+            summaries.append(next(line for line in done.stderr.splitlines() if "Load summary: " in line))
+
+    assert f"{STREAM} 40 rows (40 inserted, 0 updated)" in summaries[0] and "unchanged" not in summaries[0]
+    assert f"{STREAM} 40 rows (0 inserted, 0 updated, 40 unchanged)" in summaries[1]
+
+
 def test_a_batch_the_database_refuses_is_one_line_naming_table_host_port_and_database(pg_url, pg_schema):
     apply_table(pg_url, pg_schema)
     with psycopg.connect(pg_url) as conn:

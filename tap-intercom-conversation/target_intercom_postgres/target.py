@@ -420,7 +420,11 @@ class TargetIntercomPostgres(TargetAdapter, TargetPostgres):
 
 
 def load_summary(sinks: list[t.Any], seconds: float) -> str:
-    """`rows_inserted` / `rows_updated` from a sink that counts them, else the rows it committed."""
+    """`rows_inserted` / `rows_updated` from a sink that counts them, else the rows it committed.
+
+    Rows neither inserted nor updated are named too: the table already held them as they are, or newer
+    (a resumed run's lookback, a record sent twice), so the counts add up for whoever reads the line.
+    """
     rows: dict[str, int] = {}
     split: dict[str, tuple[int, int] | None] = {}
     for sink in sinks:
@@ -433,7 +437,11 @@ def load_summary(sinks: list[t.Any], seconds: float) -> str:
     parts = []
     for table in sorted(rows):
         counts = split[table]
-        detail = f" ({counts[0]:,} inserted, {counts[1]:,} updated)" if counts is not None else ""
+        detail = ""
+        if counts is not None:
+            unchanged = rows[table] - counts[0] - counts[1]
+            also = f", {unchanged:,} unchanged" if unchanged > 0 else ""
+            detail = f" ({counts[0]:,} inserted, {counts[1]:,} updated{also})"
         parts.append(f"{table} {rows[table]:,} rows{detail}")
     return f"Load summary: {'; '.join(parts) or 'no rows'}, {seconds:.1f} s"
 
