@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,10 +76,14 @@ def meltano_settings(extractor: str | None, loader: str) -> JobSettings:
             "`meltano invoke intercom-conversation-table:verify` (or pass --config without them)"
         )
     meltano = Path(os.environ.get("MELTANO_SYS_DIR_ROOT") or Path(root) / ".meltano") / "run" / "bin"
-    tap = _dump(meltano, root, extractor) if extractor else None
+    # Both asked at once: each nested meltano takes seconds to start, most of a check's start-up.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        asked_loader = pool.submit(_dump, meltano, root, loader)
+        tap = _dump(meltano, root, extractor) if extractor else None
+        loader_config = asked_loader.result()
     environment = os.environ.get("MELTANO_ENVIRONMENT") or "none"
     names = f"extractor {extractor}, loader {loader}" if extractor else f"loader {loader}"
-    return JobSettings(tap, _dump(meltano, root, loader), f"Meltano ({names}, environment {environment})")
+    return JobSettings(tap, loader_config, f"Meltano ({names}, environment {environment})")
 
 
 def _dump(meltano: Path, root: str, plugin: str) -> dict[str, t.Any]:
