@@ -12,7 +12,9 @@ import datetime as dt
 import json
 import os
 import subprocess
+import threading
 import time
+import typing as t
 from pathlib import Path
 
 import psycopg
@@ -21,7 +23,16 @@ import pytest
 from intercom_conversation_shared.schema_files import PARTS_STREAM, STREAM_NAME, schema_path, stream_schema
 from target_intercom_postgres.copy_load import Column, Upsert, flat_columns
 from target_intercom_postgres.table import apply
-from tests.helpers import conversation_record, run_loader, sqlalchemy_url, start_pipe, table_rows, tap_config, ts
+from tests.helpers import (
+    conversation_record,
+    run_loader,
+    sqlalchemy_url,
+    start_loader,
+    start_pipe,
+    table_rows,
+    tap_config,
+    ts,
+)
 from tests.intercom_simulator import IntercomSimulator
 
 UTC = dt.timezone.utc
@@ -265,3 +276,122 @@ def test_batch_size_rows_still_sets_the_batches(pg_url, pg_schema, tmp_path, bat
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(r["pk"] for r in rows(pg_url, pg_schema).values()) == list(range(1, 16))
+
+
+class FedLoader:
+    """The real loader reading a pipe the test writes to, message by message; its stdout collected as it comes."""
+
+    def __init__(self, tmp_path: Path, pg_url: str, schema: str, env: dict | None = None, **settings: object) -> None:
+        config = {"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema, **settings}
+        self.log = (tmp_path / "loader.err").open("w+")
+        self.process = start_loader(
+            tmp_path,
+            config,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.states: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.states.append(json.loads(line))
+
+    def send(self, *lines: dict) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
+        self.process.stdin.flush()
+
+    def records(self, *records: dict) -> None:
+        self.send(*({"type": "RECORD", "stream": STREAM_NAME, "record": record} for record in records))
+
+    def finish(self) -> str:
+        """The input's end; the loader's log once it has exited."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=120)
+        self._reader.join(timeout=10)
+        self.log.seek(0)
+        return self.log.read()
+
+
+def wait_until(condition: t.Callable[[], object], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds:.0f} s for {what}")
+        time.sleep(0.02)
+
+
+def waiting_for_a_lock(watcher: psycopg.Connection, schema: str) -> int:
+    """The loader's statements on the schema's conversations table that wait for a lock."""
+    found = watcher.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+        (f"%{schema}%{STREAM_NAME}%",),
+    ).fetchone()
+    return found[0] if found else 0
+
+
+def test_two_batches_load_at_once_and_a_state_waits_for_the_older_one(pg_url, pg_schema, tmp_path):
+    """Batch A waits for a row the test locks; batch B, read after it, commits meanwhile (two batches in flight).
+    A STATE read after both is not acknowledged until A is committed too: the loader's STATE is never ahead of
+    the table, whichever batch commits first."""
+    existing = conversation(1, ts(1))
+    done = load_messages(tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), [existing])))
+    assert done.returncode == 0, done.stderr[-3000:]
+    later = [conversation(n, ts(n)) for n in range(11, 16)]
+    with psycopg.connect(pg_url) as blocker, psycopg.connect(pg_url, autocommit=True) as watcher:
+        blocker.execute(f"SELECT 1 FROM \"{pg_schema}\".{STREAM_NAME} WHERE intercom_id = '7001' FOR UPDATE")
+        loader = FedLoader(tmp_path, pg_url, pg_schema, batch_size_rows=10)  # A: 2 rows (nothing in flight), B: 5
+        loader.send(
+            {"type": "SCHEMA", "stream": STREAM_NAME, "schema": stream_schema(), "key_properties": ["intercom_id"]}
+        )
+        loader.records(conversation(1, ts(100), title="changed"), conversation(10, ts(10)))
+        loader.send({"type": "STATE", "value": {"n": 1}})
+        wait_until(lambda: waiting_for_a_lock(watcher, pg_schema), "batch A to wait for the locked row")
+        loader.records(*later)
+        loader.send({"type": "STATE", "value": {"n": 2}})
+        wait_until(lambda: len(rows(pg_url, pg_schema)) == 6, "batch B to be committed while A waits")
+        loader.send({"type": "STATE", "value": {"n": 3}})  # read with A in flight, B committed
+        time.sleep(1)
+        assert loader.states == []  # neither STATE 1 (A's) nor 2 or 3 (A's and B's)
+        assert "7010" not in rows(pg_url, pg_schema)
+        blocker.rollback()
+        log = loader.finish()
+    assert loader.process.returncode == 0, log[-3000:]
+    assert loader.states[-1] == {"n": 3}
+    table = rows(pg_url, pg_schema)
+    assert table["7001"]["title"] == "changed 1" and len(table) == 7
+
+
+def test_a_batch_chosen_as_a_deadlocks_victim_is_loaded_again(pg_url, pg_schema, tmp_path):
+    """Batch A holds row X and waits for row W, which the test holds; the test then asks for X: a deadlock, which
+    PostgreSQL ends by rolling A back (A's deadlock check comes first: the test's session checks after 60 s).
+    The loader loads A again once W is free, says so in one line, and every row lands once."""
+    existing = [conversation(n, ts(n)) for n in (1, 2)]  # X = 7001, W = 7002
+    done = load_messages(tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), existing)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    with psycopg.connect(pg_url) as blocker, psycopg.connect(pg_url, autocommit=True) as watcher:
+        blocker.execute("SET deadlock_timeout = '60s'")
+        blocker.execute(f"SELECT 1 FROM \"{pg_schema}\".{STREAM_NAME} WHERE intercom_id = '7002' FOR UPDATE")
+        loader = FedLoader(tmp_path, pg_url, pg_schema, env={"PGOPTIONS": "-c deadlock_timeout=3s"}, batch_size_rows=10)
+        loader.send(
+            {"type": "SCHEMA", "stream": STREAM_NAME, "schema": stream_schema(), "key_properties": ["intercom_id"]}
+        )
+        loader.records(conversation(1, ts(100), title="changed"), conversation(2, ts(100), title="changed"))
+        wait_until(lambda: waiting_for_a_lock(watcher, pg_schema), "batch A to wait for W")
+        blocker.execute(f"SELECT 1 FROM \"{pg_schema}\".{STREAM_NAME} WHERE intercom_id = '7001' FOR UPDATE")
+        # returns once A is rolled back (its lock on X released): A now waits for W again
+        blocker.rollback()
+        loader.records(conversation(3, ts(3)))
+        log = loader.finish()
+    assert loader.process.returncode == 0, log[-3000:]
+    assert sum("met another in a deadlock; loading it again" in line for line in log.splitlines()) == 1, log[-3000:]
+    table = rows(pg_url, pg_schema)
+    assert {i: r["title"] for i, r in table.items()} == {"7001": "changed 1", "7002": "changed 2", "7003": "first 3"}
+    assert sorted(r["pk"] for r in table.values()) == [1, 2, 3]

@@ -22,12 +22,14 @@ What PostgreSQL cannot store (U+0000, lone surrogates) becomes U+FFFD, as in the
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import re
 import struct
 import sys
 import threading
 import time
 import typing as t
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import msgspec
@@ -66,6 +68,12 @@ _FLUSH_BYTES = 1 << 20
 BATCH_BYTES = 8 << 20
 # With nothing in flight, a batch is full at batch_size_rows / EAGER_SHARE rows (CopySink.is_full).
 EAGER_SHARE = 5
+# Full batches of one table loaded at once, each on its own connection (CopySink): PostgreSQL runs a
+# batch's COPY and upsert on one CPU; with two, a second CPU works while the first is busy (issue 25).
+BATCHES_IN_FLIGHT = 2
+# A batch that PostgreSQL chose as a deadlock's victim (two batches in flight updating the same rows in
+# another order) is rolled back whole and loaded again, at most this many times.
+DEADLOCK_RETRIES = 3
 
 
 class Column(t.NamedTuple):
@@ -369,13 +377,17 @@ class CopySink(SinkAdapter, PostgresSink):
     Every other stream, and a stream whose schema is not flat or that stream maps or flattening
     rewrite, is loaded by target-postgres's own process_batch.
 
-    A full batch is loaded by the sink's own thread while the next one is read (the database's time,
-    most of a batch's, no longer stops the reading); at most one is in flight. Any other drain (the
-    SDK's drain of every sink at the end, on a signal, before it writes a STATE) is a partial batch,
-    or none: it waits until the batch in flight and its own are committed. `current_size` counts the
-    rows in flight until that wait has seen them committed: the SDK then does not skip a sink whose only
-    batch is in flight, and the loader's STATE acknowledgement (acknowledge.py: read minus current_size
-    is what is committed) is never ahead of the table. `is_full` counts the rows being read only.
+    A full batch is loaded by one of the sink's threads while the next one is read (the database's time,
+    most of a batch's, no longer stops the reading); at most BATCHES_IN_FLIGHT are in flight, each on its
+    own connection, so that PostgreSQL loads two at once on two CPUs. Their commits may end in any order;
+    the table's rule (an older payload never replaces a newer one) makes the order of two batches holding
+    the same conversation irrelevant. Any other drain (the SDK's drain of every sink at the end, on a
+    signal, before it writes a STATE) is a partial batch, or none: it waits until every batch in flight
+    and its own are committed. `current_size` counts the rows in flight until they are seen committed,
+    the oldest batch first: the SDK then does not skip a sink whose only batches are in flight, and the
+    loader's STATE acknowledgement (acknowledge.py: read minus current_size is what is committed) is
+    never ahead of the table, even when a later batch commits before an earlier one. `is_full` counts
+    the rows being read only.
     """
 
     def __init__(self, target: t.Any, *args: t.Any, **kwargs: t.Any) -> None:
@@ -383,13 +395,14 @@ class CopySink(SinkAdapter, PostgresSink):
         self.rows_updated = 0
         self._reader = getattr(target, "message_reader", None)
         self._upsert: Upsert | None = None
-        self._conn: psycopg.Connection | None = None
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-load")
-        self._in_flight: Future[None] | None = None
-        self._in_flight_rows = 0  # rows of the batch in flight, not yet seen committed
+        self._connections: queue.SimpleQueue[psycopg.Connection] = queue.SimpleQueue()  # idle, kept between batches
+        self._opened: list[psycopg.Connection] = []
+        self._worker = ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT, thread_name_prefix="copy-load")
+        self._in_flight: deque[tuple[Future[None], int]] = deque()  # batches and their rows, oldest first
         self._lock = threading.Lock()
+        self._counts_lock = threading.Lock()
         self._batch_bytes = 0
-        self._filled = False  # is_full said so: the SDK drains the batch at once, and it loads in the sink's thread
+        self._filled = False  # is_full said so: the SDK drains the batch at once, and it loads in a sink's thread
         super().__init__(target, *args, **kwargs)
 
     def copies(self) -> bool:
@@ -469,20 +482,25 @@ class CopySink(SinkAdapter, PostgresSink):
     @property
     @override
     def is_full(self) -> bool:
-        """A full batch (the SDK then drains it, and process_batch loads it in the sink's thread).
+        """A full batch (the SDK then drains it, and process_batch hands it to one of the sink's threads).
 
         A batch is also full at a fifth of batch_size_rows when nothing is in flight: the database,
         idle otherwise, starts on it at once, and the batch left when the input ends (which the run
-        waits for) is what arrived during the last load rather than up to a whole batch (issue 25).
+        waits for) is what arrived during the last load rather than up to a whole batch (issue 25);
+        and at half of it when a connection is free: the second CPU starts too, on a batch large
+        enough that its fixed costs (a commit, four statements) stay small.
         """
-        reading = self.current_size - self._in_flight_rows
-        idle = self._upsert is not None and (self._in_flight is None or self._in_flight.done())
-        self._filled = (
-            reading >= self.max_size
-            or self._batch_bytes >= BATCH_BYTES
-            or (idle and reading >= max(1, self.max_size // EAGER_SHARE))
-        )
+        reading = super().current_size
+        loading = sum(not future.done() for future, _ in tuple(self._in_flight))
+        threshold = self.max_size
+        if self._upsert is not None and loading < BATCHES_IN_FLIGHT:
+            threshold = self.max_size // EAGER_SHARE if loading == 0 else self.max_size // 2
+        self._filled = reading >= max(1, threshold) or self._batch_bytes >= BATCH_BYTES
         return self._filled
+
+    @property
+    def _in_flight_rows(self) -> int:
+        return sum(rows for _, rows in tuple(self._in_flight))
 
     @property
     @override
@@ -500,30 +518,68 @@ class CopySink(SinkAdapter, PostgresSink):
         full, self._filled = self._filled, False
         self._batch_bytes = 0
         with self._lock:  # the SDK drains sinks from its own threads at the end
-            self.wait_for_batch()
-            if full:
-                self._in_flight_rows = len(records)
-                self._in_flight = self._worker.submit(self._load, records)
-            elif records:
-                self._load(records)
+            if not full:  # loaded beside the batches in flight (on a free connection at once), then all awaited
+                if records:
+                    self._in_flight.append((self._worker.submit(self._load, records), len(records)))
+                self.wait_for_batch()
+                return
+            self._settle()
+            while len(self._in_flight) >= BATCHES_IN_FLIGHT:
+                self._settle(wait=True)
+            self._in_flight.append((self._worker.submit(self._load, records), len(records)))
+
+    def _settle(self, *, wait: bool = False) -> None:
+        """Forget the oldest batches that are committed (wait: the oldest one at least); a failed one's error is raised.
+
+        Only the oldest first: a later batch committed before an earlier one stays counted until the earlier
+        one is committed too, so read minus current_size is always a prefix of what was read.
+        """
+        while self._in_flight and (wait or self._in_flight[0][0].done()):
+            future, _ = self._in_flight[0]
+            try:
+                future.result()
+            except BaseException:  # the run stops on it: its rows, and every later batch's, stay counted
+                self._stop_loading()
+                raise
+            self._in_flight.popleft()
+            wait = False
+
+    def _stop_loading(self) -> None:
+        """A batch failed: the others in flight end (committed or not), then every connection is closed, so that
+        nothing of the sink's is left for Python's exit to close (with a ResourceWarning line after the error)."""
+        for future, _ in tuple(self._in_flight):
+            future.exception()  # waits; what it was is the failed batch's to say
+        self._close_connection()
 
     def wait_for_batch(self) -> None:
-        """Until the batch in flight is committed; its error, if it failed, is raised here."""
-        in_flight, self._in_flight = self._in_flight, None
-        if in_flight is not None:
-            in_flight.result()  # raises the batch's error: its rows stay counted as not committed
-        self._in_flight_rows = 0
+        """Until every batch in flight is committed; the first error, if one failed, is raised here."""
+        while self._in_flight:
+            self._settle(wait=True)
 
     def _load(self, records: list[dict]) -> None:
         assert self._upsert is not None
         started = time.monotonic()
+        conn = self._connection()
         try:
-            inserted, updated = self._upsert.load(self._connection(), records)
-        except BaseException:  # the run stops on it: closed now, not by Python at exit with a ResourceWarning line
-            self._close_connection()
+            for attempt in range(DEADLOCK_RETRIES + 1):
+                try:
+                    inserted, updated = self._upsert.load(conn, records)
+                    break
+                except psycopg.errors.DeadlockDetected:  # rolled back whole: nothing of it was written
+                    if attempt == DEADLOCK_RETRIES:
+                        raise
+                    self.logger.info(
+                        "A batch of %s.%s met another in a deadlock; loading it again",
+                        self.schema_name,
+                        self.table_name,
+                    )
+        except BaseException:  # the run stops on it (_stop_loading closes the others)
+            conn.close()
             raise
-        self.rows_inserted += inserted
-        self.rows_updated += updated
+        self._connections.put(conn)
+        with self._counts_lock:
+            self.rows_inserted += inserted
+            self.rows_updated += updated
         self.logger.info(  # one line a batch, no data: shown with log_metrics or at debug (logs.PER_BATCH)
             "Upserted %d rows into %s.%s by COPY: %d inserted, %d updated, %.2f s",
             len(records),
@@ -535,11 +591,18 @@ class CopySink(SinkAdapter, PostgresSink):
         )
 
     def _connection(self) -> psycopg.Connection:
-        """The sink's own connection to the database target-postgres's connector names (kept between batches)."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            url = make_url(self.connector.sqlalchemy_url).render_as_string(hide_password=False)
-            self._conn = psycopg.connect(libpq_url(url), autocommit=True)
-        return self._conn
+        """An idle connection of the sink to the database target-postgres's connector names, or a new one."""
+        while True:
+            try:
+                conn = self._connections.get_nowait()
+            except queue.Empty:
+                break
+            if not conn.closed and not conn.broken:
+                return conn
+        url = make_url(self.connector.sqlalchemy_url).render_as_string(hide_password=False)
+        conn = psycopg.connect(libpq_url(url), autocommit=True)
+        self._opened.append(conn)
+        return conn
 
     @override
     def clean_up(self) -> None:
@@ -550,6 +613,7 @@ class CopySink(SinkAdapter, PostgresSink):
         self._close_connection()
 
     def _close_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Every connection the sink opened, closed."""
+        opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
