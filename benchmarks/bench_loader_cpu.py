@@ -3,6 +3,7 @@
 
     .venvs/dev/bin/python benchmarks/bench_loader_cpu.py [--conversations 6000] [--runs 3] [--profile DIR]
     .venvs/dev/bin/python benchmarks/bench_loader_cpu.py --only copy [--search-conversations 30000] [--warm-up]
+    .venvs/dev/bin/python benchmarks/bench_loader_cpu.py --only sql [--search-conversations 30000]
 
 cpu: a recorded run (the tap alone into a file: hydrated, parts on, the simulator without latency), then,
 alternately, stock meltanolabs-target-postgres 0.8.1 (.venvs/target-postgres) and target-intercom-postgres
@@ -18,6 +19,11 @@ start to the loader's exit. Runs alternate; the ratio end to end / reference is 
 where the CPU went in each (the tap's, the loader's and the simulator's CPU seconds; PostgreSQL's, all its
 processes, from /proc) and how long the loader ran on after the tap's exit. --warm-up: one unmeasured run
 of each first (figure 2's method: the first run of a series pays for cold caches).
+
+sql: the database's side alone, on the same recorded rows: the reference, then the loader's own statements
+(copy_load.Upsert: binary COPY into its temporary table, the update, the insert) by batches of 5,000 on one
+connection, and on two connections at once (alternate batches, as the loader's two batches in flight), each
+with PostgreSQL's CPU seconds and the time of each statement (one connection).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ import psycopg
 from bench import DATABASE_URL, REPO, run_tap, scratch_schema, simulator, sqlalchemy_url
 from psycopg import sql
 
+from target_intercom_postgres.copy_load import Upsert, flat_columns, newest_per_key
+from target_intercom_postgres.copy_load import copy_rows as loader_copy_rows
 from tests.helpers import LOADER, start_pipe, tool
 
 STOCK = tool("target-postgres", "target-postgres")
@@ -341,6 +349,125 @@ def copy_figure(conversations: int, runs: int, warm_up: bool = False) -> None:
     )
 
 
+def loader_records(messages: Path) -> list[dict]:
+    """The conversation records of the file as the loader's reader hands them over (`data` the tap's own bytes)."""
+    import msgspec
+
+    records = []
+    for line in messages.open("rb"):
+        if line.startswith(b'{"type":"RECORD","stream":"intercom_conversation_v1",'):
+            record = json.loads(line)["record"]
+            record["data"] = msgspec.Raw(json.dumps(record["data"], separators=(",", ":")).encode())
+            records.append(record)
+    return records
+
+
+def upsert_batches(
+    records: list[dict], connections: int, phases: dict[str, float] | None = None
+) -> tuple[float, float | None]:
+    """The loader's Upsert of `records` by batches of BATCH, alternate batches on each of `connections` at once:
+    (wall s, PostgreSQL CPU s). phases: each statement's seconds added up (one connection only)."""
+    columns = flat_columns(json.loads((REPO / "schemas" / "intercom_conversation_v1.json").read_text()))
+    assert columns is not None
+    batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
+    with scratch_schema() as schema:
+        upsert = Upsert(schema, "intercom_conversation_v1", columns, "intercom_id", pk_by_trigger=True)
+
+        def load(share: list[list[dict]]) -> None:
+            with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+                for batch in share:
+                    if phases is None:
+                        upsert.load(conn, batch)
+                    else:
+                        timed_load(upsert, conn, batch, phases)
+
+        pg_before, started = postgres_cpu(), time.perf_counter()
+        threads = [threading.Thread(target=load, args=(batches[i::connections],)) for i in range(connections)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+        pg_cpu = since(pg_before)
+        with psycopg.connect(DATABASE_URL) as conn:
+            count = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "intercom_conversation_v1"))
+            ).fetchone()
+        if not count or count[0] != len(records):
+            sys.exit(f"the loader's upsert loaded {count} of {len(records)} rows")
+    return seconds, pg_cpu
+
+
+def timed_load(upsert: Upsert, conn: psycopg.Connection, records: list[dict], phases: dict[str, float]) -> None:
+    """Upsert.load's statements one by one, each timed (the same SQL, in the same order, in one transaction)."""
+
+    def lap(name: str, since_: float) -> float:
+        now = time.perf_counter()
+        phases[name] = phases.get(name, 0.0) + now - since_
+        return now
+
+    rows = newest_per_key(records, "intercom_id", "updated_at")
+    mark = time.perf_counter()
+    with conn.transaction():
+        conn.execute(upsert.create)
+        mark = lap("create", mark)
+        blocks = list(loader_copy_rows(rows, upsert.columns))
+        mark = lap("COPY data built (Python)", mark)
+        with conn.cursor() as cursor, cursor.copy(upsert.copy) as copy:
+            for block in blocks:
+                copy.write(block)
+        mark = lap("COPY into the temporary table", mark)
+        conn.execute(upsert.update)
+        mark = lap("update", mark)
+        conn.execute(upsert.insert).fetchone()
+        mark = lap("insert", mark)
+    lap("commit", mark)
+
+
+def sql_figure(conversations: int, runs: int) -> None:
+    with (
+        simulator(conversations, latency_ms=0, jitter_ms=0) as sim,
+        tempfile.TemporaryDirectory(prefix="bench-sql-") as tmp,
+    ):
+        messages = Path(tmp) / "messages.jsonl"
+        run_tap(sim, {"include_conversation_parts": False}, out=messages)
+        batches, records = copy_rows(messages), loader_records(messages)
+    print(f"\nthe database's side: {conversations} search-only rows (load average {load_average()})", flush=True)
+    results: dict[str, list[tuple[float, float | None]]] = {"reference": [], "one": [], "two": []}
+    phases: dict[str, float] = {}
+    for index in range(runs):
+        results["reference"].append(copy_upsert_measured(batches))
+        results["one"].append(upsert_batches(records, 1, phases))
+        results["two"].append(upsert_batches(records, 2))
+        print(
+            f"  run {index + 1}: "
+            + ", ".join(
+                f"{name} {s:.2f} s (PostgreSQL {cpu_text(c)} CPU s)"
+                for name, ((s, c),) in ((n, r[-1:]) for n, r in results.items())
+            )
+            + f" (load average {load_average()})",
+            file=sys.stderr,
+            flush=True,
+        )
+    names = {
+        "reference": "COPY + upsert (the reference: text COPY, one INSERT ... ON CONFLICT)",
+        "one": "the loader's statements, one connection",
+        "two": "the loader's statements, two connections at once",
+    }
+    print("\n| | wall s (runs) | PostgreSQL CPU s (runs) | reference / this, median |\n|---|---|---|---:|")
+    for name, values in results.items():
+        ratio = statistics.median(r[0] / v[0] for r, v in zip(results["reference"], values, strict=True))
+        print(
+            f"| {names[name]} | {', '.join(f'{s:.2f}' for s, _ in values)} | "
+            f"{', '.join(cpu_text(c) for _, c in values)} | {ratio:.2f} |"
+        )
+    total = sum(phases.values())
+    print(
+        "\nthe loader's statements, one connection, all runs: "
+        + ", ".join(f"{name} {100 * value / total:.0f} %" for name, value in phases.items())
+    )
+
+
 def cpu_text(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f}"
 
@@ -351,7 +478,7 @@ def load_average() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="cpu,copy", help="cpu, copy or both (default)")
+    parser.add_argument("--only", default="cpu,copy", help="cpu, copy, sql, or a list (default: cpu,copy)")
     parser.add_argument("--conversations", type=int, default=6000, help="hydrated, parts on, for cpu")
     parser.add_argument("--search-conversations", type=int, default=30000, help="search-only, for copy")
     parser.add_argument("--runs", type=int, default=3)
@@ -369,6 +496,8 @@ def main() -> None:
         cpu_figure(args.conversations, args.runs, args.profile)
     if "copy" in only:
         copy_figure(args.search_conversations, args.runs, args.warm_up)
+    if "sql" in only:
+        sql_figure(args.search_conversations, args.runs)
     print(f"\nload average after: {load_average()}")
 
 
