@@ -60,6 +60,7 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         self.windows = Windows(bookmark=None, lookback=0, start=None)  # made from the state in get_records
         self._search_cut = False  # a search stopped early: the bookmark must not pass it
         self._emitting: dict | None = None  # the payload of the record being emitted
+        self._bookmarked: int | None = None  # the bookmark last handed to the SDK's state (see _increment_bookmark)
         self.progress = Progress(self.logger, self.name, self.runtime.governor)
         self.counts = {
             "emitted": 0,
@@ -168,6 +169,7 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         windows = self.windows = self._windows_from_state(context)
+        self._bookmarked = None  # the state's value was just rewritten from the state given
         started = time.time()
         lower, through = windows.first(started)
         for _ in range(MAX_PASSES):
@@ -301,6 +303,17 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         self._increment_bookmark(context)
 
     def _increment_bookmark(self, context: Context | None) -> None:
+        """The SDK's bookmark := the search position, asked of the SDK only when the position has moved.
+
+        Records that share a second (a bulk action, a busy workspace) leave the bookmark as it is. For a sorted,
+        unpartitioned stream the SDK's increment_state only sets `replication_key` and
+        `replication_key_value`, raising if the value goes back; with the value it wrote last it changes
+        nothing and cannot raise, so that call is skipped and the state (and every STATE) stays the same.
+        """
+        bookmark = self.windows.bookmark_now()
+        if bookmark == self._bookmarked and context is None:
+            return
         self.state_manager.increment_state(
-            {"updated_at": to_iso(self.windows.bookmark_now())}, context=context, replication_key="updated_at"
+            {"updated_at": to_iso(bookmark)}, context=context, replication_key="updated_at"
         )
+        self._bookmarked = bookmark if context is None else None
