@@ -192,17 +192,17 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         self.logger.info(self.runtime.concurrency.summary(int(self.config["max_concurrent_requests"])))
 
     def _one_window(self, context: Context | None) -> t.Iterator[dict]:
-        found = (row for row in self._search_rows() if self._first_sight(row.payload))
+        pairs: t.Iterable[tuple[Fetched, Fetched | None]]
         if self.config["include_conversation_parts"]:
             workers = int(self.config["max_concurrent_requests"])  # the upper bound; below it, the latency decides
             pairs = ordered_map(
                 lambda row: self.fetch_conversation(row.payload["id"]),
-                found,
+                (row for row in self._search_rows() if self._first_sight(row.payload)),
                 workers=workers,
                 concurrency=self.runtime.concurrency.target,
             )
-        else:
-            pairs = ((row, row) for row in found)
+        else:  # each row is its own record: one generator between the search and the loop, run once a record
+            pairs = ((row, row) for row in self._search_rows() if self._first_sight(row.payload))
         for (row, _), fetched in pairs:
             if fetched is None:
                 self.counts["skipped_deleted"] += 1
@@ -212,7 +212,8 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
             if payload is not row:
                 self.counts["hydrated"] += 1
                 self._warn_if_truncated(payload)
-            self._warn_if_replaced(payload)
+            if getattr(payload, "replaced", None):  # almost never: the call only then
+                self._warn_if_replaced(payload)
             record = as_record(payload)
             self._emitting = payload  # for get_child_context: the record's data is the answer's bytes
             newest = max(int(payload["updated_at"]), int(row["updated_at"]))
