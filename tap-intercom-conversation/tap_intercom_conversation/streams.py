@@ -217,9 +217,10 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
                 self._warn_if_replaced(payload)
             record = as_record(payload)
             self._emitting = payload  # for get_child_context: the record's data is the answer's bytes
-            newest = max(int(payload["updated_at"]), int(row["updated_at"]))
+            searched = int(row["updated_at"])
+            newest = searched if payload is row else max(int(payload["updated_at"]), searched)
             complete = complete_through(newest, fetched.sent_after)
-            self.windows.emitted(record["intercom_id"], complete, int(row["updated_at"]))
+            self.windows.emitted(record["intercom_id"], complete, searched)
             self.counts["emitted"] += 1
             yield record
 
@@ -239,6 +240,13 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         if not self._parts_selected or payload is None or payload.get("conversation_parts") is None:
             return None
         return {"conversation": payload}
+
+    @override
+    def generate_child_contexts(self, record: dict, context: Context | None) -> t.Iterable[Context | None]:
+        """The one child context, or none at all (search-only, parts deselected): the SDK then asks no stream
+        map's filter and syncs no children for the record, where sync_children would do nothing."""
+        child_context = self.get_child_context(record, context)
+        return () if child_context is None else (child_context,)
 
     @override
     def sync_children(self, child_context: Context | None) -> None:
