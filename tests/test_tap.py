@@ -8,12 +8,9 @@ import json
 import time
 
 import pytest
-from singer_sdk.exceptions import InvalidStreamSortException
 from singer_sdk.testing import get_tap_test_class
 
-from tap_intercom_conversation.records import to_iso
 from tap_intercom_conversation.tap import TapIntercomConversation
-from tap_intercom_conversation.window import Windows
 from tests.helpers import STREAM, run_tap, tap_config
 from tests.intercom_simulator import IntercomSimulator
 
@@ -102,23 +99,6 @@ def test_a_state_between_records_bookmarks_the_last_record_before_it_also_in_a_s
             between.append(message["value"]["bookmarks"][STREAM]["replication_key_value"])
     in_a_crowd = [r for r in checked if sum(o["updated_at"] == r["updated_at"] for o in run.records) == 100]
     assert len(run.records) == 400 and len(in_a_crowd) >= 2  # a STATE every 150 records: two amid a crowd
-
-
-def test_the_bookmark_is_written_as_singer_sdks_increment_state_writes_it_value_after_value():
-    ours, sdks = (
-        TapIntercomConversation(config={"access_token": "t"}, setup_mapper=False).streams[STREAM] for _ in "ab"
-    )
-    for stream in (ours, sdks):
-        stream.windows = Windows(bookmark=None, lookback=0, start=None)
-    for position in [0, 100, 100, 101, 5_000, 5_000, 1_700_000_000, 1_700_000_000, 1_700_086_400]:
-        for stream in (ours, sdks):
-            stream.windows.emitted("1", position, position)
-        ours.advance_bookmark({}, None)  # after the first value, without the SDK
-        sdks.state_manager.increment_state({"updated_at": to_iso(position)}, context=None, replication_key="updated_at")
-        assert ours.tap_state == sdks.tap_state
-    ours.windows.emitted("1", 99, 99)
-    with pytest.raises(InvalidStreamSortException, match="Unsorted data detected"):  # going back: the SDK's error
-        ours.advance_bookmark({}, None)
 
 
 @pytest.mark.slow
