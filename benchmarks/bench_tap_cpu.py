@@ -8,7 +8,10 @@ Each COMMAND runs a tap (e.g. `.venvs/dev/bin/tap-intercom-conversation`, or ano
 One simulator (`python -m tests.intercom_simulator`, no latency) serves every run; an unmeasured run warms
 its row cache first. Each run is the tap alone with include_conversation_parts false, its stdout to
 /dev/null; its CPU time (user + system, os.wait4) is what it costs on a machine it shares with the loader.
-The versions run in turn (A B B A ...), so that the machine's drift within minutes falls on both alike.
+The versions run in turn (A B B A ...), so that the machine's drift within minutes falls on both alike;
+on a busy machine that drift is larger than a small difference, so each run's pair is also compared
+(each tap's CPU over the first tap's in the same round) and the median of those ratios is reported,
+with the load average before and after.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def main() -> None:
     taps = dict(item.split("=", 1) for item in args.tap or [f"this={TAP}"])
     cpu: dict[str, list[float]] = {name: [] for name in taps}
     wall: dict[str, list[float]] = {name: [] for name in taps}
+    load_before = os.getloadavg()
     with simulator(args.conversations, latency_ms=0, jitter_ms=0) as sim, tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "tap.json"
         config.write_text(
@@ -65,11 +69,18 @@ def main() -> None:
                 cpu[name].append(seconds)
                 wall[name].append(elapsed)
                 print(f"run {run + 1} {name}: {seconds:.2f} CPU-s, {elapsed:.2f} s", flush=True)
+    load_after = os.getloadavg()
     print(f"\n{args.conversations:,} conversations, search-only, the tap alone; medians of {args.runs} runs")
+    loads = [" ".join(f"{value:.2f}" for value in load) for load in (load_before, load_after)]
+    print(f"load average (1, 5, 15 min): {loads[0]} before, {loads[1]} after")
     for name in names:
+        paired = ""
+        if name != names[0]:
+            ratios = [mine / first for mine, first in zip(cpu[name], cpu[names[0]], strict=True)]
+            paired = f"; paired {name}/{names[0]}: median {statistics.median(ratios):.3f} of {len(ratios)} rounds"
         print(
             f"{name}: {statistics.median(cpu[name]):.2f} CPU-s (runs: {', '.join(f'{s:.2f}' for s in cpu[name])}),"
-            f" {statistics.median(wall[name]):.2f} s wall"
+            f" {statistics.median(wall[name]):.2f} s wall{paired}"
         )
 
 

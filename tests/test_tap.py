@@ -79,6 +79,29 @@ def test_records_leave_in_search_order_and_state_follows_them(sim):
 
 
 @pytest.mark.slow
+def test_a_state_between_records_bookmarks_the_last_record_before_it_also_in_a_second_many_share(sim):
+    crowded = int(time.time()) - 3600
+    for index, conversation_id in enumerate(sim.ids()[:300]):  # 100 conversations in each of three seconds
+        sim.touch(conversation_id, at=crowded + index // 100)
+
+    run = run_tap(tap_config(sim, include_conversation_parts=False))
+
+    assert run.returncode == 0, run.stderr[-2000:]
+    last_record, between, checked = None, [], []
+    for message in run.messages:
+        if message["type"] == "RECORD" and message["stream"] == STREAM:
+            if between:  # STATE written before this record: it bookmarks the record before it
+                assert between[-1] == last_record["updated_at"], (between, last_record["intercom_id"])
+                checked.append(last_record)
+                between = []
+            last_record = message["record"]
+        elif message["type"] == "STATE" and last_record is not None:
+            between.append(message["value"]["bookmarks"][STREAM]["replication_key_value"])
+    in_a_crowd = [r for r in checked if sum(o["updated_at"] == r["updated_at"] for o in run.records) == 100]
+    assert len(run.records) == 400 and len(in_a_crowd) >= 2  # a STATE every 150 records: two amid a crowd
+
+
+@pytest.mark.slow
 def test_an_incremental_run_when_nothing_changed_costs_two_calls_and_emits_nothing(sim):
     first = run_tap(tap_config(sim))
     sim.reset_stats()

@@ -60,6 +60,7 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         self.windows = Windows(bookmark=None, lookback=0, start=None)  # made from the state in get_records
         self._search_cut = False  # a search stopped early: the bookmark must not pass it
         self._emitting: dict | None = None  # the payload of the record being emitted
+        self._bookmarked: int | None = None  # the bookmark last handed to the SDK's state (see _increment_bookmark)
         self.progress = Progress(self.logger, self.name, self.runtime.governor)
         self.counts = {
             "emitted": 0,
@@ -168,6 +169,7 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         windows = self.windows = self._windows_from_state(context)
+        self._bookmarked = None  # the state's value was just rewritten from the state given
         started = time.time()
         lower, through = windows.first(started)
         for _ in range(MAX_PASSES):
@@ -190,17 +192,17 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         self.logger.info(self.runtime.concurrency.summary(int(self.config["max_concurrent_requests"])))
 
     def _one_window(self, context: Context | None) -> t.Iterator[dict]:
-        found = (row for row in self._search_rows() if self._first_sight(row.payload))
+        pairs: t.Iterable[tuple[Fetched, Fetched | None]]
         if self.config["include_conversation_parts"]:
             workers = int(self.config["max_concurrent_requests"])  # the upper bound; below it, the latency decides
             pairs = ordered_map(
                 lambda row: self.fetch_conversation(row.payload["id"]),
-                found,
+                (row for row in self._search_rows() if self._first_sight(row.payload)),
                 workers=workers,
                 concurrency=self.runtime.concurrency.target,
             )
-        else:
-            pairs = ((row, row) for row in found)
+        else:  # each row is its own record: one generator between the search and the loop, run once a record
+            pairs = ((row, row) for row in self._search_rows() if self._first_sight(row.payload))
         for (row, _), fetched in pairs:
             if fetched is None:
                 self.counts["skipped_deleted"] += 1
@@ -210,12 +212,14 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
             if payload is not row:
                 self.counts["hydrated"] += 1
                 self._warn_if_truncated(payload)
-            self._warn_if_replaced(payload)
+            if getattr(payload, "replaced", None):  # almost never: the call only then
+                self._warn_if_replaced(payload)
             record = as_record(payload)
             self._emitting = payload  # for get_child_context: the record's data is the answer's bytes
-            newest = max(int(payload["updated_at"]), int(row["updated_at"]))
+            searched = int(row["updated_at"])
+            newest = searched if payload is row else max(int(payload["updated_at"]), searched)
             complete = complete_through(newest, fetched.sent_after)
-            self.windows.emitted(record["intercom_id"], complete, int(row["updated_at"]))
+            self.windows.emitted(record["intercom_id"], complete, searched)
             self.counts["emitted"] += 1
             yield record
 
@@ -235,6 +239,13 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         if not self._parts_selected or payload is None or payload.get("conversation_parts") is None:
             return None
         return {"conversation": payload}
+
+    @override
+    def generate_child_contexts(self, record: dict, context: Context | None) -> t.Iterable[Context | None]:
+        """The one child context, or none at all (search-only, parts deselected): the SDK then asks no stream
+        map's filter and syncs no children for the record, where sync_children would do nothing."""
+        child_context = self.get_child_context(record, context)
+        return () if child_context is None else (child_context,)
 
     @override
     def sync_children(self, child_context: Context | None) -> None:
@@ -301,6 +312,17 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
         self._increment_bookmark(context)
 
     def _increment_bookmark(self, context: Context | None) -> None:
+        """The SDK's bookmark := the search position, asked of the SDK only when the position has moved.
+
+        Records that share a second (a bulk action, a busy workspace) leave the bookmark as it is. For a sorted,
+        unpartitioned stream the SDK's increment_state only sets `replication_key` and
+        `replication_key_value`, raising if the value goes back; with the value it wrote last it changes
+        nothing and cannot raise, so that call is skipped and the state (and every STATE) stays the same.
+        """
+        bookmark = self.windows.bookmark_now()
+        if bookmark == self._bookmarked and context is None:
+            return
         self.state_manager.increment_state(
-            {"updated_at": to_iso(self.windows.bookmark_now())}, context=context, replication_key="updated_at"
+            {"updated_at": to_iso(bookmark)}, context=context, replication_key="updated_at"
         )
+        self._bookmarked = bookmark if context is None else None
