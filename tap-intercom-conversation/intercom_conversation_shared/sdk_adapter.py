@@ -73,24 +73,42 @@ StreamAdapter, the base of the conversations and parts streams:
   Exposed as `write_record_message`.
 - `_write_schema_message` (use): the parts stream, synced by its parent instead of the SDK, writes its
   SCHEMA itself, once, before the first conversation's parts. Exposed as `write_schema_message`.
+- `_generate_record_messages` (override), with `_stream_version` (use) and `helpers._util.utc_now`
+  (import): per record the SDK copies the record to walk its keys against the selection mask, conforms
+  its types, and runs each stream map's transform; for these streams, with the identity map only,
+  nothing deselected and TYPE_CONFORMANCE_LEVEL NONE, each step returns the record as it was (issue 25:
+  about 5 % of the tap's CPU in a search-only backfill). There is no public hook between the record
+  and its RECORD message (`post_process` runs before). When `records_pass_unchanged` (decided once per
+  stream) the RECORD message is built as the SDK builds it; otherwise the SDK's own. It also serves
+  the parts stream: `_write_record_message` calls it. On an SDK upgrade: compare the SDK's
+  `_generate_record_messages` with the fast path (the message's fields, `stream_alias`, `utc_now`),
+  and what `pop_deselected_record_properties` (SelectionMask's defaults), `conform_record_data_types`
+  at NONE and SameRecordTransform's `transform` (flattening) do.
 Public instead since issue 17: `post_process` decodes `data` when stream maps or a catalog read inside
-it (messages.py); the copy of `_generate_record_messages` (with `helpers._typing` and `helpers._util`)
-is gone (its measurement: docs/benchmarks.md). checks.py reads --config/--state with simplejson and
-Decimal, as the SDK's private `helpers._util.load_json` does.
+it (messages.py). The copy of `_generate_record_messages` (with `helpers._typing` and `helpers._util`)
+that wrote every record without the SDK's steps went then (its measurement: docs/benchmarks.md); since
+issue 25 the override above skips them only where they provably change nothing, and defers to the SDK
+otherwise. checks.py reads --config/--state with simplejson and Decimal, as the SDK's private
+`helpers._util.load_json` does.
 """
 
 from __future__ import annotations
 
 import time
 import typing as t
+from functools import cached_property
 from types import FrameType
 
 from singer_sdk import Sink, Stream, Tap, Target
+from singer_sdk.helpers._util import utc_now
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase
+from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
 if t.TYPE_CHECKING:
-    from singer_sdk.helpers.types import Context
+    from singer_sdk.helpers.types import Context, Record
     from singer_sdk.sinks import Sink
 
 # --- the tap and the loader (tap.py, target.py) ---
@@ -161,6 +179,36 @@ class StreamAdapter(Stream):
     def sync_children(self, child_context: Context | None) -> None:
         """After each record: the SDK's sync of every child stream for its context."""
         super()._sync_children(child_context)
+
+    @override
+    def _generate_record_messages(self, record: Record) -> t.Generator[RecordMessage, None, None]:
+        if self.records_pass_unchanged:
+            yield RecordMessage(stream=self.name, record=record, version=self._stream_version, time_extracted=utc_now())
+        else:
+            yield from super()._generate_record_messages(record)
+
+    @cached_property
+    def records_pass_unchanged(self) -> bool:
+        """True when the SDK's steps between a record and its RECORD message provably change nothing.
+
+        - The selection walk pops a key whose breadcrumb the mask says is deselected; a breadcrumb the
+          mask lacks takes its parent's value, up to the stream (True when absent). With every value in
+          the mask True, nothing is popped at any depth, whatever the record holds (a `data` decoded by
+          post_process included).
+        - Type conformance at NONE returns the record itself.
+        - The one map is the identity (SameRecordTransform, not a subclass) without flattening, under
+          the stream's own name: its `transform` returns the record itself. Any other map, a second one
+          (`__source__`) or a filter falls back to the SDK.
+        Decided at the first record, when the catalog and the stream maps are in place for the run.
+        """
+        maps = self.stream_maps
+        identity = (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and not maps[0].flattening_enabled
+            and maps[0].stream_alias == self.name
+        )
+        return identity and self.TYPE_CONFORMANCE_LEVEL == TypeConformanceLevel.NONE and all(self.mask.values())
 
     def write_state_message(self) -> None:
         self._write_state_message()
