@@ -11,7 +11,7 @@ import pytest
 from singer_sdk.testing import get_tap_test_class
 
 from tap_intercom_conversation.tap import TapIntercomConversation
-from tests.helpers import STREAM, run_tap, tap_config
+from tests.helpers import PARTS, STREAM, run_tap, tap_config
 from tests.intercom_simulator import IntercomSimulator
 
 _standard_sim = IntercomSimulator(conversations=200, seed=7)
@@ -180,9 +180,13 @@ def test_a_change_made_in_the_second_its_conversation_was_fetched_is_fetched_aga
 def test_a_catalog_that_deselects_a_column_or_a_key_inside_data_is_obeyed(sim, tmp_path, parts):
     config = tap_config(sim, include_conversation_parts=parts)
     catalog = json.loads(run_tap(config, None, "--discover").stdout)
-    [stream] = [entry for entry in catalog["streams"] if entry["tap_stream_id"] == STREAM]
+    streams = {entry["tap_stream_id"]: entry for entry in catalog["streams"]}
+    stream = streams[STREAM]
     for entry in stream["metadata"]:
         if entry["breadcrumb"] == ["properties", "title"]:
+            entry["metadata"]["selected"] = False
+    for entry in streams[PARTS]["metadata"]:  # the parts stream writes its records through the same SDK path
+        if entry["breadcrumb"] == ["properties", "body"]:
             entry["metadata"]["selected"] = False
     (tmp_path / "columns.json").write_text(json.dumps(catalog))
     stream["metadata"].append(
@@ -197,6 +201,9 @@ def test_a_catalog_that_deselects_a_column_or_a_key_inside_data_is_obeyed(sim, t
     assert columns.returncode == inside.returncode == 0, columns.stderr[-1000:] + inside.stderr[-1000:]
     assert {record["intercom_id"] for record in columns.records} == set(truth)
     assert all("title" not in record and record["data"] == truth[record["intercom_id"]] for record in columns.records)
+    parts_written = columns.records_of(PARTS)
+    assert bool(parts_written) is parts
+    assert all("body" not in part and "part_type" in part for part in parts_written)
     assert all("statistics" not in record["data"] and "title" not in record for record in inside.records)
     assert all(
         record["data"] == {key: value for key, value in truth[record["intercom_id"]].items() if key != "statistics"}
@@ -221,6 +228,47 @@ def test_stream_maps_and_flattening_read_inside_data(sim, parts):
     assert {record["intercom_id"]: json.loads(record["data"]) for record in flat.records} == {
         key: truth[key] if parts else sim.search_row(key) for key in truth
     }
+
+
+@pytest.mark.slow
+def test_a_stream_map_that_copies_or_filters_the_stream_still_applies():
+    """The identity map plus a copy (`__source__`), or a filter: each still decides what the tap writes."""
+    with IntercomSimulator(conversations=30, seed=34) as simulator:
+        copied = run_tap(tap_config(simulator, stream_maps={"copy": {"__source__": STREAM}}))
+        filtered = run_tap(tap_config(simulator, stream_maps={STREAM: {"__filter__": "state == 'open'"}}))
+        truth = {key: simulator.search_row(key) for key in simulator.ids()}
+
+    assert copied.returncode == filtered.returncode == 0, copied.stderr[-1000:] + filtered.stderr[-1000:]
+    assert {r["intercom_id"] for r in copied.records_of(STREAM)} == {
+        r["intercom_id"] for r in copied.records_of("copy")
+    }
+    assert len(copied.records_of("copy")) == len(truth)
+    open_ids = {key for key, row in truth.items() if row["state"] == "open"}
+    assert 0 < len(open_ids) < len(truth)
+    assert {r["intercom_id"] for r in filtered.records_of(STREAM)} == open_ids
+
+
+def test_the_sdk_record_path_is_skipped_only_without_maps_flattening_or_deselection():
+    """What sdk_adapter's StreamAdapter decides once per stream: its own RECORD message only where the SDK's steps
+    (selection walk, type conformance, stream maps) would change nothing; the SDK's otherwise."""
+
+    def unchanged(catalog: dict | None = None, **settings: object) -> dict[str, bool]:
+        tap = TapIntercomConversation(config=tap_config(_standard_sim, **settings), catalog=catalog)
+        return {name: tap.streams[name].records_pass_unchanged for name in (STREAM, PARTS)}  # type: ignore[attr-defined]
+
+    catalog = TapIntercomConversation(config=tap_config(_standard_sim)).catalog_dict
+    for entry in catalog["streams"]:
+        if entry["tap_stream_id"] == PARTS:
+            entry["metadata"].append(
+                {"breadcrumb": ["properties", "data", "properties", "x"], "metadata": {"selected": False}}
+            )
+
+    assert unchanged() == {STREAM: True, PARTS: True}
+    assert unchanged(stream_maps={PARTS: {"body": "__NULL__"}}) == {STREAM: True, PARTS: False}
+    assert unchanged(stream_maps={"copy": {"__source__": STREAM}}) == {STREAM: False, PARTS: True}
+    assert unchanged(stream_maps={STREAM: None}) == {STREAM: False, PARTS: True}
+    assert unchanged(flattening_enabled=True, flattening_max_depth=1) == {STREAM: False, PARTS: False}
+    assert unchanged(catalog=catalog) == {STREAM: True, PARTS: False}
 
 
 @pytest.mark.slow
