@@ -199,7 +199,15 @@ def process_cpu(pid: int) -> float:
 
 
 def since(before: float | None) -> float | None:
+    """PostgreSQL's CPU seconds since `before`. A backend whose connection just closed counts only once the
+    postmaster has reaped it (its CPU then moves into the postmaster's children's): read until two readings agree."""
     after = postgres_cpu()
+    for _ in range(40):
+        time.sleep(0.05)
+        again = postgres_cpu()
+        if again == after:
+            break
+        after = again
     return None if before is None or after is None else after - before
 
 
