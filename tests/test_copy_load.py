@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from intercom_conversation_shared.schema_files import PARTS_STREAM, STREAM_NAME, schema_path, stream_schema
-from target_intercom_postgres.copy_load import Column, Upsert, flat_columns
+from target_intercom_postgres.copy_load import DEADLOCK_RETRIES, Column, Upsert, flat_columns
 from target_intercom_postgres.table import apply
 from tests.helpers import (
     conversation_record,
@@ -372,7 +372,7 @@ def test_two_batches_load_at_once_and_a_state_waits_for_the_older_one(pg_url, pg
 def test_a_batch_chosen_as_a_deadlocks_victim_is_loaded_again(pg_url, pg_schema, tmp_path):
     """Batch A holds row X and waits for row W, which the test holds; the test then asks for X: a deadlock, which
     PostgreSQL ends by rolling A back (A's deadlock check comes first: the test's session checks after 60 s).
-    The loader loads A again once W is free, says so in one line, and every row lands once."""
+    The loader loads A again once W is free, says so in a line each time, and every row lands once."""
     existing = [conversation(n, ts(n)) for n in (1, 2)]  # X = 7001, W = 7002
     done = load_messages(tmp_path, pg_url, pg_schema, messages((STREAM_NAME, stream_schema(), existing)))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -391,7 +391,9 @@ def test_a_batch_chosen_as_a_deadlocks_victim_is_loaded_again(pg_url, pg_schema,
         loader.records(conversation(3, ts(3)))
         log = loader.finish()
     assert loader.process.returncode == 0, log[-3000:]
-    assert sum("met another in a deadlock; loading it again" in line for line in log.splitlines()) == 1, log[-3000:]
+    # once, usually; again if the retry took X before the test's session did (the loader pauses to let it)
+    retries = sum("met another in a deadlock; loading it again" in line for line in log.splitlines())
+    assert 1 <= retries <= DEADLOCK_RETRIES, log[-3000:]
     table = rows(pg_url, pg_schema)
     assert {i: r["title"] for i, r in table.items()} == {"7001": "changed 1", "7002": "changed 2", "7003": "first 3"}
     assert sorted(r["pk"] for r in table.values()) == [1, 2, 3]

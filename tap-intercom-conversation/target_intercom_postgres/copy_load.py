@@ -74,6 +74,7 @@ BATCHES_IN_FLIGHT = 2
 # A batch that PostgreSQL chose as a deadlock's victim (two batches in flight updating the same rows in
 # another order) is rolled back whole and loaded again, at most this many times.
 DEADLOCK_RETRIES = 3
+DEADLOCK_PAUSE_SECONDS = 0.2  # before the first retry; twice that before the second, and so on
 
 
 class Column(t.NamedTuple):
@@ -573,6 +574,7 @@ class CopySink(SinkAdapter, PostgresSink):
                         self.schema_name,
                         self.table_name,
                     )
+                    time.sleep(DEADLOCK_PAUSE_SECONDS * (attempt + 1))  # the other one first takes what it waited for
         except BaseException:  # the run stops on it (_stop_loading closes the others)
             conn.close()
             raise
