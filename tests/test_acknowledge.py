@@ -207,14 +207,20 @@ def test_sigterm_between_messages_stops_a_quiet_loader_at_once(pg_url, pg_schema
     )
 
 
-def test_a_state_that_resumes_nothing_on_a_table_with_rows_is_one_warning(pg_url, pg_schema):
-    with IntercomSimulator(conversations=30, seed=43) as sim, tempfile.TemporaryDirectory() as folder:
+def loader_logs_of_two_runs(pg_url: str, schema: str, conversations: int, seed: int) -> list[str]:
+    """tap | loader twice from no state on one simulator (the second loads the same conversations again):
+    the loader's stderr of each run."""
+    with IntercomSimulator(conversations=conversations, seed=seed) as sim, tempfile.TemporaryDirectory() as folder:
         logs = []
         for _ in range(2):
-            done = tap_into_loader(Path(folder), tap_config(sim), target_config(pg_url, pg_schema))
+            done = tap_into_loader(Path(folder), tap_config(sim), target_config(pg_url, schema))
             assert done.returncode == 0, done.stderr[-2000:]
             logs.append(done.stderr)
+    return logs
 
+
+def test_a_state_that_resumes_nothing_on_a_table_with_rows_is_one_warning(pg_url, pg_schema):
+    logs = loader_logs_of_two_runs(pg_url, pg_schema, conversations=30, seed=43)
     warning = f"{pg_schema}.{STREAM} has rows, but the tap resumes from no bookmark"
     assert warning not in logs[0]
     assert [line for line in logs[1].splitlines() if warning in line and "| WARNING" in line] != []
@@ -223,13 +229,8 @@ def test_a_state_that_resumes_nothing_on_a_table_with_rows_is_one_warning(pg_url
 
 def test_the_load_summary_counts_rows_the_table_already_held_as_unchanged(pg_url, pg_schema):
     """Loading the same conversations again inserts and updates nothing: the summary's counts still add up."""
-    with IntercomSimulator(conversations=40, seed=46) as sim, tempfile.TemporaryDirectory() as folder:
-        summaries = []
-        for _ in range(2):
-            done = tap_into_loader(Path(folder), tap_config(sim), target_config(pg_url, pg_schema))
-            assert done.returncode == 0, done.stderr[-2000:]
-            summaries.append(next(line for line in done.stderr.splitlines() if "Load summary: " in line))
-
+    logs = loader_logs_of_two_runs(pg_url, pg_schema, conversations=40, seed=46)
+    summaries = [next(line for line in log.splitlines() if "Load summary: " in line) for log in logs]
     assert f"{STREAM} 40 rows (40 inserted, 0 updated)" in summaries[0] and "unchanged" not in summaries[0]
     assert f"{STREAM} 40 rows (0 inserted, 0 updated, 40 unchanged)" in summaries[1]
 

@@ -88,6 +88,65 @@ def rows(pg_url: str, schema: str, table: str = STREAM_NAME) -> dict[str, dict]:
     return {row[1]: dict(zip(names, row, strict=True)) for row in found}
 
 
+class FedLoader:
+    """The real loader reading a pipe the test writes to, message by message; its stdout collected as it comes."""
+
+    def __init__(self, tmp_path: Path, pg_url: str, schema: str, env: dict | None = None, **settings: object) -> None:
+        config = {"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema, **settings}
+        self.log = (tmp_path / "loader.err").open("w+")
+        self.process = start_loader(
+            tmp_path,
+            config,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.states: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.states.append(json.loads(line))
+
+    def send(self, *lines: dict) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
+        self.process.stdin.flush()
+
+    def records(self, *records: dict) -> None:
+        self.send(*({"type": "RECORD", "stream": STREAM_NAME, "record": record} for record in records))
+
+    def finish(self) -> str:
+        """The input's end; the loader's log once it has exited."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=120)
+        self._reader.join(timeout=10)
+        self.log.seek(0)
+        return self.log.read()
+
+
+def wait_until(condition: t.Callable[[], object], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds:.0f} s for {what}")
+        time.sleep(0.02)
+
+
+def waiting_for_a_lock(watcher: psycopg.Connection, schema: str) -> int:
+    """The loader's statements on the schema's conversations table that wait for a lock."""
+    found = watcher.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+        (f"%{schema}%{STREAM_NAME}%",),
+    ).fetchone()
+    return found[0] if found else 0
+
+
 def test_instants_stay_exact_through_the_repeated_hour_and_the_newest_payload_wins(pg_url, pg_schema, tmp_path):
     first = [conversation(n, ts(n)) for n in range(150)]  # 04:00-06:29Z: New York's 01:xx twice
     done = load_messages(
@@ -231,10 +290,7 @@ def test_a_loader_killed_in_the_middle_of_a_batch_leaves_nothing_half_written_an
             deadline, waiting = time.monotonic() + 120, 0
             while not waiting and time.monotonic() < deadline:
                 time.sleep(0.05)
-                waiting = watcher.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                    (f"%{pg_schema}%{STREAM_NAME}%",),
-                ).fetchone()[0]
+                waiting = waiting_for_a_lock(watcher, pg_schema)
             if not waiting:
                 loader.kill()
                 log = loader.communicate()[1][-2000:]
@@ -276,65 +332,6 @@ def test_batch_size_rows_still_sets_the_batches(pg_url, pg_schema, tmp_path, bat
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(r["pk"] for r in rows(pg_url, pg_schema).values()) == list(range(1, 16))
-
-
-class FedLoader:
-    """The real loader reading a pipe the test writes to, message by message; its stdout collected as it comes."""
-
-    def __init__(self, tmp_path: Path, pg_url: str, schema: str, env: dict | None = None, **settings: object) -> None:
-        config = {"sqlalchemy_url": sqlalchemy_url(pg_url), "default_target_schema": schema, **settings}
-        self.log = (tmp_path / "loader.err").open("w+")
-        self.process = start_loader(
-            tmp_path,
-            config,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.states: list[dict] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.states.append(json.loads(line))
-
-    def send(self, *lines: dict) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
-        self.process.stdin.flush()
-
-    def records(self, *records: dict) -> None:
-        self.send(*({"type": "RECORD", "stream": STREAM_NAME, "record": record} for record in records))
-
-    def finish(self) -> str:
-        """The input's end; the loader's log once it has exited."""
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=120)
-        self._reader.join(timeout=10)
-        self.log.seek(0)
-        return self.log.read()
-
-
-def wait_until(condition: t.Callable[[], object], what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {seconds:.0f} s for {what}")
-        time.sleep(0.02)
-
-
-def waiting_for_a_lock(watcher: psycopg.Connection, schema: str) -> int:
-    """The loader's statements on the schema's conversations table that wait for a lock."""
-    found = watcher.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-        (f"%{schema}%{STREAM_NAME}%",),
-    ).fetchone()
-    return found[0] if found else 0
 
 
 def test_two_batches_load_at_once_and_a_state_waits_for_the_older_one(pg_url, pg_schema, tmp_path):

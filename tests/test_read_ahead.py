@@ -65,14 +65,14 @@ def test_a_tap_writes_its_output_while_the_loader_is_still_starting(pg_url, pg_s
             first_line.append(time.monotonic())
             log.append(line)
 
-    logging = threading.Thread(target=read_log, daemon=True)
-    logging.start()
+    log_reader = threading.Thread(target=read_log, daemon=True)
+    log_reader.start()
     loader.stdin.write(data)
     loader.stdin.flush()
     written = time.monotonic()
     loader.stdin.close()
     loader.wait(timeout=120)
-    logging.join(timeout=10)
+    log_reader.join(timeout=10)
     assert loader.returncode == 0, b"".join(log)[-3000:].decode()
     assert first_line and written < first_line[0], "the loader logged before the tap's output was all written"
     assert len(table_rows(pg_url, pg_schema)) == 2000

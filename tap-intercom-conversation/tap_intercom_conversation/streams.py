@@ -212,8 +212,7 @@ class ConversationsStream(RawData, StreamAdapter, IntercomStream):
             if payload is not row:
                 self.counts["hydrated"] += 1
                 self._warn_if_truncated(payload)
-            if getattr(payload, "replaced", None):  # almost never: the call only then
-                self._warn_if_replaced(payload)
+            self._warn_if_replaced(payload)
             record = as_record(payload)
             self._emitting = payload  # for get_child_context: the record's data is the answer's bytes
             searched = int(row["updated_at"])

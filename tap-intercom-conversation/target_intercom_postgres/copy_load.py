@@ -550,7 +550,7 @@ class CopySink(SinkAdapter, PostgresSink):
         nothing of the sink's is left for Python's exit to close (with a ResourceWarning line after the error)."""
         for future, _ in tuple(self._in_flight):
             future.exception()  # waits; what it was is the failed batch's to say
-        self._close_connection()
+        self._close_connections()
 
     def wait_for_batch(self) -> None:
         """Until every batch in flight is committed; the first error, if one failed, is raised here."""
@@ -612,9 +612,9 @@ class CopySink(SinkAdapter, PostgresSink):
             self.wait_for_batch()
         self._worker.shutdown()
         super().clean_up()
-        self._close_connection()
+        self._close_connections()
 
-    def _close_connection(self) -> None:
+    def _close_connections(self) -> None:
         """Every connection the sink opened, closed."""
         opened, self._opened = self._opened, []
         for conn in opened:

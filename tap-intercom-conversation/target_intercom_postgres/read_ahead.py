@@ -27,7 +27,7 @@ from typing_extensions import override
 READ_AHEAD_BYTES = 32 << 20  # at most this much input waits in memory (the pipe holds 1 MB more)
 _CHUNK_BYTES = 1 << 20
 # Arguments with which the loader reads no input from stdin (or reads a file instead).
-_NO_STDIN = {"--input", "--about", "--help", "--version", "--discover", "--test"}
+_NO_STDIN = {"--input", "--about", "--help", "--version"}
 
 
 class ReadAhead(io.RawIOBase):
