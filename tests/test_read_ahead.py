@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -37,6 +38,33 @@ def test_the_input_reads_back_byte_for_byte_and_at_most_the_limit_waits_in_memor
     received = reader.read()
     writer.join(timeout=10)
     assert received == sent and reader.read() == b""
+    os.close(read_fd)
+
+
+def test_once_stopped_it_reads_no_further_and_the_writer_waits_on_the_full_pipe():
+    """A loader that fails stops reading its input: the tap, blocked on its pipe, logs nothing after the failure."""
+    read_fd, write_fd = os.pipe()
+    written = 0
+
+    def write() -> None:
+        nonlocal written
+        with contextlib.suppress(BrokenPipeError), os.fdopen(write_fd, "wb", buffering=0) as pipe:
+            while True:
+                pipe.write(b"x" * 65536)
+                written += 65536
+
+    reader = ReadAhead(read_fd)
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    while written < 4 << 20:  # reading ahead, far below its 32 MB
+        time.sleep(0.01)
+    reader.stop()
+    at_stop = written
+    before = -1
+    while written != before:  # until the writer is blocked
+        before = written
+        time.sleep(0.3)
+    assert written - at_stop <= 4 * 65536  # the read under way, the pipe's own 64 KB, a write
     os.close(read_fd)
 
 

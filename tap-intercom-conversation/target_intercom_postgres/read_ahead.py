@@ -40,6 +40,7 @@ class ReadAhead(io.RawIOBase):
         self._held = 0  # bytes in _chunks
         self._current = memoryview(b"")
         self._ended = False
+        self._stopped = False  # the loader reads no more: the pump neither (the tap then waits on the full pipe)
         self._error: OSError | None = None
         self._changed = threading.Condition()
         self._pump = threading.Thread(target=self._read_all, name="read-ahead", daemon=True)
@@ -51,8 +52,10 @@ class ReadAhead(io.RawIOBase):
         try:
             while True:
                 with self._changed:
-                    while self._held >= self._limit:
+                    while self._held >= self._limit and not self._stopped:
                         self._changed.wait()
+                    if self._stopped:
+                        return
                 chunk = os.read(self._fd, _CHUNK_BYTES)
                 with self._changed:
                     if chunk:
@@ -71,6 +74,12 @@ class ReadAhead(io.RawIOBase):
     @override
     def readable(self) -> bool:
         return True
+
+    def stop(self) -> None:
+        """No more reading ahead (at most the read under way ends): the loader is done with its input."""
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
 
     @override
     def readinto(self, buffer: t.Any) -> int:
@@ -94,24 +103,30 @@ class ReadAhead(io.RawIOBase):
         return size
 
 
-def read_stdin_ahead() -> None:
-    """sys.stdin read ahead, when it is a pipe the loader is going to read (see _NO_STDIN)."""
+def read_stdin_ahead() -> ReadAhead | None:
+    """sys.stdin read ahead, when it is a pipe the loader is going to read (see _NO_STDIN): the reader, or None."""
     if _NO_STDIN.intersection(sys.argv[1:]):
-        return
+        return None
     try:
         fd = sys.stdin.fileno()
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-            return
+            return None
     except (AttributeError, OSError, ValueError):  # no stdin, or not a file descriptor
-        return
-    buffered = io.BufferedReader(ReadAhead(fd), buffer_size=_CHUNK_BYTES)
+        return None
+    reader = ReadAhead(fd)
+    buffered = io.BufferedReader(reader, buffer_size=_CHUNK_BYTES)
     sys.stdin = io.TextIOWrapper(buffered, encoding=sys.stdin.encoding, errors=sys.stdin.errors)
+    return reader
 
 
 def main() -> None:
     """target-intercom-postgres: its input read ahead, then the loader (target.py) imported and run."""
-    read_stdin_ahead()
+    reader = read_stdin_ahead()
     # imported only now: the input is read meanwhile
     from target_intercom_postgres.target import main as run_loader
 
-    run_loader()
+    try:
+        run_loader()
+    finally:  # however the loader ends (a failure above all): the tap is not kept running while Python exits
+        if reader is not None:
+            reader.stop()
