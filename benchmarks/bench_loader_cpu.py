@@ -414,10 +414,10 @@ def timed_load(upsert: Upsert, conn: psycopg.Connection, records: list[dict], ph
         phases[name] = phases.get(name, 0.0) + now - since_
         return now
 
-    rows = newest_per_key(records, "intercom_id", "updated_at")
+    rows = newest_per_key(records, upsert.key, "updated_at")
     mark = time.perf_counter()
     with conn.transaction():
-        conn.execute(upsert.create)
+        upsert.stage(conn)
         mark = lap("create", mark)
         blocks = list(loader_copy_rows(rows, upsert.columns))
         mark = lap("COPY data built (Python)", mark)

@@ -356,13 +356,17 @@ class Upsert:
             newest=newest_conflict,
         )
 
+    def stage(self, conn: psycopg.Connection) -> None:
+        """Inside the batch's transaction, before its COPY: the temporary table, and the planner set to probe."""
+        conn.execute(self.create)
+        conn.execute(PROBE_BY_INDEX)
+
     def load(self, conn: psycopg.Connection, records: list[dict]) -> tuple[int, int]:
         """COPY the records into the temporary table and upsert them, in one transaction: (inserted, updated)."""
         newest_by = "updated_at" if any(c.name == "updated_at" for c in self.columns) else None
         rows = newest_per_key(records, self.key, newest_by)
         with conn.transaction():
-            conn.execute(self.create)
-            conn.execute(PROBE_BY_INDEX)
+            self.stage(conn)
             with conn.cursor() as cursor, cursor.copy(self.copy) as copy:
                 for block in copy_rows(rows, self.columns):
                     copy.write(block)
