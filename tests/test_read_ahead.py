@@ -9,10 +9,20 @@ import os
 import subprocess
 import threading
 import time
+import typing as t
 
 from intercom_conversation_shared.schema_files import STREAM_NAME, stream_schema
 from target_intercom_postgres.read_ahead import ReadAhead
 from tests.helpers import conversation_record, start_loader, table_rows, target_config, ts
+
+
+def written_once_blocked(written: t.Callable[[], int]) -> int:
+    """What a writer thread has written once it stops making progress (blocked on the full pipe)."""
+    before, now = -1, written()
+    while now != before:
+        time.sleep(0.3)
+        before, now = now, written()
+    return now
 
 
 def test_the_input_reads_back_byte_for_byte_and_at_most_the_limit_waits_in_memory():
@@ -30,11 +40,8 @@ def test_the_input_reads_back_byte_for_byte_and_at_most_the_limit_waits_in_memor
     writer = threading.Thread(target=write, daemon=True)
     reader = io.BufferedReader(ReadAhead(read_fd, limit=limit))
     writer.start()
-    before = -1
-    while written != before:  # until the writer is blocked: the read-ahead holds its limit
-        before = written
-        time.sleep(0.3)
-    assert limit <= written <= limit + 4 * 65536  # the limit, the last read, the pipe's own 64 KB, a write
+    blocked_at = written_once_blocked(lambda: written)  # the read-ahead holds its limit
+    assert limit <= blocked_at <= limit + 4 * 65536  # the limit, the last read, the pipe's own 64 KB, a write
     received = reader.read()
     writer.join(timeout=10)
     assert received == sent and reader.read() == b""
@@ -42,7 +49,8 @@ def test_the_input_reads_back_byte_for_byte_and_at_most_the_limit_waits_in_memor
 
 
 def test_once_stopped_it_reads_no_further_and_the_writer_waits_on_the_full_pipe():
-    """A loader that fails stops reading its input: the tap, blocked on its pipe, logs nothing after the failure."""
+    """A loader that fails stops reading its input: the tap blocks on its full pipe instead of running on while the
+    loader's Python exits (Meltano then stops it)."""
     read_fd, write_fd = os.pipe()
     written = 0
 
@@ -60,11 +68,7 @@ def test_once_stopped_it_reads_no_further_and_the_writer_waits_on_the_full_pipe(
         time.sleep(0.01)
     reader.stop()
     at_stop = written
-    before = -1
-    while written != before:  # until the writer is blocked
-        before = written
-        time.sleep(0.3)
-    assert written - at_stop <= 4 * 65536  # the read under way, the pipe's own 64 KB, a write
+    assert written_once_blocked(lambda: written) - at_stop <= 4 * 65536  # the read under way, the pipe's 64 KB, a write
     os.close(read_fd)
 
 
