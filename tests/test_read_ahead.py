@@ -7,12 +7,15 @@ import io
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import typing as t
 
+import pytest
+
 from intercom_conversation_shared.schema_files import STREAM_NAME, stream_schema
-from target_intercom_postgres.read_ahead import ReadAhead
+from target_intercom_postgres.read_ahead import ReadAhead, read_stdin_ahead
 from tests.helpers import conversation_record, start_loader, table_rows, target_config, ts
 
 
@@ -70,6 +73,22 @@ def test_once_stopped_it_reads_no_further_and_the_writer_waits_on_the_full_pipe(
     at_stop = written
     assert written_once_blocked(lambda: written) - at_stop <= 4 * 65536  # the read under way, the pipe's 64 KB, a write
     os.close(read_fd)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reads_ahead"),
+    [([], True), (["--config", "c.json"], True), (["--input", "m.jsonl"], False), (["--input=m.jsonl"], False)],
+)
+def test_stdin_is_read_ahead_only_when_the_loader_reads_it(monkeypatch, arguments, reads_ahead):
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "r") as pipe, os.fdopen(write_fd, "w"):
+        monkeypatch.setattr(sys, "argv", ["target-intercom-postgres", *arguments])
+        monkeypatch.setattr(sys, "stdin", pipe)
+        reader = read_stdin_ahead()
+        assert (reader is not None) is reads_ahead
+        if reader is not None:
+            reader.stop()
+            sys.stdin.detach()  # the pipe stays the `with`'s to close
 
 
 def test_a_tap_writes_its_output_while_the_loader_is_still_starting(pg_url, pg_schema, tmp_path):

@@ -105,7 +105,7 @@ class ReadAhead(io.RawIOBase):
 
 def read_stdin_ahead() -> ReadAhead | None:
     """sys.stdin read ahead, when it is a pipe the loader is going to read (see _NO_STDIN): the reader, or None."""
-    if _NO_STDIN.intersection(sys.argv[1:]):
+    if _NO_STDIN.intersection(arg.partition("=")[0] for arg in sys.argv[1:]):  # `--input=FILE` too
         return None
     try:
         fd = sys.stdin.fileno()
